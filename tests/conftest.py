@@ -1,0 +1,16 @@
+"""Fixtures shared by the whole suite. Each fixture module starts real servers on free
+loopback ports and stops them afterwards; none depends on services already running."""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DRFLEET_HOME", str(ROOT / ".drfleet" / "test-home"))
+
+pytest_plugins = [
+    "tests.fixtures.redis_server",
+]
