@@ -1,0 +1,1 @@
+"""The ``drfleet`` command line."""

@@ -1,0 +1,37 @@
+"""Helpers shared by the CLI commands: loading the plan, printing errors the same way."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import click
+
+from fleet.errors import DrfleetError
+
+plan_option = click.option(
+    "--plan", "plan_path", envvar="DRFLEET_PLAN", type=click.Path(dir_okay=False),
+    help="DR plan file (default: $DRFLEET_PLAN, else the embedded demo plan).")
+
+
+def use_plan(plan_path: str | None):
+    """Load the plan for a command (and export it for the Celery app)."""
+    if plan_path:
+        os.environ["DRFLEET_PLAN"] = os.path.abspath(plan_path)
+    from workers.plan_context import current_plan
+    return current_plan()
+
+
+def reports_errors(fn):
+    """Turn drfleet's own errors into a readable message and exit status 1 (2 for
+    invalid input), never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DrfleetError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            from plan.loader import PlanInvalid
+            sys.exit(2 if isinstance(exc, PlanInvalid) else 1)
+    return wrapper

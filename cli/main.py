@@ -1,0 +1,30 @@
+"""drfleet: a backup and disaster-recovery fleet on Celery and Redis.
+
+Run ``drfleet COMMAND --help`` for each command.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli.fleet_cmds import ping, status, up
+from cli.plan_cmds import plan_group, schedule
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option("0.1.0", prog_name="drfleet")
+def main():
+    """drfleet executes a DR plan: backups, copies, verification and restore drills on a
+    Celery fleet pinned to regions. Start with `drfleet plan check PLAN`, then
+    `drfleet schedule --plan PLAN`, then `drfleet up --plan PLAN`."""
+
+
+main.add_command(plan_group)
+main.add_command(schedule)
+main.add_command(up)
+main.add_command(status)
+main.add_command(ping)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""``drfleet plan check|schema`` and ``drfleet schedule``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cli.common import plan_option, reports_errors, use_plan
+
+
+@click.group("plan")
+def plan_group():
+    """Check a DR plan and print its schema."""
+
+
+@plan_group.command("check")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+def plan_check(plan_file):
+    """Validate PLAN_FILE and report every problem at once, with its place in the file.
+
+    Exit status 0 when the plan is valid, 2 when it is not.
+    """
+    from plan.loader import PlanInvalid, load_plan
+    from fleet.errors import DrfleetError
+
+    try:
+        plan = load_plan(plan_file)
+    except PlanInvalid as exc:
+        click.secho(f"{plan_file}: {len(exc.issues)} problem(s)", fg="red", err=True)
+        for issue in exc.issues:
+            click.echo(f"  {issue}", err=True)
+        click.echo("fix each field above and run `drfleet plan check` again", err=True)
+        sys.exit(2)
+    except DrfleetError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    policies = sum(len(d.policies) for d in plan.datasets.values())
+    click.echo(f"{plan_file}: ok — plan {plan.name!r}: {len(plan.regions)} regions, "
+               f"{len(plan.storage)} storage locations, {len(plan.keys)} key categories, "
+               f"{len(plan.datasets)} datasets, {policies} policies, {len(plan.drills)} drills")
+
+
+@plan_group.command("schema")
+def plan_schema():
+    """Print the JSON Schema of a plan document."""
+    from plan.loader import plan_json_schema
+    click.echo(json.dumps(plan_json_schema(), indent=2))
+
+
+@click.command("schedule")
+@plan_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--missed", is_flag=True, help="List slots recorded as missed instead.")
+@reports_errors
+def schedule(plan_path, as_json, missed):
+    """Show what the plan schedules: one entry per (dataset, policy, region that runs it),
+    plus drills and checks."""
+    plan = use_plan(plan_path)
+    if missed:
+        from state.missed import missed_slots
+        rows = list(missed_slots())
+        for row in rows:
+            click.echo(json.dumps(row) if as_json else f"{row['slot']}  {row['entry']}  ({row['reason']})")
+        if not rows and not as_json:
+            click.echo("no missed slots recorded")
+        return
+    from beat_schedule.entries import schedule_entries
+    from plan.durations import format_duration
+
+    entries = schedule_entries(plan)
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry.to_json(), sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"schedule of plan {plan.name!r}")
+    for col in ("entry", "region", "queue", "trigger", "keep", "copies"):
+        table.add_column(col)
+    for e in entries:
+        when = e.trigger.cron or (f"every {e.trigger.interval_seconds}s" if e.trigger.interval_seconds else
+                                  e.trigger.kind + (f" ({e.trigger.event})" if e.trigger.event else ""))
+        keep = ("forever" if e.kind == "backup" and e.keep_seconds is None and e.keep_versions is None else
+                f"{e.keep_versions} versions" if e.keep_versions else format_duration(e.keep_seconds) if e.keep_seconds else "")
+        table.add_row(e.name, e.region, e.queue, when, keep, ", ".join(e.copies))
+    Console(width=160).print(table)

@@ -1,0 +1,154 @@
+"""Rules that cross-reference sections of a plan: references to regions, key categories,
+hosts and offsite locations must exist, and data sovereignty holds.
+
+They run on the raw mapping (what YAML produced) so that they report alongside structural
+errors: an operator sees every problem in one ``drfleet plan check``. Items whose shape is
+wrong are skipped here; the structural validation reports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from plan.copies import CopyTarget, parse_copy_target
+
+Issue = tuple[tuple, str]  # (path in the document, message)
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _regions(doc: dict) -> tuple[set[str], str | None]:
+    names, primary = set(), None
+    for region in doc.get("regions") or []:
+        if isinstance(region, dict) and isinstance(region.get("name"), str):
+            names.add(region["name"])
+            if region.get("primary"):
+                primary = region["name"]
+    return names, primary
+
+
+def location_region(location: dict) -> str | None:
+    """The region whose law a location is under: its region, or an offsite jurisdiction."""
+    return location.get("region") or location.get("jurisdiction")
+
+
+def resolve_copy_target(doc: dict, home: str, target: CopyTarget) -> list[str]:
+    """Names of the storage locations a copy target means for a dataset homed in ``home``.
+
+    Works on the raw plan mapping or ``Plan.model_dump()``. Raises ValueError when an
+    ``offsite:NAME`` location does not exist or is not offsite.
+    """
+    storage = _mapping(doc.get("storage"))
+    _, primary = _regions(doc)
+
+    def onsite(region: str | None) -> list[str]:
+        return [n for n, loc in storage.items() if isinstance(loc, dict)
+                and not loc.get("offsite") and (region is None or loc.get("region") == region)]
+
+    offsite = {n: loc for n, loc in storage.items() if isinstance(loc, dict) and loc.get("offsite")}
+    if target.kind in ("home-region", "region-only"):
+        return onsite(home)
+    if target.kind == "primary-region":
+        return onsite(primary)
+    if target.kind == "all-regions":
+        return onsite(None)
+    if target.location:
+        if target.location not in offsite:
+            raise ValueError(f"offsite location {target.location!r} is not declared as "
+                             f"'offsite: true' under storage (offsite locations: {', '.join(sorted(offsite)) or 'none'})")
+        return [target.location]
+    if target.kind == "offsite-all":
+        return sorted(offsite)
+    return sorted(n for n, loc in offsite.items() if loc.get("default", True))
+
+
+def check_references(doc: dict) -> Iterator[Issue]:
+    """Yield (path, message) for every dangling reference and sovereignty violation."""
+    regions, primary = _regions(doc)
+    keys = set(_mapping(doc.get("keys")))
+    hosts = set(_mapping(doc.get("hosts")))
+    storage = _mapping(doc.get("storage"))
+
+    for name, loc in storage.items():
+        loc = _mapping(loc)
+        for field in ("region", "jurisdiction"):
+            if isinstance(loc.get(field), str) and regions and loc[field] not in regions:
+                yield ("storage", name, field), f"unknown region {loc[field]!r} (regions: {', '.join(sorted(regions))})"
+        if isinstance(loc.get("key"), str) and loc["key"] not in keys:
+            yield ("storage", name, "key"), f"unknown key category {loc['key']!r} (keys: {', '.join(sorted(keys))})"
+    if regions and not any(isinstance(l, dict) and not l.get("offsite") for l in storage.values()):
+        yield ("storage",), "no storage location in any region: declare at least one with 'region:'"
+    for region in sorted(regions):
+        if storage and not any(isinstance(l, dict) and l.get("region") == region and not l.get("offsite")
+                               for l in storage.values()):
+            yield ("regions",), f"region {region!r} has no storage location; add one under storage with region: {region}"
+
+    for name, host in _mapping(doc.get("hosts")).items():
+        host = _mapping(host)
+        if isinstance(host.get("region"), str) and regions and host["region"] not in regions:
+            yield ("hosts", name, "region"), f"unknown region {host['region']!r}"
+
+    for name, ds in _mapping(doc.get("datasets")).items():
+        ds = _mapping(ds)
+        home = ds.get("region")
+        if isinstance(home, str) and regions and home not in regions:
+            yield ("datasets", name, "region"), f"unknown region {home!r} (regions: {', '.join(sorted(regions))})"
+        if isinstance(ds.get("key"), str) and ds["key"] not in keys:
+            yield ("datasets", name, "key"), (f"unknown key category {ds['key']!r} "
+                                              f"(keys: {', '.join(sorted(keys)) or 'none declared'})")
+        objectives = _mapping(doc.get("objectives"))
+        if ds.get("rpo") is None and ds.get("data_class") not in _mapping(objectives.get("rpo")):
+            yield ("datasets", name), ("no RPO target: give 'rpo:' or a 'data_class' listed under objectives.rpo "
+                                       f"(classes: {', '.join(sorted(_mapping(objectives.get('rpo')))) or 'none'})")
+        scenario = ds.get("scenario") or ("single-service" if ds.get("kind") == "files" else "database")
+        if ds.get("rto") is None and scenario not in _mapping(objectives.get("rto")):
+            yield ("datasets", name), (f"no RTO target: give 'rto:' or list scenario {scenario!r} under objectives.rto")
+        source = _mapping(ds.get("source"))
+        if isinstance(source.get("host"), str) and source["host"] not in hosts:
+            yield ("datasets", name, "source", "host"), f"unknown host {source['host']!r} (hosts: {', '.join(sorted(hosts)) or 'none'})"
+        yield from _check_policies(doc, name, ds, home if home in regions else None, primary)
+
+    for i, drill in enumerate(doc.get("drills") or []):
+        drill = _mapping(drill)
+        if isinstance(drill.get("region"), str) and drill["region"] not in regions:
+            yield ("drills", i, "region"), f"unknown region {drill['region']!r}"
+
+
+def _check_policies(doc: dict, name: str, ds: dict, home: str | None, primary: str | None) -> Iterator[Issue]:
+    policies = ds.get("policies") if isinstance(ds.get("policies"), list) else []
+    targets: list[tuple[tuple, CopyTarget]] = []
+    seen: set[str] = set()
+    for i, policy in enumerate(policies):
+        policy = _mapping(policy)
+        pname = policy.get("name")
+        if isinstance(pname, str):
+            if pname in seen:
+                yield ("datasets", name, "policies", i, "name"), f"policy name {pname!r} is used twice in this dataset"
+            seen.add(pname)
+        for j, raw in enumerate(policy.get("copies") or [] if isinstance(policy.get("copies"), list) else []):
+            try:
+                targets.append((("datasets", name, "policies", i, "copies", j), parse_copy_target(raw)))
+            except ValueError:
+                continue  # structural validation reports it
+    sovereign = bool(ds.get("region_only")) or any(t.kind == "region-only" for _, t in targets)
+    if home is None:
+        return
+    for path, target in targets:
+        try:
+            locations = resolve_copy_target(doc, home, target)
+        except ValueError as exc:
+            yield path, str(exc)
+            continue
+        if not locations:
+            yield path, f"copy target {target.label!r} resolves to no storage location for region {home!r}"
+        if not sovereign:
+            continue
+        storage = _mapping(doc.get("storage"))
+        outside = sorted(loc for loc in locations
+                         if location_region(_mapping(storage.get(loc))) != home)
+        if outside:
+            yield path, (f"data sovereignty: dataset {name!r} is region-only ({home}) but copy target "
+                         f"{target.label!r} sends copies outside it (to {', '.join(outside)}); "
+                         f"use 'home-region', or an offsite location with 'jurisdiction: {home}'")

@@ -1,0 +1,40 @@
+"""The append-only audit log: who or what started an operation, when, what it touched
+and how it ended. A Redis stream (``drfleet:audit``): entries are only ever appended."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+import redis
+
+from state.store import key, state_client
+
+AUDIT_STREAM = key("audit")
+
+
+def record(action: str, *, actor: str, outcome: str, client: redis.Redis | None = None,
+           **details: Any) -> str:
+    """Append one audit record; returns its id. ``details`` must hold names and ids only."""
+    client = client or state_client()
+    fields = {"action": action, "actor": actor, "outcome": outcome, "at": f"{time.time():.3f}",
+              "details": json.dumps(details, sort_keys=True, default=str)}
+    return client.xadd(AUDIT_STREAM, fields).decode()
+
+
+def entries(*, action: str | None = None, since: float | None = None, limit: int = 1000,
+            client: redis.Redis | None = None, **match: str) -> Iterator[dict]:
+    """Audit records, oldest first, filtered by action, start time and detail values."""
+    client = client or state_client()
+    start = f"{int(since * 1000)}-0" if since else "-"
+    for entry_id, fields in client.xrange(AUDIT_STREAM, min=start, max="+", count=limit):
+        rec = {k.decode(): v.decode() for k, v in fields.items()}
+        rec["id"] = entry_id.decode()
+        rec["details"] = json.loads(rec["details"])
+        rec["at"] = float(rec["at"])
+        if action and rec["action"] != action:
+            continue
+        if any(str(rec["details"].get(k)) != v for k, v in match.items()):
+            continue
+        yield rec

@@ -1,0 +1,35 @@
+"""The Redis connection for fleet state (one client per process and URL)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+PREFIX = "drfleet:"
+_clients: dict[str, redis.Redis] = {}
+_lock = threading.Lock()
+
+
+def state_url() -> str:
+    """Where fleet state lives: DRFLEET_STATE_URL, else DRFLEET_BROKER_URL, else local Redis."""
+    return (os.environ.get("DRFLEET_STATE_URL") or os.environ.get("DRFLEET_BROKER_URL")
+            or "redis://127.0.0.1:6379/0")
+
+
+def state_client(url: str | None = None) -> redis.Redis:
+    """A shared client for ``url`` (default ``state_url()``); safe across threads and,
+    because it is created lazily per process, across prefork children."""
+    url = url or state_url()
+    key = f"{os.getpid()}:{url}"
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+            _clients[key] = client
+        return client
+
+
+def key(*parts: str) -> str:
+    return PREFIX + ":".join(parts)

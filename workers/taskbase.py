@@ -1,0 +1,113 @@
+"""Everything every drfleet task does besides its own work, in one place.
+
+``FleetTask.__call__`` wraps each execution:
+
+1. Region check: a message for region X run by a worker of region Y is rejected (not run,
+   not requeued) and the rejection logged with the task id.
+2. Idempotency: tasks that declare ``idempotent_on`` claim their job (for backups:
+   dataset, policy and scheduled slot). A second message for the same job is skipped; a
+   redelivery of the same message proceeds.
+3. Metrics: outcome counters and a duration histogram.
+4. Audit: tasks marked ``audited`` append a record of who started them and how they ended.
+
+Task bodies contain only their own work. Messages carry names and ids; secrets are
+resolved on the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Reject, Retry
+
+from state import audit, idempotency
+from workers import metrics
+
+logger = logging.getLogger("drfleet.tasks")
+
+
+def worker_region() -> str | None:
+    """The region this worker process serves (set by ``--region`` or DRFLEET_REGION)."""
+    return os.environ.get("DRFLEET_REGION")
+
+
+class FleetTask(Task):
+    """Base class of drfleet tasks. Subclass attributes:
+
+    ``lane``: "data" for long work, "control" for short work (chooses queue and limits).
+    ``idempotent_on``: kwarg names that identify the logical job.
+    ``audited``: append start/end records to the audit log.
+    ``label``: the readable name shown in Flower (``backup auth-db hourly``).
+    """
+
+    abstract = True
+    lane = "control"
+    idempotent_on: tuple[str, ...] = ()
+    audited = False
+    label: str | None = None
+
+    def shadow_name(self, args, kwargs, options):
+        """The name Flower and logs show: the label followed by the message's names."""
+        kwargs = kwargs or {}
+        parts = [self.label or self.name.rsplit(".", 1)[-1]]
+        parts += [str(kwargs[k]) for k in ("dataset", "policy", "backup_id", "runbook", "step")
+                  if kwargs.get(k)]
+        return " ".join(parts)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        task_id = request.id or "local"
+        region = kwargs.get("region")
+        served = worker_region()
+        if request.id and served and region != served:
+            logger.error("rejected task %s id=%s: message is for region %r but this worker serves %r",
+                         self.name, task_id, region, served)
+            metrics.task_rejected.labels(self.name, served).inc()
+            raise Reject(f"task {task_id} is for region {region!r}, worker serves {served!r}",
+                         requeue=False)
+
+        job = None
+        if request.id and self.idempotent_on and all(kwargs.get(k) is not None for k in self.idempotent_on):
+            job = idempotency.job_key(self.name, tuple(str(kwargs[k]) for k in self.idempotent_on))
+            claim = idempotency.claim(job, task_id)
+            if not claim.granted:
+                metrics.task_duplicates.labels(self.name).inc()
+                logger.warning("skipped task %s id=%s: job %s already taken by %s (%s)",
+                               self.name, task_id, job, claim.holder_task_id, claim.holder_state)
+                return {"status": "duplicate", "job": job, "holder": claim.holder_task_id}
+            if claim.holder_state == "succeeded":
+                return {"status": "already-succeeded", "job": job}
+
+        started = time.monotonic()
+        actor = (request.headers or {}).get("drfleet_actor") if request.headers else None
+        if self.audited:
+            audit.record(self.name, actor=actor or ("beat" if (request.headers or {}).get("celery_beat_task") else "api"),
+                         outcome="started", task_id=task_id, **_names(kwargs))
+        try:
+            result = super().__call__(*args, **kwargs)
+        except Retry:
+            raise
+        except BaseException as exc:
+            self._finish(job, task_id, region, started, "failed", kwargs, actor, error=type(exc).__name__)
+            raise
+        self._finish(job, task_id, region, started, "succeeded", kwargs, actor)
+        return result
+
+    def _finish(self, job, task_id, region, started, outcome, kwargs, actor, error=None) -> None:
+        if job:
+            idempotency.finish(job, task_id, outcome)
+        metrics.task_runs.labels(self.name, region or "-", outcome).inc()
+        metrics.task_duration.labels(self.name).observe(time.monotonic() - started)
+        if self.audited:
+            audit.record(self.name, actor=actor or "-", outcome=outcome, task_id=task_id,
+                         error=error, seconds=round(time.monotonic() - started, 3), **_names(kwargs))
+
+
+def _names(kwargs: dict) -> dict:
+    """The identifying kwargs worth auditing (names and ids only)."""
+    return {k: v for k, v in kwargs.items() if k in
+            ("dataset", "policy", "region", "slot", "backup_id", "location", "runbook", "step", "kind", "target")}
