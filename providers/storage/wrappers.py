@@ -1,0 +1,171 @@
+"""Wrappers that add one behaviour to any ``Store`` and keep its interface.
+
+Stack them in one place (``providers.storage.open_store``), e.g.
+``ReadOnlyStore(RetryingStore(S3Store(...)))`` for a restore.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import BinaryIO, Callable, Iterator, TypeVar
+
+from providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_prefix
+from providers.storage.errors import ObjectExists, StoreReadOnly, StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreWrapper(Store):
+    """Passes every call to ``inner``; subclasses override what they change."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def writer(self, key: str, *, storage_class: str | None = None) -> ObjectWriter:
+        return self.inner.writer(key, storage_class=storage_class)
+
+    def put_bytes(self, key: str, data: bytes | bytearray | memoryview, *,
+                  storage_class: str | None = None, if_absent: bool = False) -> ObjectInfo:
+        return self.inner.put_bytes(key, data, storage_class=storage_class, if_absent=if_absent)
+
+    def open(self, key: str) -> BinaryIO:
+        return self.inner.open(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.inner.get_bytes(key)
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self.inner.stat(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+
+class RetryingStore(StoreWrapper):
+    """Retries calls that fail with ``StoreUnavailable``, up to ``attempts`` tries in all,
+    sleeping ``min(max_delay, base_delay * 2**n)`` scaled by a random factor in [0.5, 1]
+    between tries; then re-raises the last ``StoreUnavailable``. Other errors are raised at
+    once.
+
+    Retried: ``put_bytes``, ``open`` (opening only: a read that fails later is the
+    caller's to redo), ``get_bytes``, ``stat``, ``exists``, ``list`` (resumed after the
+    last key already yielded, so no key is yielded twice) and ``delete``.
+    Not retried: ``writer``. A streaming write cannot be replayed without keeping the whole
+    stream, so a failed writer is aborted and the caller restarts the object.
+
+    ``put_bytes(if_absent=True)``: if a try fails ambiguously (the object may have been
+    written before the connection dropped) and a later try gets ``ObjectExists``, the
+    stored object is compared with ``data``; if equal, the earlier try succeeded and the
+    call returns normally, otherwise ``ObjectExists`` is raised.
+    """
+
+    def __init__(self, inner: Store, attempts: int = 5, base_delay: float = 0.2,
+                 max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(inner)
+        self.attempts = max(1, attempts)
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.sleep = sleep
+
+    def _retry(self, operation: str, key: str | None, call: Callable[[], T]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return call()
+            except StoreUnavailable as exc:
+                if attempt == self.attempts:
+                    exc.add_note(f"gave up after {attempt} attempts")
+                    raise
+                delay = self._delay(attempt)
+                log.warning("store %s unavailable for %s %s (attempt %d of %d), retrying in "
+                            "%.2fs: %s", self.name, operation, key or "", attempt,
+                            self.attempts, delay, exc.reason)
+                self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1)
+
+    def put_bytes(self, key: str, data: bytes | bytearray | memoryview, *,
+                  storage_class: str | None = None, if_absent: bool = False) -> ObjectInfo:
+        failed_before = False
+
+        def put() -> ObjectInfo:
+            nonlocal failed_before
+            try:
+                return self.inner.put_bytes(key, data, storage_class=storage_class,
+                                            if_absent=if_absent)
+            except StoreUnavailable:
+                failed_before = True
+                raise
+            except ObjectExists:
+                if failed_before and self.inner.get_bytes(key) == bytes(data):
+                    return ObjectInfo(key, len(data))
+                raise
+
+        return self._retry("put_bytes", key, put)
+
+    def open(self, key: str) -> BinaryIO:
+        return self._retry("open", key, lambda: self.inner.open(key))
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._retry("get_bytes", key, lambda: self.inner.get_bytes(key))
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._retry("stat", key, lambda: self.inner.stat(key))
+
+    def exists(self, key: str) -> bool:
+        return self._retry("exists", key, lambda: self.inner.exists(key))
+
+    def delete(self, key: str) -> None:
+        self._retry("delete", key, lambda: self.inner.delete(key))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix, store=self.name)
+        return self._list(prefix)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        last_key: str | None = None
+        for attempt in range(1, self.attempts + 1):
+            try:
+                for info in self.inner.list(prefix):
+                    if last_key is None or info.key > last_key:  # keys come sorted
+                        last_key = info.key
+                        yield info
+                return
+            except StoreUnavailable as exc:
+                if attempt == self.attempts:
+                    exc.add_note(f"gave up after {attempt} attempts")
+                    raise
+                delay = self._delay(attempt)
+                log.warning("store %s unavailable while listing %r (attempt %d of %d), "
+                            "resuming after %r in %.2fs: %s", self.name, prefix, attempt,
+                            self.attempts, last_key, delay, exc.reason)
+                self.sleep(delay)
+
+
+class ReadOnlyStore(StoreWrapper):
+    """Passes reads through and refuses writes with ``StoreReadOnly`` (for restores, so a
+    bug cannot overwrite or delete the backups being restored)."""
+
+    def writer(self, key: str, *, storage_class: str | None = None) -> ObjectWriter:
+        raise StoreReadOnly(self.name, key, "writer")
+
+    def put_bytes(self, key: str, data: bytes | bytearray | memoryview, *,
+                  storage_class: str | None = None, if_absent: bool = False) -> ObjectInfo:
+        raise StoreReadOnly(self.name, key, "put_bytes")
+
+    def delete(self, key: str) -> None:
+        raise StoreReadOnly(self.name, key, "delete")
