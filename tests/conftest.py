@@ -13,4 +13,5 @@ os.environ.setdefault("DRFLEET_HOME", str(ROOT / ".drfleet" / "test-home"))
 
 pytest_plugins = [
     "tests.fixtures.redis_server",
+    "tests.fixtures.s3_server",
 ]
