@@ -24,7 +24,7 @@ TRIGGER_KINDS = ("cron", "interval", "continuous", "on-change", "on-event")
 _WEEKDAYS = {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4,
              "friday": 5, "saturday": 6, "sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4,
              "fri": 5, "sat": 6}
-_AT = r"(?:\s+at\s+(?P<hh>\d{1,2})(?::(?P<mm>\d{2}))?\s*(?P<ampm>am|pm)?)?"
+_AT = r"(?:\s+(?:at\s+)?(?P<hh>\d{1,2})(?::(?P<mm>\d{2}))?\s*(?P<ampm>am|pm)?)?"
 _ON = r"(?:\s+on\s+(?P<dow>[a-z]+))?"
 _WORD_CRONS = {
     "hourly": "0 * * * *",
@@ -136,7 +136,7 @@ def parse_trigger(text: str) -> Trigger:
             raise ValueError(f"trigger {raw!r}: hours must divide 24 (1, 2, 3, 4, 6, 8, 12)")
         return Trigger("cron", raw, cron="0 * * * *" if n == 1 else f"0 */{n} * * *")
     m = re.fullmatch(r"(?P<word>hourly|daily|nightly|weekly|monthly|quarterly|bi-annually|biannually"
-                     r"|semi-annually|twice a year|yearly|annually)" + _ON + r"(?:\s+(?P<dow2>[a-z]+))?" + _AT, low)
+                     r"|semi-annually|twice a year|yearly|annually)" + _ON + r"(?:\s+(?P<dow2>(?!at\b)[a-z]+))?" + _AT, low)
     if m:
         word = m.group("word")
         fields = _WORD_CRONS[word].split()
@@ -151,7 +151,7 @@ def parse_trigger(text: str) -> Trigger:
             hour, minute = _at(m)
             fields[0], fields[1] = str(minute), str(hour)
         return Trigger("cron", raw, cron=" ".join(fields))
-    if re.fullmatch(r"[\d*/,\-a-z]+( [\d*/,\-a-z]+){4}", low):
+    if re.fullmatch(r"[\d*/,\-a-z]+( [\d*/,\-a-z]+)*", low) and re.search(r"[\d*]", low):
         try:
             cron = Cron.parse(raw)
         except CronError as exc:

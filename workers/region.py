@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 from celery import signals
@@ -31,11 +32,15 @@ def pin_worker_to_region(sender=None, instance=None, conf=None, options=None, **
     region so prefork children (and the task base) see it."""
     options = options or {}
     region = options.get("region") or os.environ.get("DRFLEET_REGION")
-    if not region:
-        raise RegionMissing("this worker has no region, so it would consume every region's queues")
     known = {q.name.rsplit(".", 1)[0] for q in conf.task_queues}
-    if region not in known:
-        raise RegionMissing(f"region {region!r} is not in the plan", known=", ".join(sorted(known)))
+    if not region or region not in known:
+        error = RegionMissing("this worker has no region, so it would consume every region's queues"
+                              if not region else f"region {region!r} is not in the plan",
+                              regions=", ".join(sorted(known)))
+        # Celery logs and swallows exceptions raised by signal handlers; a worker that
+        # would consume the wrong queues must not start, so exit.
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
     lane = options.get("lane") or os.environ.get("DRFLEET_LANE")
     lanes = (lane,) if lane else LANES
     os.environ["DRFLEET_REGION"] = region
