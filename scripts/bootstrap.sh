@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what drfleet needs on a fresh Debian/Ubuntu machine and is safe to run twice:
+#  - Debian packages (as root, only those missing): redis-server, postgresql, openssh-server,
+#    rsync, zstd, python3-venv
+#  - a virtual environment in .venv with the pinned dependencies of requirements.lock and
+#    drfleet itself (editable)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v pg_dump >/dev/null || need+=(postgresql postgresql-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v rsync >/dev/null || need+=(rsync)
+command -v zstd >/dev/null || need+=(zstd)
+command -v openssl >/dev/null || need+=(openssl)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing Debian packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # the packages' own services are not needed: drfleet's tests start their own servers
+  else
+    echo "bootstrap: missing system packages: ${need[*]} (install them, or run as root to let this script do it)" >&2
+    exit 1
+  fi
+fi
+mkdir -p /run/sshd 2>/dev/null || true
+
+PY=${PYTHON:-python3}
+stamp=.venv/.drfleet-installed
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bootstrap: installing pinned Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip setuptools >/dev/null
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . >/dev/null
+  echo "$want" > "$stamp"
+fi
