@@ -42,6 +42,7 @@ class Request:
     headers: dict[str, str]        # lower-cased names; Authorization is not kept
     body: Any
     authorized: bool
+    request_id: str = ""           # the id this server's answer carried (where it sends one)
     params: dict[str, str] = field(default_factory=dict)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
@@ -188,8 +189,12 @@ class ContractServer:
 
     def count(self, method: str, path_pattern: str) -> int:
         """How many requests of ``method`` had a path fully matching ``path_pattern``."""
+        return len(self.matching(method, path_pattern))
+
+    def matching(self, method: str, path_pattern: str) -> list[Request]:
+        """The logged requests of ``method`` whose path fully matches ``path_pattern``."""
         pattern = re.compile(path_pattern)
-        return sum(1 for r in self.requests if r.method == method and pattern.fullmatch(r.path))
+        return [r for r in self.requests if r.method == method and pattern.fullmatch(r.path)]
 
     # ------------------------------------------------------------------ for subclasses
 
@@ -244,8 +249,8 @@ class ContractServer:
             body = None
         authorized = headers.get("authorization") == f"Bearer {self.token}"
         kept = {k: v for k, v in headers.items() if k != "authorization"}
-        request = Request(method, path, parse_qs(parts.query), kept, body, authorized)
         request_id = str(uuid.uuid4())
+        request = Request(method, path, parse_qs(parts.query), kept, body, authorized, request_id)
         with self.lock:
             self.requests.append(request)
             fault = self._take_fault(path) if authorized else None

@@ -13,7 +13,7 @@ from providers.clouds.base import (
     ProviderNotFound, ProviderRateLimited, ProviderUnavailable, Server, ServerSpec,
 )
 from providers.clouds.client import PollBackoff
-from tests.providers.clouds.conftest import PUBLIC_KEY, Harness
+from tests.providers.clouds.harness import PUBLIC_KEY, Harness
 
 LIST_PATHS = {"hetzner": r"/servers", "digitalocean": r"/droplets",
               "linode": r"/linode/instances", "vultr": r"/instances"}
