@@ -169,7 +169,6 @@ class Source(Strict):
 
     path: str
     host: str | None = None
-    exclude: list[str] = []
 
 
 class Dataset(Strict):
