@@ -34,7 +34,11 @@ def hkdf_sha256(ikm: bytes, *, info: bytes, length: int = 32, salt: bytes | None
 
 
 class DataKey:
-    """The secret key of one backup. ``repr``/``str`` show its id only; it cannot be pickled."""
+    """The secret key of one backup. ``repr``/``str`` show its id only; it cannot be pickled.
+
+    The constructor raises ``InvalidKeyMaterial`` unless given exactly 32 bytes; pickling
+    raises ``SecretNotSerializable``.
+    """
 
     __slots__ = ("_material", "id", "id_bytes")
 

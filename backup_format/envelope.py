@@ -91,7 +91,24 @@ class ObjectSealer:
 
     def seal(self, plaintext_chunk: bytes | bytearray | memoryview, final: bool) -> bytes:
         """Encrypt the next chunk; returns ciphertext plus its 16-byte tag."""
-        size = len(plaintext_chunk) if not isinstance(plaintext_chunk, memoryview) else plaintext_chunk.nbytes
+        nonce = self._next_nonce(_nbytes(plaintext_chunk), final)
+        return self._cipher.encrypt(nonce, plaintext_chunk, self._aad)
+
+    def seal_into(self, plaintext_chunk: bytes | bytearray | memoryview, final: bool,
+                  out: bytearray | memoryview) -> int:
+        """Like ``seal`` but writes into ``out`` (at least chunk + 16 bytes), so a caller can
+        reuse one buffer instead of allocating a new one per chunk. Returns bytes written."""
+        size = _nbytes(plaintext_chunk)
+        if _nbytes(out) < size + TAG_SIZE:
+            raise SealingMisuse(self.object_name, self._index, f"output buffer smaller than {size + TAG_SIZE}")
+        nonce = self._next_nonce(size, final)
+        target = memoryview(out).cast("B")[: size + TAG_SIZE]
+        if hasattr(self._cipher, "encrypt_into"):  # cryptography >= 45
+            return self._cipher.encrypt_into(nonce, plaintext_chunk, self._aad, target)
+        target[:] = self._cipher.encrypt(nonce, plaintext_chunk, self._aad)
+        return size + TAG_SIZE
+
+    def _next_nonce(self, size: int, final: bool) -> bytes:
         if self.finished:
             raise SealingMisuse(self.object_name, self._index, "the final chunk was already sealed")
         if size != self.chunk_size and not (final and size < self.chunk_size):
@@ -100,14 +117,17 @@ class ObjectSealer:
                                 + ("" if final else " and only the final chunk may be shorter"))
         if self._index >= MAX_CHUNKS:
             raise SealingMisuse(self.object_name, self._index, "an envelope holds at most 2^32 chunks")
-        sealed = self._cipher.encrypt(_nonce(self._prefix, self._index, final), plaintext_chunk, self._aad)
+        nonce = _nonce(self._prefix, self._index, final)
         self._index += 1
         self.finished = bool(final)
-        return sealed
+        return nonce
 
 
 class ObjectOpener:
-    """Opens objects sealed under ``data_key`` with the name ``object_name``."""
+    """Opens objects sealed under ``data_key`` with the name ``object_name``.
+
+    The constructor raises ``InvalidName`` for an unsafe object name.
+    """
 
     def __init__(self, data_key: DataKey, object_name: str) -> None:
         check_object_name(object_name)
@@ -197,6 +217,10 @@ class ObjectOpener:
         raise TrailingData(self.object_name, index)
 
 
+def _nbytes(buffer: bytes | bytearray | memoryview) -> int:
+    return buffer.nbytes if isinstance(buffer, memoryview) else len(buffer)
+
+
 def _read_some(readable: BinaryIO, view: memoryview) -> int:
     """One read into ``view``; returns the bytes read (0 at the end of the stream)."""
     readinto = getattr(readable, "readinto", None)
@@ -232,7 +256,10 @@ class _Bounded:
 
 def encrypt_bytes(data_key: DataKey, object_name: str, data: bytes,
                   chunk_size: int = DEFAULT_CHUNK_SIZE) -> bytes:
-    """The whole envelope of ``data`` (for small objects; stream large ones with the sealer)."""
+    """The whole envelope of ``data`` (for small objects; stream large ones with the sealer).
+
+    Raises ``InvalidName`` for an unsafe object name, ``SealingMisuse`` for a bad chunk size.
+    """
     sealer = ObjectSealer(data_key, object_name, chunk_size)
     view = memoryview(data).cast("B")
     parts = [sealer.header()]

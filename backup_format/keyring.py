@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import stat
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,7 +38,11 @@ def make_key_id(category: str, created: datetime, material: bytes) -> str:
 
 
 class MasterKey:
-    """One 256-bit master key of a category. ``material`` is the secret; it is never shown."""
+    """One 256-bit master key of a category. ``material`` is the secret; it is never shown.
+
+    The constructor raises ``InvalidKeyMaterial`` unless given exactly 32 bytes; pickling
+    raises ``SecretNotSerializable``.
+    """
 
     __slots__ = ("id", "category", "created", "_material")
 
@@ -186,39 +191,47 @@ def load_keyring(category: str, *, file: str | os.PathLike[str] | None = None,
     return parse_keyring(_read_private_file(Path(file), category), source=str(file), category=category)
 
 
-def _read_private_file(path: Path, category: str | None = None) -> bytes:
+@contextmanager
+def _keyring_file_errors(path: Path, action: str, category: str | None = None) -> Iterator[None]:
+    """Turn OS errors on a keyring file into ``KeyringNotFound``/``KeyringError`` naming it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        yield
     except FileNotFoundError:
-        raise KeyringNotFound("keyring file does not exist", path=str(path), category=category) from None
+        raise KeyringNotFound("keyring file (or its directory) does not exist", path=str(path),
+                              category=category) from None
     except OSError as exc:
-        raise KeyringError(f"cannot open keyring file: {exc.strerror}", path=str(path),
-                           hint="check the path and that this user may read it") from None
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if mode & _GROUP_OTHER_RW:
-            raise KeyFilePermissionError(str(path), stat.S_IMODE(mode))
-        return handle.read()
+        raise KeyringError(f"cannot {action} keyring file: {exc.strerror}", path=str(path), category=category,
+                           hint="check the path, and that this user may read and write its directory") from None
+
+
+def _read_private_file(path: Path, category: str | None = None) -> bytes:
+    with _keyring_file_errors(path, "read", category):
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & _GROUP_OTHER_RW:
+                raise KeyFilePermissionError(str(path), stat.S_IMODE(mode))
+            return handle.read()
 
 
 def create_keyring(path: str | os.PathLike[str], category: str) -> str:
     """Create a new keyring file (mode 0600) for ``category`` with one fresh active key.
 
     Returns the new key id. Raises ``KeyringExists`` if ``path`` exists (it never
-    overwrites) and ``InvalidName`` for a bad category.
+    overwrites), ``InvalidName`` for a bad category, and ``KeyringNotFound``/``KeyringError``
+    when the directory is missing or not writable.
     """
     path = Path(path)
     check_category(category)
     key = _new_master_key(category)
-    document = Keyring(category, [key], key.id).to_document()
-    temp = _write_private_temp(path, document)
-    try:
-        os.link(temp, path)  # atomic and refuses an existing target, unlike rename
-    except FileExistsError:
-        raise KeyringExists(str(path)) from None
-    finally:
-        os.unlink(temp)
-    _fsync_dir(path.parent)
+    with _keyring_file_errors(path, "create", category):
+        temp = _write_private_temp(path, Keyring(category, [key], key.id).to_document())
+        try:
+            os.link(temp, path)  # atomic and refuses an existing target, unlike rename
+        except FileExistsError:
+            raise KeyringExists(str(path)) from None
+        finally:
+            os.unlink(temp)
+        _fsync_dir(path.parent)
     return key.id
 
 
@@ -226,26 +239,31 @@ def rotate_keyring(path: str | os.PathLike[str]) -> str:
     """Add a fresh key to the keyring file at ``path`` and make it active; keep old keys.
 
     The file is rewritten atomically (temporary file, fsync, rename) under an exclusive
-    lock, so concurrent rotations cannot lose a key. Returns the new key id. Raises what
-    ``load_keyring`` raises for the existing file.
+    lock (on ``{path}.lock``), so concurrent rotations cannot lose a key. Returns the new
+    key id. Raises what ``load_keyring`` raises for the existing file, and
+    ``KeyringError`` when the directory is not writable.
     """
     path = Path(path)
     if not path.exists():
         raise KeyringNotFound("keyring file does not exist", path=str(path))
-    lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        current = parse_keyring(_read_private_file(path), source=str(path))
-        key = _new_master_key(current.category)
-        while key.id in current:  # same day and same 32-bit hash prefix: draw again
+    with _keyring_file_errors(path, "rotate"):
+        lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            current = parse_keyring(_read_private_file(path), source=str(path))
             key = _new_master_key(current.category)
-        rotated = Keyring(current.category, [*current, key], key.id)
-        temp = _write_private_temp(path, rotated.to_document())
-        os.replace(temp, path)
-        _fsync_dir(path.parent)
-        return key.id
-    finally:
-        os.close(lock_fd)
+            while key.id in current:  # same day and same 32-bit hash prefix: draw again
+                key = _new_master_key(current.category)
+            temp = _write_private_temp(path, Keyring(current.category, [*current, key], key.id).to_document())
+            try:
+                os.replace(temp, path)
+            except OSError:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(path.parent)
+            return key.id
+        finally:
+            os.close(lock_fd)
 
 
 def _new_master_key(category: str) -> MasterKey:

@@ -89,7 +89,10 @@ def new_backup_id(now: datetime | None = None) -> str:
 
 
 def manifests_prefix(dataset: str) -> str:
-    """Prefix under which the manifests of ``dataset`` are listed (ends with '/')."""
+    """Prefix under which the manifests of ``dataset`` are listed (ends with '/').
+
+    Raises ``InvalidName`` for an unsafe dataset name.
+    """
     return f"datasets/{check_dataset(dataset)}/manifests/"
 
 
@@ -99,7 +102,10 @@ def manifest_key(dataset: str, backup_id: str) -> str:
 
 
 def backup_prefix(dataset: str, backup_id: str) -> str:
-    """Prefix under which the objects of ``backup_id`` live (ends with '/')."""
+    """Prefix under which the objects of ``backup_id`` live (ends with '/').
+
+    Raises ``InvalidName`` for an unsafe dataset name or a malformed backup id.
+    """
     return f"datasets/{check_dataset(dataset)}/backups/{check_backup_id(backup_id)}/"
 
 

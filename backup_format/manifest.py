@@ -20,8 +20,8 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, Valida
 
 from backup_format.datakey import DataKey
 from backup_format.errors import (InvalidName, ManifestInvalid, ManifestTampered, NaiveTimestamp,
-                                  UnknownManifestVersion)
-from backup_format.layout import check_backup_id, check_dataset, check_object_name
+                                  NotAManifestKey, UnknownManifestVersion)
+from backup_format.layout import check_backup_id, check_dataset, check_object_name, parse_manifest_key
 
 MANIFEST_FORMAT = "drfleet-manifest"
 MANIFEST_VERSION = 1
@@ -167,8 +167,10 @@ class Manifest(_Strict):
         """Parse a stored manifest. ``source`` names it in errors (a store key or a path).
 
         Raises ``UnknownManifestVersion`` for a version this reader does not support and
-        ``ManifestInvalid`` for bad JSON, a wrong format, an invalid field, or a document
-        not in canonical form. Does not check the MAC: call ``verify_mac``.
+        ``ManifestInvalid`` for bad JSON, a wrong format, an invalid field, a document not
+        in canonical form, or, when ``source`` is a manifest key relative to the store
+        prefix, a manifest describing another dataset or backup than its key says.
+        Does not check the MAC: call ``verify_mac``.
         """
         raw = _load_json(data, source)
         if raw.get("format") != MANIFEST_FORMAT:
@@ -184,6 +186,7 @@ class Manifest(_Strict):
         drifted = sorted(k for k in raw if canonical_json(raw[k]) != canonical_json(rewritten.get(k)))
         if drifted:
             raise ManifestInvalid(source, f"not in canonical form: {', '.join(drifted)}")
+        _check_location(manifest, source)
         return manifest
 
     # --- authentication -------------------------------------------------------------
@@ -228,6 +231,16 @@ def _load_json(data: bytes, source: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ManifestInvalid(source, "not a JSON object")
     return raw
+
+
+def _check_location(manifest: Manifest, source: str) -> None:
+    try:
+        dataset, backup_id = parse_manifest_key(source)
+    except NotAManifestKey:
+        return  # a path or a description, not a store key: nothing to compare
+    if (dataset, backup_id) != (manifest.dataset, manifest.backup_id):
+        raise ManifestInvalid(source, f"stored as {dataset}/{backup_id} but describes "
+                                      f"{manifest.dataset}/{manifest.backup_id} (copied or moved?)")
 
 
 def _describe(exc: ValidationError) -> str:

@@ -98,6 +98,24 @@ def test_sealer_accepts_memoryview_slices_without_copying(data_key):
     assert opened(data_key, blob) == bytes(data)
 
 
+def test_seal_into_a_reused_buffer_gives_the_same_envelope_format(data_key):
+    data = os.urandom(2 * CHUNK + 3)
+    sealer = ObjectSealer(data_key, NAME, chunk_size=CHUNK)
+    out = bytearray(BLOCK)
+    parts = [sealer.header()]
+    for start in range(0, len(data), CHUNK):
+        piece = data[start: start + CHUNK]
+        written = sealer.seal_into(piece, start + CHUNK >= len(data), out)
+        parts.append(bytes(out[:written]))
+    assert [len(p) for p in parts[1:]] == [BLOCK, BLOCK, 3 + TAG_SIZE]
+    assert opened(data_key, b"".join(parts)) == data
+
+
+def test_seal_into_refuses_a_buffer_too_small(data_key):
+    with pytest.raises(SealingMisuse):
+        ObjectSealer(data_key, NAME, chunk_size=CHUNK).seal_into(bytes(CHUNK), False, bytearray(CHUNK))
+
+
 # --- sealer contract ------------------------------------------------------------------
 
 @pytest.mark.parametrize("size, final", [(CHUNK - 1, False), (CHUNK + 1, False), (CHUNK + 1, True)])

@@ -89,6 +89,19 @@ def test_missing_file_error_names_the_path(tmp_path):
     assert str(missing) in str(caught.value)
 
 
+def test_creating_in_a_missing_directory_names_the_path(tmp_path):
+    target = tmp_path / "no-such-dir" / "pii.json"
+    with pytest.raises(KeyringNotFound) as caught:
+        create_keyring(target, "pii")
+    assert str(target) in str(caught.value)
+
+
+def test_a_directory_is_not_a_keyring(tmp_path):
+    with pytest.raises(KeyringError) as caught:
+        load_keyring("pii", file=tmp_path)
+    assert str(tmp_path) in str(caught.value)
+
+
 def test_unset_variable_error_names_the_variable(monkeypatch):
     monkeypatch.delenv("DRFLEET_TEST_UNSET", raising=False)
     with pytest.raises(KeyringNotFound) as caught:

@@ -126,6 +126,13 @@ def test_a_backup_cannot_be_its_own_parent():
         Manifest(**manifest_fields(parents=[BACKUP_ID]))
 
 
+def test_a_manifest_stored_under_another_backups_key_is_refused(signed):
+    elsewhere = "datasets/orders/manifests/20240502T031500Z-00000000.json"
+    with pytest.raises(ManifestInvalid) as caught:
+        Manifest.from_bytes(signed.to_bytes(), source=elsewhere)
+    assert "20240502T031500Z-00000000" in caught.value.reason and BACKUP_ID in caught.value.reason
+
+
 def test_verified_manifest_passes(signed, data_key):
     Manifest.from_bytes(signed.to_bytes()).verify_mac(data_key)
 
