@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("DRFLEET_HOME", str(ROOT / ".drfleet" / "test-home"))
 
 pytest_plugins = [
+    "tests.fixtures.sshd",
     "tests.fixtures.redis_server",
     "tests.fixtures.s3_server",
 ]
