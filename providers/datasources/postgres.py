@@ -1,0 +1,217 @@
+"""PostgreSQL: ``pg_dump -Fc -Z0`` streamed out, ``pg_restore -j`` in, per-table checksums.
+
+The password never reaches argv: the tools get the connection as a libpq keyword string
+without it, and read it from a temporary 0600 PGPASSFILE (PGPASSWORD is removed from
+their environment so it cannot override it).
+
+Options
+    dump:        ``jobs`` -- only 1 (the default): parallel pg_dump needs the directory
+                 format, which cannot be streamed.
+    restore:     ``jobs`` (default 2) for ``pg_restore -j``; ``clean`` (default False)
+                 drops the dump's objects first (``--clean --if-exists``); ``temp_dir``
+                 where the dump is spooled (pg_restore -j needs a seekable file; the
+                 directory needs room for the whole uncompressed dump).
+    fingerprint: none.
+
+The target database of a restore must exist; objects are restored ``--no-owner`` and
+``--exit-on-error``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, BinaryIO, Mapping
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from providers.datasources.credentials import PrivateFile, scrub_text
+from providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
+from providers.datasources.producer import ProcessProducer
+from providers.datasources.tools import child_env, require_tool, run_tool, tool_version
+
+KIND = "postgres"
+DEFAULT_RESTORE_JOBS = 2
+COPY_CHUNK = 1 << 20
+
+_DETERMINISTIC_SESSION = (
+    "SET DateStyle = 'ISO, YMD'", "SET TimeZone = 'UTC'", "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3", "SET bytea_output = 'hex'",
+)
+_USER_TABLES = """
+    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
+      AND n.nspname NOT LIKE 'pg\\_%'
+"""
+# Order-independent and constant-memory: the sums of the two 64-bit halves of each row's
+# md5 (exact numeric sums, no overflow), over the row's text form in a fixed session setup.
+_TABLE_SUMS = """
+    SELECT count(*),
+           coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text,
+           coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text
+    FROM (SELECT md5(t::text) AS h FROM {table} t) AS rows
+"""
+
+
+class _Target:
+    """A connection string split into what tools may see and the password they may not."""
+
+    def __init__(self, conn: str) -> None:
+        try:
+            params = conninfo_to_dict(conn)
+        except psycopg.Error:
+            raise InvalidSourceOptions(KIND, "the connection string cannot be parsed") from None
+        self.password: str | None = params.pop("password", None)
+        if self.password and "\n" in self.password:
+            raise InvalidSourceOptions(KIND, "a password with a newline cannot be passed to "
+                                             "libpq tools")
+        self.tool_dbname = make_conninfo(**params)
+        self.facts = {"host": params.get("host", "(default)"), "port": params.get("port"),
+                      "database": params.get("dbname"), "user": params.get("user")}
+
+    def tool_env(self) -> tuple[dict[str, str], PrivateFile | None]:
+        """Environment for a libpq tool, and the passfile to remove after it ran."""
+        if not self.password:
+            return child_env(), None
+        escaped = self.password.replace("\\", "\\\\").replace(":", "\\:")
+        passfile = PrivateFile(f"*:*:*:*:{escaped}\n", name="pgpass")
+        return child_env({"PGPASSFILE": passfile.path}, drop=("PGPASSWORD",)), passfile
+
+
+def _options(options: Mapping[str, Any] | None, allowed: set[str]) -> dict[str, Any]:
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise InvalidSourceOptions(KIND, f"unknown option(s) {', '.join(unknown)}",
+                                   allowed=", ".join(sorted(allowed)) or "(none)")
+    return opts
+
+
+def _jobs(value: Any, default: int) -> int:
+    jobs = default if value is None else value
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise InvalidSourceOptions(KIND, f"jobs must be a positive integer, not {jobs!r}")
+    return jobs
+
+
+def read_position(conn: str) -> dict[str, Any]:
+    """WAL position now: ``{"lsn", "timeline", "in_recovery"}``; None values if unknown.
+
+    Best effort: a source that cannot be reached gives Nones (the dump itself will then
+    fail with the tool's own message). On a standby the replayed LSN is given.
+    """
+    try:
+        with psycopg.connect(conn, connect_timeout=10, autocommit=True) as db:
+            (in_recovery,) = db.execute("SELECT pg_is_in_recovery()").fetchone()
+            if not in_recovery:
+                lsn, timeline = db.execute(
+                    "SELECT pg_current_wal_lsn()::text, ('x' || substr("
+                    "pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int").fetchone()
+            else:
+                (lsn,) = db.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()
+                try:
+                    (timeline,) = db.execute(
+                        "SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
+                except psycopg.Error:
+                    timeline = None
+            return {"lsn": lsn, "timeline": timeline, "in_recovery": in_recovery}
+    except psycopg.Error:
+        return {"lsn": None, "timeline": None, "in_recovery": None}
+
+
+def dump(conn: str, options: Mapping[str, Any] | None = None) -> ProcessProducer:
+    """Start ``pg_dump --format=custom --compress=0`` and stream its stdout.
+
+    Raises InvalidSourceOptions for ``jobs`` other than 1, ToolNotInstalled when pg_dump
+    is missing; the producer's ``close()`` raises SourceToolFailed with pg_dump's stderr
+    tail when it fails (unknown database, authentication, permission, killed).
+    """
+    opts = _options(options, {"jobs"})
+    if _jobs(opts.get("jobs"), 1) != 1:
+        raise InvalidSourceOptions(KIND, "pg_dump runs parallel jobs only for the directory "
+                                         "format, which cannot be streamed",
+                                   hint="remove 'jobs' from the dump options (restore "
+                                        "still runs in parallel)")
+    target = _Target(conn)
+    pg_dump = require_tool("pg_dump", **target.facts)
+    position = read_position(conn)
+    env, passfile = target.tool_env()
+    argv = [pg_dump, "--format=custom", "--compress=0", "--no-password",
+            f"--dbname={target.tool_dbname}"]
+    return ProcessProducer(argv, tool="pg_dump", env=env, position=position,
+                           facts=target.facts, secrets=[target.password],
+                           cleanup=[passfile.remove] if passfile else [])
+
+
+def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = None) -> None:
+    """Spool ``stream`` to a private temp file, then ``pg_restore -j N`` it into ``conn``.
+
+    Raises RestoreFailed with pg_restore's stderr tail when it exits non-zero (or when
+    the stream is empty), ToolNotInstalled when pg_restore is missing. Errors raised by
+    reading ``stream`` propagate before pg_restore starts.
+    """
+    opts = _options(options, {"jobs", "clean", "temp_dir"})
+    jobs = _jobs(opts.get("jobs"), DEFAULT_RESTORE_JOBS)
+    target = _Target(conn)
+    pg_restore = require_tool("pg_restore", **target.facts)
+    with tempfile.TemporaryDirectory(prefix="drfleet-pgrestore-", dir=opts.get("temp_dir")) as spool:
+        path = os.path.join(spool, "dump.pgc")
+        with open(path, "wb") as out:
+            shutil.copyfileobj(stream, out, COPY_CHUNK)
+            size = out.tell()
+        if size == 0:
+            raise RestoreFailed("pg_restore", None, [], message="the dump stream is empty",
+                                **target.facts)
+        argv = [pg_restore, f"--jobs={jobs}", "--no-owner", "--exit-on-error",
+                "--no-password", f"--dbname={target.tool_dbname}"]
+        if opts.get("clean"):
+            argv += ["--clean", "--if-exists"]
+        env, passfile = target.tool_env()
+        try:
+            returncode, tail = run_tool(argv + [path], env=env, secrets=[target.password])
+        finally:
+            if passfile:
+                passfile.remove()
+    if returncode != 0:
+        raise RestoreFailed("pg_restore", returncode, tail, **target.facts)
+
+
+def fingerprint(conn: str, options: Mapping[str, Any] | None = None) -> dict:
+    """Per user table (every schema but pg_* and information_schema): row count and an
+    order-independent checksum of the rows' text forms, read in one repeatable-read
+    snapshot with fixed output settings; plus the sorted table list and one digest.
+
+    Raises FingerprintFailed (scrubbed of the password) when the database cannot be read.
+    """
+    _options(options, set())
+    target = _Target(conn)
+    try:
+        with psycopg.connect(conn, connect_timeout=10) as db:
+            db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            db.read_only = True
+            for statement in _DETERMINISTIC_SESSION:
+                db.execute(statement)
+            tables = db.execute(_USER_TABLES).fetchall()
+            per_table = {}
+            for schema, name in tables:
+                query = sql.SQL(_TABLE_SUMS).format(table=sql.Identifier(schema, name))
+                rows, high, low = db.execute(query).fetchone()
+                checksum = hashlib.sha256(f"{high}:{low}".encode()).hexdigest()[:32]
+                per_table[f"{schema}.{name}"] = {"rows": rows, "checksum": checksum}
+    except psycopg.Error as exc:
+        reason = scrub_text(" ".join(str(exc).split()) or exc.__class__.__name__,
+                            [target.password])
+        raise FingerprintFailed(KIND, reason, **target.facts) from None
+    per_table = dict(sorted(per_table.items()))
+    digest = hashlib.sha256(json.dumps(per_table, sort_keys=True).encode()).hexdigest()
+    return {"kind": KIND, "tables": list(per_table), "per_table": per_table, "digest": digest}
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of pg_dump and pg_restore on this worker ("not installed" if missing)."""
+    return {"pg_dump": tool_version("pg_dump"), "pg_restore": tool_version("pg_restore")}

@@ -1,0 +1,152 @@
+"""postgres data source against a real cluster (tests/fixtures/postgres_cluster.py)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from providers.datasources import postgres
+from providers.datasources.errors import InvalidSourceOptions, RestoreFailed, SourceToolFailed
+
+SCHEMA = """
+CREATE SCHEMA billing;
+CREATE TABLE public.customers (id serial PRIMARY KEY, name text NOT NULL, note text,
+                               joined timestamptz, score double precision, tags jsonb,
+                               avatar bytea);
+CREATE INDEX customers_name ON public.customers (name);
+CREATE TABLE billing.invoices (id bigint PRIMARY KEY, customer int REFERENCES public.customers,
+                               amount numeric(12, 2), paid boolean);
+CREATE TABLE public.empty_table (x int);
+INSERT INTO public.customers (name, note, joined, score, tags, avatar)
+SELECT 'customer ' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'note ' || g END,
+       '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 hour', g / 7.0,
+       jsonb_build_object('g', g, 'even', g % 2 = 0), decode(md5(g::text), 'hex')
+FROM generate_series(1, 500) g;
+INSERT INTO billing.invoices SELECT g, 1 + g % 500, g * 1.25, g % 2 = 0
+FROM generate_series(1, 800) g;
+"""
+
+
+def read_all(producer) -> bytes:
+    chunks = []
+    while chunk := producer.read(1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def source_db(pg_cluster):
+    pg_cluster.create_database("ds_source")
+    pg_cluster.psql(SCHEMA, "ds_source")
+    return "ds_source"
+
+
+def test_dump_restore_round_trip_gives_equal_fingerprints(pg_cluster, source_db):
+    producer = postgres.dump(pg_cluster.dsn(source_db, secret=True))
+    assert pg_cluster.SECRET_PASSWORD not in " ".join(producer.argv)
+    assert "s3cr" not in " ".join(producer.argv)
+    with producer:
+        data = read_all(producer)
+    assert data.startswith(b"PGDMP")
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", producer.position["lsn"])
+    assert producer.position["timeline"] == 1
+
+    pg_cluster.create_database("ds_restored")
+    postgres.restore(pg_cluster.dsn("ds_restored", secret=True), io.BytesIO(data), {"jobs": 2})
+
+    source = postgres.fingerprint(pg_cluster.dsn(source_db))
+    restored = postgres.fingerprint(pg_cluster.dsn("ds_restored", secret=True))
+    assert source == restored
+    assert source["tables"] == ["billing.invoices", "public.customers", "public.empty_table"]
+    assert source["per_table"]["public.customers"]["rows"] == 500
+    assert source["per_table"]["public.empty_table"]["rows"] == 0
+
+
+def test_fingerprint_changes_when_one_row_changes(pg_cluster, source_db):
+    pg_cluster.create_database("ds_mutated")
+    with postgres.dump(pg_cluster.dsn(source_db)) as producer:
+        data = read_all(producer)
+    postgres.restore(pg_cluster.dsn("ds_mutated"), io.BytesIO(data))
+    before = postgres.fingerprint(pg_cluster.dsn("ds_mutated"))
+    pg_cluster.psql("UPDATE billing.invoices SET paid = NOT paid WHERE id = 17", "ds_mutated")
+    after = postgres.fingerprint(pg_cluster.dsn("ds_mutated"))
+    assert before["per_table"]["public.customers"] == after["per_table"]["public.customers"]
+    assert before["per_table"]["billing.invoices"] != after["per_table"]["billing.invoices"]
+    assert before["per_table"]["billing.invoices"]["rows"] == after["per_table"]["billing.invoices"]["rows"]
+    assert before["digest"] != after["digest"]
+
+
+def test_restore_with_clean_replaces_existing_objects(pg_cluster, source_db):
+    pg_cluster.create_database("ds_clean")
+    with postgres.dump(pg_cluster.dsn(source_db)) as producer:
+        data = read_all(producer)
+    postgres.restore(pg_cluster.dsn("ds_clean"), io.BytesIO(data))
+    pg_cluster.psql("DELETE FROM billing.invoices WHERE id > 10", "ds_clean")
+    postgres.restore(pg_cluster.dsn("ds_clean"), io.BytesIO(data), {"clean": True, "jobs": 1})
+    assert postgres.fingerprint(pg_cluster.dsn("ds_clean")) == \
+        postgres.fingerprint(pg_cluster.dsn(source_db))
+
+
+def test_dump_of_a_missing_database_fails_with_pg_dumps_words_and_no_password(pg_cluster):
+    producer = postgres.dump(pg_cluster.dsn("no_such_db", secret=True))
+    assert producer.position["lsn"] is None  # best effort: the dump itself reports why
+    assert read_all(producer) == b""
+    with pytest.raises(SourceToolFailed) as caught:
+        producer.close()
+    err = caught.value
+    assert err.tool == "pg_dump" and err.returncode == 1
+    assert any('database "no_such_db" does not exist' in line for line in err.stderr_tail)
+    assert err.facts["database"] == "no_such_db"
+    text = str(err) + repr(err.facts)
+    assert pg_cluster.SECRET_PASSWORD not in text and "s3cr" not in text
+
+
+def test_wrong_password_is_reported_without_the_password(pg_cluster):
+    dsn = pg_cluster.dsn("postgres", secret=True).replace("s3cr", "WRONGs3cr")
+    producer = postgres.dump(dsn)
+    read_all(producer)
+    with pytest.raises(SourceToolFailed) as caught:
+        producer.close()
+    assert any("password authentication failed" in line for line in caught.value.stderr_tail)
+    assert "WRONGs3cr" not in str(caught.value) and "s3cr" not in str(caught.value)
+
+
+def test_producer_killed_mid_stream_fails_on_close(pg_cluster):
+    pg_cluster.create_database("ds_big")
+    pg_cluster.psql("CREATE TABLE blob AS SELECT g, repeat(md5(g::text), 8) AS payload "
+                    "FROM generate_series(1, 60000) g", "ds_big")  # ~17 MB uncompressed
+    producer = postgres.dump(pg_cluster.dsn("ds_big"))
+    assert len(producer.read(65536)) == 65536
+    producer.kill()
+    with pytest.raises(SourceToolFailed) as caught:
+        producer.close()
+    assert "killed" in str(caught.value)
+
+
+def test_restore_of_garbage_fails_with_pg_restores_words(pg_cluster):
+    pg_cluster.create_database("ds_garbage")
+    with pytest.raises(RestoreFailed) as caught:
+        postgres.restore(pg_cluster.dsn("ds_garbage", secret=True), io.BytesIO(b"not a dump" * 10))
+    assert caught.value.tool == "pg_restore" and caught.value.returncode == 1
+    assert any("valid archive" in line for line in caught.value.stderr_tail)
+    assert "s3cr" not in str(caught.value)
+
+
+def test_empty_stream_is_refused_before_pg_restore(pg_cluster):
+    with pytest.raises(RestoreFailed, match="empty"):
+        postgres.restore(pg_cluster.dsn("postgres"), io.BytesIO(b""))
+
+
+def test_parallel_dump_is_refused_and_unknown_options_named():
+    with pytest.raises(InvalidSourceOptions, match="directory format"):
+        postgres.dump("postgresql://u@127.0.0.1:1/db", {"jobs": 4})
+    with pytest.raises(InvalidSourceOptions, match="colour"):
+        postgres.restore("postgresql://u@127.0.0.1:1/db", io.BytesIO(b""), {"colour": "red"})
+
+
+def test_tool_versions_name_pg_dump_and_pg_restore():
+    versions = postgres.tool_versions()
+    assert versions["pg_dump"].startswith("pg_dump (PostgreSQL)")
+    assert versions["pg_restore"].startswith("pg_restore (PostgreSQL)")
