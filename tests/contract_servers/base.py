@@ -300,13 +300,14 @@ def _handler_for(server: ContractServer) -> type[BaseHTTPRequestHandler]:
             raw_body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             reply = server.dispatch(self.command, self.path, headers, raw_body)
-            data = b"" if reply.body is None else json.dumps(reply.body).encode()
+            raw = isinstance(reply.body, bytes)  # e.g. a load balancer's HTML error page
+            data = reply.body if raw else b"" if reply.body is None else json.dumps(reply.body).encode()
             try:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 if data:
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", "text/html" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
