@@ -104,5 +104,8 @@ def celery_config(regions: list[str], env=os.environ) -> dict:
         "redbeat_key_prefix": "drfleet:redbeat:",
         "redbeat_lock_timeout": int(env.get("DRFLEET_BEAT_LOCK_TIMEOUT", 25)),
         "beat_max_loop_interval": int(env.get("DRFLEET_BEAT_MAX_INTERVAL", 5)),
+        # DRFLEET_BEAT_LOCK=off runs beat without RedBeat's lock: only for tests that
+        # simulate the lock being held twice.
+        **({"redbeat_lock_key": None} if env.get("DRFLEET_BEAT_LOCK") == "off" else {}),
         "worker_hijack_root_logger": False,
     }
