@@ -84,6 +84,8 @@ class ObjectWriter(ABC):
     If ``write`` or ``commit`` raises, the writer has already aborted itself; the error
     says why. After ``commit`` or ``abort``, ``write`` and ``commit`` raise ``StoreError``;
     ``abort`` is always allowed and does nothing then. A writer is used by one thread.
+    Always end a writer with ``commit`` or ``abort`` (or a ``with`` block): one that is
+    just dropped leaves a temp file or incomplete upload for the backend's reaper.
 
     Backends implement ``_write``, ``_commit`` and ``_abort``; this class keeps the state.
     """

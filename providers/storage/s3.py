@@ -57,11 +57,17 @@ class IncompleteUpload(NamedTuple):
 class S3Store(Store):
     """Objects in ``bucket`` under ``prefix``.
 
-    ``client`` replaces the boto3 client built from the other settings (the endpoint and
-    credential settings are then ignored). ``path_style`` defaults to True when an
-    ``endpoint_url`` is given (MinIO and most S3-compatible providers need it).
-    ``storage_class`` is the default tier for writes. ``part_size`` (at least 5 MiB) is
-    the multipart part size; a writer holds at most ``1 + parts_in_flight`` parts in memory.
+    ``endpoint_url``/``region`` pick the provider (None: AWS and the usual boto3 lookup);
+    ``access_key_id``/``secret_access_key`` default to boto3's credential chain and are
+    never shown in messages or ``repr``. ``path_style`` defaults to True when an
+    ``endpoint_url`` is given (MinIO and most S3-compatible providers want it).
+    ``storage_class`` is the default tier for writes. ``part_size`` (at least 5 MiB) is the
+    multipart part size, and a writer holds at most ``1 + parts_in_flight`` parts in memory.
+    botocore retries each request itself (standard mode, ``max_attempts`` in all, with the
+    given timeouts) before ``StoreUnavailable`` is raised. ``conditional_put``: see module
+    doc. ``client`` replaces the boto3 client built from the settings above (endpoint,
+    credential, retry and timeout settings are then ignored).
+
     Raises ``InvalidStoreSettings`` for an impossible setting.
     """
 
@@ -89,7 +95,7 @@ class S3Store(Store):
         self.part_size = part_size
         self.parts_in_flight = parts_in_flight
         self.conditional_put = conditional_put
-        self._secrets = tuple(s for s in (access_key_id, secret_access_key) if s)
+        self._secrets = tuple(s for s in (access_key_id, secret_access_key) if s and len(s) >= 4)
         if client is None:
             if path_style is None:
                 path_style = endpoint_url is not None
