@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ MANIFEST_VERSION = 1
 SUPPORTED_VERSIONS = (MANIFEST_VERSION,)
 _UNSIGNED_FIELDS = ("mac", "keys")
 _SHA256_HEX = r"^[0-9a-f]{64}$"
+_TRAILING_MANIFEST_KEY = re.compile(r"(?:^|[/:])(datasets/[^/:]+/manifests/[^/:]+)\Z")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -168,8 +170,8 @@ class Manifest(_Strict):
 
         Raises ``UnknownManifestVersion`` for a version this reader does not support and
         ``ManifestInvalid`` for bad JSON, a wrong format, an invalid field, a document not
-        in canonical form, or, when ``source`` is a manifest key relative to the store
-        prefix, a manifest describing another dataset or backup than its key says.
+        in canonical form, or, when ``source`` ends with a manifest key (``store:key``, a URL
+        or a path), a manifest describing another dataset or backup than that key says.
         Does not check the MAC: call ``verify_mac``.
         """
         raw = _load_json(data, source)
@@ -234,10 +236,13 @@ def _load_json(data: bytes, source: str) -> dict[str, Any]:
 
 
 def _check_location(manifest: Manifest, source: str) -> None:
+    found = _TRAILING_MANIFEST_KEY.search(source)
+    if found is None:
+        return  # not named after a manifest key: nothing to compare
     try:
-        dataset, backup_id = parse_manifest_key(source)
+        dataset, backup_id = parse_manifest_key(found.group(1))
     except NotAManifestKey:
-        return  # a path or a description, not a store key: nothing to compare
+        return
     if (dataset, backup_id) != (manifest.dataset, manifest.backup_id):
         raise ManifestInvalid(source, f"stored as {dataset}/{backup_id} but describes "
                                       f"{manifest.dataset}/{manifest.backup_id} (copied or moved?)")

@@ -126,11 +126,16 @@ def test_a_backup_cannot_be_its_own_parent():
         Manifest(**manifest_fields(parents=[BACKUP_ID]))
 
 
-def test_a_manifest_stored_under_another_backups_key_is_refused(signed):
-    elsewhere = "datasets/orders/manifests/20240502T031500Z-00000000.json"
+@pytest.mark.parametrize("prefix", ["", "primary-s3:", "s3://bucket/fleet/", "/mnt/store/"])
+def test_a_manifest_stored_under_another_backups_key_is_refused(signed, prefix):
+    elsewhere = f"{prefix}datasets/orders/manifests/20240502T031500Z-00000000.json"
     with pytest.raises(ManifestInvalid) as caught:
         Manifest.from_bytes(signed.to_bytes(), source=elsewhere)
     assert "20240502T031500Z-00000000" in caught.value.reason and BACKUP_ID in caught.value.reason
+
+
+def test_a_manifest_read_from_its_own_key_is_accepted(signed):
+    Manifest.from_bytes(signed.to_bytes(), source=f"primary-s3:datasets/orders/manifests/{BACKUP_ID}.json")
 
 
 def test_verified_manifest_passes(signed, data_key):
