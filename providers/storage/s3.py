@@ -33,7 +33,7 @@ from providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_key
 from providers.storage.errors import (InvalidStoreSettings, ObjectArchived, ObjectExists,
                                       ObjectNotFound, StoreAccessDenied, StoreError, StoreFull,
                                       StoreUnavailable)
-from providers.storage.s3_writer import MIN_PART_SIZE, MultipartWriter
+from providers.storage.s3_writer import MIN_PART_SIZE, MultipartWriter, content_md5
 
 MiB = 1 << 20
 _DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -133,7 +133,8 @@ class S3Store(Store):
         if if_absent and not self.conditional_put and self.exists(key):
             raise ObjectExists(self.name, key, bucket=self.bucket, endpoint=self.endpoint)
         self.put_object(key, data, storage_class or self.storage_class,
-                        if_absent=if_absent and self.conditional_put)
+                        if_absent=if_absent and self.conditional_put,
+                        content_md5=content_md5(data))
         return ObjectInfo(key, len(data))
 
     def put_object(self, key: str, body: bytes | bytearray, storage_class: str | None, *,

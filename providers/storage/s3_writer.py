@@ -66,7 +66,7 @@ class MultipartWriter(ObjectWriter):
         if self._upload_id is None:
             body, self._buffer = self._buffer, bytearray()
             self._store.put_object(self.key, body, self._storage_class,
-                                   content_md5=_content_md5(body))
+                                   content_md5=content_md5(body))
             return ObjectInfo(self.key, self.bytes_written)
         if self._buffer:
             part, self._buffer = self._buffer, bytearray()
@@ -113,7 +113,7 @@ class MultipartWriter(ObjectWriter):
         response = self._store.call(
             "upload_part", self.key, Key=self._store.object_key(self.key),
             UploadId=self._upload_id, PartNumber=number, Body=part,
-            ContentMD5=_content_md5(part))
+            ContentMD5=content_md5(part))
         return number, response["ETag"]
 
     def _collect(self, *, block: bool) -> None:
@@ -133,6 +133,6 @@ class MultipartWriter(ObjectWriter):
             self._executor = None
 
 
-def _content_md5(data: bytes | bytearray) -> str:
+def content_md5(data: bytes | bytearray) -> str:
     """Content-MD5 lets the server reject a part corrupted on the way."""
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
