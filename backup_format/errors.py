@@ -115,8 +115,9 @@ class KeyNotInKeyring(KeyringError):
 
     def __init__(self, category: str, key_id: str, available: Iterable[str]) -> None:
         super().__init__(f"master key {key_id} is not in the {category!r} keyring",
-                         hint=f"`drfleet keys list {category}` shows the keys held; restore the "
-                              f"missing key into the keyring from your secret store",
+                         hint=f"restore key {key_id} into the {category!r} keyring from your secret "
+                              f"store; `drfleet keys rotate {category}` only adds new keys, it cannot "
+                              f"bring back a removed one",
                          category=category, key_id=key_id, keyring_has=list(available))
         self.category, self.key_id = category, key_id
 
@@ -128,8 +129,9 @@ class WrongKey(KeyringError):
                  backup_id: str | None = None, tried: Iterable[str] = ()) -> None:
         needed = list(needed)
         super().__init__(f"cannot unwrap the data key with the {category!r} keyring",
-                         hint=f"load a {category!r} keyring holding one of the needed key ids "
-                              f"(`drfleet keys list {category}`)",
+                         hint=f"use the {category!r} keyring that holds one of the needed key ids "
+                              f"(restore it from your secret store); `drfleet keys create/rotate "
+                              f"{category}` make new keys and cannot open old backups",
                          category=category, backup_id=backup_id, needed_key_ids=needed,
                          keyring_has=list(available), tried=list(tried) or None)
         self.category, self.needed = category, needed
