@@ -242,9 +242,9 @@ def ssh_key_blob(public_key: str) -> tuple[str, bytes]:
             raise ValueError("too few fields")
         blob = base64.b64decode(parts[1], validate=True)
     except (ValueError, binascii.Error):
-        raise CloudConfigError("not an OpenSSH public key line",
-                               hint="pass the contents of the .pub file, e.g. 'ssh-ed25519 AAAA... me'",
-                               key_start=public_key.strip()[:20]) from None
+        raise CloudConfigError(
+            "not an OpenSSH public key line", key_start=public_key.strip()[:20],
+            hint="pass the contents of the .pub file, e.g. 'ssh-ed25519 AAAA... me'") from None
     return parts[0], blob
 
 

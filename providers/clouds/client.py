@@ -40,7 +40,14 @@ class PollBackoff:
 
 
 class BaseCloudClient:
-    """Shared construction and waiting; a provider module subclasses it."""
+    """Shared construction and waiting; a provider module subclasses it.
+
+    Every method that talks to the provider raises what ``JsonSession.request`` raises:
+    ProviderAuthError (token rejected or unset), ProviderNotFound (e.g. ``get_server`` of an
+    id that does not exist), ProviderRateLimited, ProviderUnavailable, or ProviderError with
+    the provider's status, code and request id. ``create_server`` raises CloudConfigError
+    when region/size/image are neither in the spec nor plan defaults.
+    """
 
     provider: ClassVar[str]
     default_base_url: ClassVar[str]

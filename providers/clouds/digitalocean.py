@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from providers.clouds.base import (
     ACTION_ERROR, ACTION_RUNNING, ACTION_SUCCESS, RUNNING, STARTING, STOPPED, UNKNOWN, Action,
-    ProviderNotFound, Server, ServerSpec, labels_match, labels_to_tags, parse_label_selector,
+    ProviderError, ProviderNotFound, Server, ServerSpec, labels_match, labels_to_tags, parse_label_selector,
     ssh_md5_fingerprint, tags_to_labels,
 )
 from providers.clouds.client import BaseCloudClient
@@ -95,26 +95,41 @@ class DigitalOceanClient(BaseCloudClient):
     def get_action(self, action_id: str) -> Action:
         raw = self.session.get(f"/actions/{action_id}", action_id=str(action_id)).body["action"]
         status = ACTION_STATUS.get(raw.get("status", ""), ACTION_RUNNING)
+        failed = status == ACTION_ERROR
+        # DigitalOcean actions carry no error detail: the status word is the only code.
+        reason = (f"{raw.get('type', 'action')} errored on {raw.get('resource_type', 'resource')} "
+                  f"{raw.get('resource_id')}")
         return Action(provider=self.provider, id=str(raw["id"]), status=status,
-                      command=raw.get("type", ""),
-                      error_code=raw.get("status") if status == ACTION_ERROR else None,
-                      error_message=(f"{raw.get('type', 'action')} errored on "
-                                     f"{raw.get('resource_type', 'resource')} "
-                                     f"{raw.get('resource_id')}") if status == ACTION_ERROR else None,
+                      command=raw.get("type", ""), error_code=raw.get("status") if failed else None,
+                      error_message=reason if failed else None,
                       resource_id=str(raw["resource_id"]) if raw.get("resource_id") else None)
 
     # ------------------------------------------------------------------ ssh keys
 
     def upload_ssh_key(self, name: str, public_key: str) -> str:
-        """Return the id of the key with this fingerprint, uploading it if absent."""
+        """Return the id of the key with this fingerprint, uploading it if absent.
+
+        A concurrent upload of the same key (422) is resolved by looking it up again.
+        Raises CloudConfigError when ``public_key`` is not an OpenSSH public key line.
+        """
         fingerprint = ssh_md5_fingerprint(public_key)
+        existing = self._key_by_fingerprint(fingerprint)
+        if existing:
+            return existing
+        try:
+            body = self.session.post("/account/keys", json={"name": name,
+                                                            "public_key": public_key.strip()}).body
+        except ProviderError as exc:
+            if exc.status == 422 and (existing := self._key_by_fingerprint(fingerprint)):
+                return existing
+            raise
+        return str(body["ssh_key"]["id"])
+
+    def _key_by_fingerprint(self, fingerprint: str) -> str | None:
         try:
             return str(self.session.get(f"/account/keys/{fingerprint}").body["ssh_key"]["id"])
         except ProviderNotFound:
-            pass
-        body = self.session.post("/account/keys", json={"name": name,
-                                                        "public_key": public_key.strip()}).body
-        return str(body["ssh_key"]["id"])
+            return None
 
     # ------------------------------------------------------------------ mapping
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from providers.clouds.base import (
     ACTION_ERROR, ACTION_RUNNING, ACTION_SUCCESS, DELETING, RUNNING, STARTING, STOPPED, UNKNOWN,
-    Action, Server, ServerSpec, labels_match, parse_label_selector,
+    Action, ProviderError, Server, ServerSpec, labels_match, parse_label_selector,
     ssh_md5_fingerprint,
 )
 from providers.clouds.client import BaseCloudClient
@@ -86,15 +86,27 @@ class HetznerClient(BaseCloudClient):
     def upload_ssh_key(self, name: str, public_key: str) -> str:
         """Return the id of the key with this fingerprint, uploading it if absent.
 
-        Raises ProviderError ``uniqueness_error`` (409) when ``name`` is taken by another key.
+        A concurrent upload of the same key (409) is resolved by looking it up again.
+        Raises ProviderError ``uniqueness_error`` (409) when ``name`` is taken by another key,
+        CloudConfigError when ``public_key`` is not an OpenSSH public key line.
         """
         fingerprint = ssh_md5_fingerprint(public_key)
-        existing = self.session.get("/ssh_keys", params={"fingerprint": fingerprint}).body
-        for key in existing.get("ssh_keys", []):
-            return str(key["id"])
-        created = self.session.post("/ssh_keys", json={"name": name,
-                                                       "public_key": public_key.strip()}).body
-        return str(created["ssh_key"]["id"])
+        existing = self._key_by_fingerprint(fingerprint)
+        if existing:
+            return existing
+        try:
+            created = self.session.post("/ssh_keys", json={"name": name,
+                                                           "public_key": public_key.strip()})
+        except ProviderError as exc:
+            if exc.status == 409 and (existing := self._key_by_fingerprint(fingerprint)):
+                return existing
+            raise
+        return str(created.body["ssh_key"]["id"])
+
+    def _key_by_fingerprint(self, fingerprint: str) -> str | None:
+        found = self.session.get("/ssh_keys", params={"fingerprint": fingerprint}).body
+        keys = found.get("ssh_keys") or []
+        return str(keys[0]["id"]) if keys else None
 
     # ------------------------------------------------------------------ mapping
 

@@ -135,7 +135,7 @@ class JsonSession:
                 raw = self._pool.request(method, url, body=body, headers=send_headers,
                                          timeout=self._timeout, retries=False,
                                          redirect=False, preload_content=True)
-            except NewConnectionError as exc:  # refused / DNS: nothing was sent, nothing to wait for
+            except NewConnectionError as exc:  # refused/DNS: nothing sent, nothing to wait for
                 raise self._unreachable(method, where, attempt, exc, action_id) from None
             except (ConnectTimeoutError, ReadTimeoutError) as exc:
                 kind = "connect" if isinstance(exc, ConnectTimeoutError) else "read"
@@ -180,8 +180,9 @@ class JsonSession:
             base, target = urlsplit(self.base_url), urlsplit(path)
             if (target.scheme, target.netloc) != (base.scheme, base.netloc):
                 # Never send the token to a host the plan did not name.
-                raise ProviderError("provider returned a link to another host", provider=self.provider,
-                                    link_host=target.netloc, expected_host=base.netloc)
+                raise ProviderError("provider returned a link to another host",
+                                    provider=self.provider, link_host=target.netloc,
+                                    expected_host=base.netloc)
             url = path
         else:
             url = self.base_url + "/" + path.lstrip("/")

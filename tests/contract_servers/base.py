@@ -63,6 +63,8 @@ class Fault:
     retry_after: str | None = None
     body: Any = None
     path: str | None = None        # only requests whose path starts with this
+    method: str | None = None      # only requests with this method
+    effect: Callable[[], None] | None = None  # runs when the fault fires (e.g. a racing client)
 
 
 @dataclass
@@ -160,11 +162,13 @@ class ContractServer:
     # ------------------------------------------------------------------ control surface
 
     def fail_next(self, n: int, status: int, *, retry_after: str | None = None,
-                  body: Any = None, path: str | None = None) -> None:
-        """The next ``n`` requests (optionally only under ``path``) get ``status``."""
+                  body: Any = None, path: str | None = None, method: str | None = None,
+                  effect: Callable[[], None] | None = None) -> None:
+        """The next ``n`` requests (optionally only ``method`` under ``path``) get ``status``;
+        ``effect`` runs as each fault fires."""
         with self.lock:
             for _ in range(n):
-                self._faults.append(Fault(status, retry_after, body, path))
+                self._faults.append(Fault(status, retry_after, body, path, method, effect))
 
     def rate_limit_next(self, n: int, *, retry_after: str | None = "1",
                         path: str | None = None) -> None:
@@ -253,7 +257,7 @@ class ContractServer:
         request = Request(method, path, parse_qs(parts.query), kept, body, authorized, request_id)
         with self.lock:
             self.requests.append(request)
-            fault = self._take_fault(path) if authorized else None
+            fault = self._take_fault(method, path) if authorized else None
         if not authorized:
             reply = self.unauthorized()
         elif fault is not None:
@@ -263,10 +267,13 @@ class ContractServer:
         reply.headers = {**self.standard_headers(request_id), **reply.headers}
         return reply
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self._faults:
-            if fault.path is None or path.startswith(fault.path):
+            if (fault.path is None or path.startswith(fault.path)) and \
+                    fault.method in (None, method):
                 self._faults.remove(fault)
+                if fault.effect:
+                    fault.effect()
                 return fault
         return None
 
@@ -301,7 +308,8 @@ def _handler_for(server: ContractServer) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             reply = server.dispatch(self.command, self.path, headers, raw_body)
             raw = isinstance(reply.body, bytes)  # e.g. a load balancer's HTML error page
-            data = reply.body if raw else b"" if reply.body is None else json.dumps(reply.body).encode()
+            data = reply.body if raw else json.dumps(reply.body).encode() \
+                if reply.body is not None else b""
             try:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():

@@ -6,6 +6,7 @@ import pytest
 
 from providers.clouds.base import ActionFailed, ProviderError, ProviderNotFound, ServerSpec
 from providers.clouds.digitalocean import DigitalOceanClient
+from tests.contract_servers.digitalocean import md5_fingerprint
 from tests.providers.clouds.harness import PUBLIC_KEY, Harness
 
 
@@ -103,3 +104,26 @@ def test_from_plan_uses_the_documented_endpoint() -> None:
 
     assert client.session.base_url == "https://api.digitalocean.com/v2"
     assert client.session.token_env == "DIGITALOCEAN_TOKEN"
+
+
+def test_concurrent_upload_of_the_same_key_resolves_to_its_id(digitalocean: Harness) -> None:
+    def racing_worker_uploads() -> None:
+        digitalocean.server.ssh_keys["77"] = {"id": 77, "name": "ops", "public_key": PUBLIC_KEY,
+                                              "fingerprint": md5_fingerprint(PUBLIC_KEY)}
+
+    digitalocean.server.fail_next(1, 422, method="POST", path="/account/keys",
+                                  effect=racing_worker_uploads,
+                                  body={"id": "unprocessable_entity",
+                                        "message": "SSH Key is already in use on your account"})
+
+    assert digitalocean.client.upload_ssh_key("ops", PUBLIC_KEY) == "77"
+
+
+def test_a_different_validation_error_on_upload_is_raised(digitalocean: Harness) -> None:
+    digitalocean.server.fail_next(1, 422, method="POST", path="/account/keys",
+                                  body={"id": "unprocessable_entity", "message": "Name invalid"})
+
+    with pytest.raises(ProviderError) as raised:
+        digitalocean.client.upload_ssh_key("bad name", PUBLIC_KEY)
+
+    assert raised.value.code == "unprocessable_entity" and "Name invalid" in str(raised.value)

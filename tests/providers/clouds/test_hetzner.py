@@ -8,6 +8,7 @@ from providers.clouds.base import (
     ActionFailed, ProviderError, ProviderNotFound, ProviderRateLimited, ServerSpec,
 )
 from providers.clouds.hetzner import HetznerClient
+from tests.contract_servers.hetzner import md5_fingerprint
 from tests.providers.clouds.harness import OTHER_KEY, PUBLIC_KEY, Harness
 
 
@@ -135,3 +136,16 @@ def test_from_plan_defaults_and_overrides() -> None:
     assert client.session.base_url == "https://api.hetzner.cloud/v1"
     assert client.session.token_env == "MY_HCLOUD"
     assert client.defaults == {"region": "hel1", "size": None, "image": None}
+
+
+def test_concurrent_upload_of_the_same_key_resolves_to_its_id(hetzner: Harness) -> None:
+    def racing_worker_uploads() -> None:
+        hetzner.server.ssh_keys["77"] = {"id": 77, "name": "ops", "public_key": PUBLIC_KEY,
+                                         "fingerprint": md5_fingerprint(PUBLIC_KEY),
+                                         "labels": {}, "created": "2024-01-01T00:00:00+00:00"}
+
+    hetzner.server.fail_next(1, 409, method="POST", path="/ssh_keys", effect=racing_worker_uploads,
+                             body={"error": {"code": "uniqueness_error",
+                                             "message": "SSH key not unique", "details": {}}})
+
+    assert hetzner.client.upload_ssh_key("ops", PUBLIC_KEY) == "77"
