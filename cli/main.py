@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import click
 
+from cli.data_cmds import audit_cmd, backup, backups_group, keys_group, restore, trigger, verify
+from cli.demo_cmd import demo
 from cli.fleet_cmds import ping, status, up
 from cli.plan_cmds import plan_group, schedule
 
@@ -24,6 +26,8 @@ main.add_command(schedule)
 main.add_command(up)
 main.add_command(status)
 main.add_command(ping)
+for command in (demo, backup, trigger, backups_group, restore, verify, keys_group, audit_cmd):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

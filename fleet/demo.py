@@ -45,8 +45,6 @@ datasets:
     data_class: cache
     policies:
       - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-drills:
-  - {{kind: restore, trigger: every 5 minutes}}
 """
 
 

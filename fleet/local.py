@@ -63,6 +63,7 @@ class LocalFleet:
     beats: int = 1
     children: list[Child] = field(default_factory=list)
     env: dict = field(default_factory=dict)
+    broker_env: dict = field(default_factory=dict)  # extra variables naming the embedded broker URL
 
     def start(self, echo=print) -> None:
         """Start every process; raises FleetStartFailed (after stopping what started)."""
@@ -84,6 +85,8 @@ class LocalFleet:
                 if not _wait_port(port, 15):
                     raise FleetStartFailed("the embedded redis-server did not start", log=str(logs / "redis.log"))
                 env["DRFLEET_BROKER_URL"] = f"redis://127.0.0.1:{port}/0"
+                for name in self.broker_env:
+                    env.setdefault(name, env["DRFLEET_BROKER_URL"])
                 echo(f"redis      embedded broker on 127.0.0.1:{port}")
             self.env = env
             celery = [sys.executable, "-m", "celery", "-A", "workers"]

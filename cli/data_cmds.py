@@ -1,0 +1,250 @@
+"""``drfleet backup|trigger|backups list|restore|verify|keys|audit``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+import click
+
+from cli.common import plan_option, reports_errors, use_plan
+
+
+def _wait(result, *, label: str, timeout: float):
+    """Follow a task until it ends, showing its progress (bytes, rate); return its result."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    deadline = time.monotonic() + timeout
+    shown = None
+    with console.status(f"{label}: queued") as status:
+        while not result.ready():
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{label}: still running after {timeout:.0f}s (task {result.id})")
+            if result.state == "PROGRESS" and isinstance(result.info, dict):
+                info = result.info
+                shown = (f"{label}: {info.get('step', '')} {info.get('bytes', 0) / 1e6:.1f} MB "
+                         f"at {info.get('rate_bytes_per_second', 0) / 1e6:.1f} MB/s")
+                status.update(shown)
+            elif result.state == "STARTED":
+                status.update(f"{label}: running")
+            time.sleep(0.2)
+    return result.get(propagate=True)
+
+
+@click.command("backup")
+@plan_option
+@click.argument("dataset")
+@click.option("--policy", help="Policy to run (default: the dataset's first).")
+@click.option("--wait/--no-wait", default=False, help="Follow progress until the backup ends.")
+@click.option("--timeout", default=6 * 3600.0, show_default=True)
+@reports_errors
+def backup(plan_path, dataset, policy, wait, timeout):
+    """Enqueue a backup of DATASET now, on its home region's data lane."""
+    plan = use_plan(plan_path)
+    from tasks.backup import backup as backup_task
+
+    ds = plan.dataset(dataset)
+    policy = policy or ds.policies[0].name
+    plan.policy(dataset, policy)
+    result = backup_task.apply_async(kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
+                                             "slot": f"manual:{uuid.uuid4().hex}"},
+                                     headers={"drfleet_actor": "cli"})
+    click.echo(f"backup of {dataset} ({policy}) queued on {ds.region}.data as task {result.id}")
+    if wait:
+        summary = _wait(result, label=f"backup {dataset}", timeout=timeout)
+        click.echo(json.dumps(summary, indent=2))
+
+
+@click.command("trigger")
+@plan_option
+@click.argument("dataset")
+@click.option("--event", help="Only policies triggered by this event (e.g. deployment).")
+@click.option("--event-id", help="Id of the event; re-sending the same id takes no second backup.")
+@reports_errors
+def trigger(plan_path, dataset, event, event_id):
+    """Take an on-event backup of DATASET now (e.g. after a deployment)."""
+    plan = use_plan(plan_path)
+    from tasks.restore import trigger as trigger_task
+
+    ds = plan.dataset(dataset)
+    if not any(p.trigger.kind == "on-event" for p in ds.policies):
+        raise click.ClickException(f"dataset {dataset} has no on-event policy; use `drfleet backup {dataset}`")
+    result = trigger_task.apply_async(kwargs={"dataset": dataset, "region": ds.region, "event": event,
+                                              "event_id": event_id})
+    click.echo(f"trigger for {dataset} sent as task {result.id}")
+
+
+@click.group("backups")
+def backups_group():
+    """List committed backups."""
+
+
+@backups_group.command("list")
+@plan_option
+@click.argument("dataset", required=False)
+@click.option("--location", multiple=True, help="Only these storage locations.")
+@click.option("--json", "as_json", is_flag=True)
+@reports_errors
+def backups_list(plan_path, dataset, location, as_json):
+    """List the backups of DATASET (or all datasets) in every storage location."""
+    plan = use_plan(plan_path)
+    from datapath.catalog import list_backups
+
+    listing = list_backups(plan, dataset, locations=list(location) or None)
+    if as_json:
+        for r in listing.backups:
+            m = r.manifest
+            click.echo(json.dumps({"backup_id": m.backup_id, "dataset": m.dataset, "policy": m.policy,
+                                   "location": r.location, "kind": m.kind, "created_at": m.created_at.isoformat(),
+                                   "slot": m.slot, "plaintext_size": m.plaintext_size,
+                                   "stored_size": sum(o.size for o in m.objects)}))
+    else:
+        for r in listing.backups:
+            m = r.manifest
+            click.echo(f"{m.dataset:20s} {m.backup_id:26s} {m.policy:16s} {r.location:20s} "
+                       f"{m.plaintext_size:>14,d} B  {m.created_at:%Y-%m-%d %H:%M:%S}")
+        if not listing.backups:
+            click.echo("no backups")
+    for problem in listing.problems:
+        click.secho(f"problem: {problem}", fg="yellow", err=True)
+
+
+def _region_of(plan, backup_id):
+    from datapath.catalog import find_backup
+    record = find_backup(plan, backup_id)
+    return record, plan.dataset(record.dataset).region
+
+
+@click.command("restore")
+@plan_option
+@click.argument("backup_id")
+@click.option("--to", "target", required=True,
+              help="Directory (files) or database: a URL without password, env:VAR or file:PATH.")
+@click.option("--location", help="Restore from this storage location's copy.")
+@click.option("--dry-run", is_flag=True, help="Print what would be restored, touch nothing.")
+@click.option("--local", is_flag=True, help="Run here instead of on the region's worker.")
+@click.option("--timeout", default=6 * 3600.0, show_default=True)
+@reports_errors
+def restore(plan_path, backup_id, target, location, dry_run, local, timeout):
+    """Restore BACKUP_ID (an id, or DATASET/ID) into a target."""
+    plan = use_plan(plan_path)
+    from datapath.restore import describe_restore, restore_backup
+
+    if dry_run:
+        click.echo(json.dumps(describe_restore(plan, backup_id, target, location=location), indent=2))
+        return
+    if local:
+        click.echo(json.dumps(restore_backup(plan, backup_id, target, location=location), indent=2))
+        return
+    from tasks.restore import restore as restore_task
+    record, region = _region_of(plan, backup_id)
+    result = restore_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
+                                              "target": target, "region": region, "location": location})
+    click.echo(json.dumps(_wait(result, label=f"restore {record.backup_id}", timeout=timeout), indent=2))
+
+
+@click.command("verify")
+@plan_option
+@click.argument("backup_id")
+@click.option("--depth", type=click.Choice(["quick", "full", "deep"]), default="deep", show_default=True)
+@click.option("--location")
+@click.option("--local", is_flag=True, help="Run here instead of on the region's worker.")
+@click.option("--timeout", default=6 * 3600.0, show_default=True)
+@reports_errors
+def verify(plan_path, backup_id, depth, location, local, timeout):
+    """Re-read every object of BACKUP_ID, check every hash and AEAD tag, and (deep) compare
+    a scratch restore's fingerprint with the one recorded at backup time. Exit 1 on damage."""
+    plan = use_plan(plan_path)
+    if local:
+        from datapath.verify import verify_backup
+        report = verify_backup(plan, backup_id, depth=depth, location=location)
+    else:
+        from tasks.restore import verify as verify_task
+        record, region = _region_of(plan, backup_id)
+        result = verify_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
+                                                 "region": region, "depth": depth, "location": location})
+        report = _wait(result, label=f"verify {record.backup_id}", timeout=timeout)
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if report["ok"] else 1)
+
+
+@click.group("keys")
+def keys_group():
+    """Create and rotate the keyrings of the plan's key categories."""
+
+
+@keys_group.command("create")
+@plan_option
+@click.argument("category")
+@reports_errors
+def keys_create(plan_path, category):
+    """Create the keyring file of CATEGORY (mode 0600; refuses to overwrite)."""
+    plan = use_plan(plan_path)
+    from backup_format.keyring import create_keyring
+    from state import audit
+
+    ref = _key_ref(plan, category)
+    key_id = create_keyring(ref.file, category)
+    _audit_quietly(audit, "keys.create", category=category, key_id=key_id)
+    click.echo(f"created keyring {ref.file} for {category}: active key {key_id}")
+
+
+@keys_group.command("rotate")
+@plan_option
+@click.argument("category")
+@reports_errors
+def keys_rotate(plan_path, category):
+    """Add a new master key to CATEGORY's keyring and make it active; old backups stay
+    readable while their key remains in the keyring."""
+    plan = use_plan(plan_path)
+    from backup_format.keyring import rotate_keyring
+    from state import audit
+
+    ref = _key_ref(plan, category)
+    key_id = rotate_keyring(ref.file)
+    _audit_quietly(audit, "keys.rotate", category=category, key_id=key_id)
+    click.echo(f"rotated {category}: new active key {key_id}")
+
+
+def _key_ref(plan, category):
+    if category not in plan.keys:
+        raise click.ClickException(f"unknown key category {category!r} (plan has: {', '.join(sorted(plan.keys))})")
+    ref = plan.keys[category]
+    if not ref.file:
+        raise click.ClickException(f"key category {category} lives in ${ref.env}; manage that variable's keyring yourself")
+    import os
+    os.makedirs(os.path.dirname(ref.file) or ".", mode=0o700, exist_ok=True)
+    return ref
+
+
+def _audit_quietly(audit, action, **details):
+    try:
+        audit.record(action, actor="cli", outcome="succeeded", **details)
+    except Exception:  # noqa: BLE001 - the key operation itself succeeded; say so
+        click.secho("warning: the audit log (Redis) is unreachable; this key operation was not recorded",
+                    fg="yellow", err=True)
+
+
+@click.command("audit")
+@plan_option
+@click.option("--action", help="Only this action (e.g. drfleet.backup, keys.rotate).")
+@click.option("--dataset")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=1000, show_default=True)
+@reports_errors
+def audit_cmd(plan_path, action, dataset, as_json, limit):
+    """Query the append-only audit log."""
+    use_plan(plan_path)
+    from state import audit
+
+    match = {"dataset": dataset} if dataset else {}
+    for rec in audit.entries(action=action, limit=limit, **match):
+        if as_json:
+            click.echo(json.dumps(rec, sort_keys=True))
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rec["at"]))
+            names = " ".join(f"{k}={v}" for k, v in sorted(rec["details"].items()) if v is not None)
+            click.echo(f"{when}  {rec['action']:16s} {rec['outcome']:10s} by {rec['actor']:6s} {names}")
