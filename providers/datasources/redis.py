@@ -43,6 +43,8 @@ import time
 from typing import Any, BinaryIO, Callable, Mapping
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from providers.datasources.credentials import scrub_text
 from providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
@@ -81,8 +83,9 @@ def dump(conn: str, options: Mapping[str, Any] | None = None) -> ThreadProducer:
 
 
 def _client(target: RedisTarget, db: int | None = None, timeout: float = 10.0) -> redis.Redis:
+    # No retries: a refused connection must be seen at once (e.g. "is it down yet?").
     return redis.Redis(**target.client_kwargs(db), socket_timeout=timeout,
-                       socket_connect_timeout=timeout)
+                       socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
 
 def _wait(condition: Callable[[], bool], timeout: float) -> bool:
