@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 from providers.clouds.base import (
     ACTION_ERROR, ACTION_RUNNING, ACTION_SUCCESS, RUNNING, STARTING, STOPPED, UNKNOWN, Action,
-    ProviderError, ProviderNotFound, Server, ServerSpec, labels_match, labels_to_tags, parse_label_selector,
-    ssh_md5_fingerprint, tags_to_labels,
+    ProviderError, ProviderNotFound, Server, ServerSpec, labels_match, labels_to_tags,
+    parse_label_selector, ssh_md5_fingerprint, tags_to_labels,
 )
 from providers.clouds.client import BaseCloudClient
 from providers.clouds.http import ErrorDetail, collect_pages

@@ -6,10 +6,11 @@ retries only what is safe to retry, and turns every failure into a ``ProviderErr
 subclass carrying the provider's error code and request id.
 
 Retried: 429 (waiting ``Retry-After`` seconds or HTTP-date, else the provider's reset
-header, else the backoff), 502, 503, 504, connect timeouts, and read timeouts of
-idempotent methods (a POST that timed out may have created something, so it is not
-repeated). Backoff is capped exponential with jitter; ``sleep``/``clock``/``now`` are
-injectable so tests never wait for real.
+header, else the backoff), 502, 503, 504 (``Retry-After`` honoured there too), connect
+timeouts, and read timeouts of idempotent methods (a POST that timed out may have created
+something, so it is not repeated). Nothing else: a 4xx or 500 raises at once. Backoff is
+capped exponential with jitter; ``sleep``/``now``/``jitter`` are injectable so tests never
+wait for real.
 
 ``collect_pages`` is the one pagination loop; each provider supplies how to fetch a page.
 """
@@ -186,8 +187,8 @@ class JsonSession:
             url = path
         else:
             url = self.base_url + "/" + path.lstrip("/")
-        if params:
-            query = urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
+        query = urlencode({k: v for k, v in (params or {}).items() if v is not None}, doseq=True)
+        if query:
             url += ("&" if "?" in url else "?") + query
         return url
 
@@ -196,11 +197,14 @@ class JsonSession:
         return self._jitter(delay) if self._jitter else delay
 
     def _retry_delay(self, response: JsonResponse, attempt: int) -> float | None:
-        """Seconds to wait before retrying, or None when the provider asks for too long."""
-        if response.status != 429:
-            return self._backoff(attempt)
+        """Seconds to wait before retrying, or None when the provider asks for too long.
+
+        ``Retry-After`` wins whenever present (RFC 9110 defines it for 429 and 503); a 429
+        without it falls back to the provider's rate-limit reset header, then the backoff.
+        """
         wait = retry_after_seconds(response.headers.get("retry-after"), self._now())
-        if wait is None and self._reset_header and response.headers.get(self._reset_header):
+        if wait is None and response.status == 429 and self._reset_header \
+                and response.headers.get(self._reset_header):
             try:
                 wait = max(0.0, float(response.headers[self._reset_header]) - self._now())
             except ValueError:

@@ -160,3 +160,18 @@ def test_collect_pages_refuses_a_repeated_cursor() -> None:
         collect_pages(lambda cursor: ([1], "same"), provider="test")
 
     assert raised.value.provider == "test" and "repeated" in str(raised.value)
+
+
+def test_retry_after_on_503_is_honoured_too(api: HetznerContract) -> None:
+    clock = FakeClock()
+    api.fail_next(1, 503, retry_after="5")
+
+    session_for(api.url, clock).get("/servers")
+
+    assert clock.sleeps == [5.0]
+
+
+def test_params_left_as_none_are_not_sent(api: HetznerContract) -> None:
+    session_for(api.url, FakeClock()).get("/servers", params={"label_selector": None})
+
+    assert api.requests[0].query == {}
