@@ -19,12 +19,13 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import logging
 import secrets
 from typing import Any, Mapping
 
 from providers.clouds.base import (
     ACTION_ERROR, ACTION_RUNNING, ACTION_SUCCESS, DELETING, RUNNING, STARTING, STOPPED, UNKNOWN,
-    Action, Server, ServerSpec, labels_match, labels_to_tags, parse_label_selector, same_ssh_key,
+    Action, ProviderError, Server, ServerSpec, labels_match, labels_to_tags, parse_label_selector, same_ssh_key,
     ssh_key_blob, tags_to_labels,
 )
 from providers.clouds.client import BaseCloudClient
@@ -38,6 +39,7 @@ EVENT_STATUS = {"scheduled": ACTION_RUNNING, "started": ACTION_RUNNING,
                 "finished": ACTION_SUCCESS, "notification": ACTION_SUCCESS,
                 "failed": ACTION_ERROR}
 PAGE_SIZE = 500  # the API's maximum
+log = logging.getLogger("drfleet.providers.clouds.linode")
 RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 
@@ -66,7 +68,8 @@ class LinodeClient(BaseCloudClient):
     # ------------------------------------------------------------------ instances
 
     def create_server(self, spec: ServerSpec) -> tuple[Server, Action | None]:
-        """POST /linode/instances; the Action is the ``linode_create`` event, when listed."""
+        """POST /linode/instances; the Action is the ``linode_create`` event, or None when the
+        event cannot be found (wait on the Server then). Raises ProviderError subclasses."""
         spec = self._complete_spec(spec)
         payload: dict[str, Any] = {
             "label": spec.name, "region": spec.region, "type": spec.size, "image": spec.image,
@@ -76,11 +79,20 @@ class LinodeClient(BaseCloudClient):
         if spec.user_data:
             payload["metadata"] = {"user_data": base64.b64encode(spec.user_data.encode()).decode()}
         server = self._server(self.session.post("/linode/instances", json=payload).body)
-        events = self.session.get("/account/events", params={"page_size": 25}, headers={
-            "X-Filter": json.dumps({"entity.id": int(server.id), "entity.type": "linode",
-                                    "action": "linode_create", "+order_by": "created",
-                                    "+order": "desc"})}).body.get("data", [])
-        return server, (self._event(events[0]) if events else None)
+        return server, self._create_event(server)
+
+    def _create_event(self, server: Server) -> Action | None:
+        """The server exists now: failing to find its event must not lose it (None instead)."""
+        try:
+            events = self.session.get("/account/events", params={"page_size": 25}, headers={
+                "X-Filter": json.dumps({"entity.id": int(server.id), "entity.type": "linode",
+                                        "action": "linode_create", "+order_by": "created",
+                                        "+order": "desc"})}).body.get("data", [])
+        except ProviderError as exc:
+            log.warning("linode %s created, but its linode_create event could not be read "
+                        "(%s); wait on the server instead", server.id, exc.message)
+            return None
+        return self._event(events[0]) if events else None
 
     def get_server(self, server_id: str) -> Server:
         return self._server(self.session.get(f"/linode/instances/{server_id}").body)

@@ -103,3 +103,12 @@ def test_from_plan_uses_the_documented_endpoint() -> None:
 
     assert client.session.base_url == "https://api.linode.com/v4beta"
     assert client.session.token_env == "LINODE_TOKEN"
+
+
+def test_an_unreadable_event_does_not_lose_the_created_linode(linode: Harness) -> None:
+    linode.server.fail_next(4, 503, path="/account/events")
+
+    server, action = linode.client.create_server(ServerSpec(name="db-9"))
+
+    assert action is None and server.id in linode.server.servers
+    assert linode.client.wait_until_running(server.id, 60).is_running
