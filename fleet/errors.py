@@ -25,9 +25,14 @@ class DrfleetError(Exception):
         self.facts = {k: v for k, v in facts.items() if v is not None}
         if hint is not None:
             self.hint = hint
-        super().__init__(message)
+        # args carry the whole rendering, so the facts survive Celery's result backend
+        # (which rebuilds an exception from its args on the client side)
+        super().__init__(self.render())
 
     def __str__(self) -> str:
+        return self.render()
+
+    def render(self) -> str:
         parts = [self.message]
         for key, value in self.facts.items():
             if isinstance(value, (list, tuple)):

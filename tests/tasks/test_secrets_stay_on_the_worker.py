@@ -1,0 +1,124 @@
+"""Secrets are resolved on the worker: no message that crossed the broker, no result, and
+no log line of a backup run contains a password or key material."""
+
+import base64
+import json
+import threading
+
+import pytest
+import redis
+
+from tests.fixtures.fleet import Fleet, write_plan
+
+PG_DATASET = """\
+app-db:
+  kind: postgres
+  region: eu-central
+  connection: {{env: APP_DB_URL}}
+  key: content
+  rpo: 5m
+  rto: 15m
+  policies:
+    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
+broken-db:
+  kind: postgres
+  region: eu-central
+  connection: {{env: BROKEN_DB_URL}}
+  key: content
+  rpo: 5m
+  rto: 15m
+  policies:
+    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
+"""
+
+
+class BrokerTap:
+    """Records every command the broker's Redis executes (MONITOR), for the test's duration."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.lines: list[bytes] = []
+        self._monitor = self.client.monitor()
+        self._monitor.__enter__()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            for event in self._monitor.listen():
+                self.lines.append(event["command"].encode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001 - connection closed at the end
+            pass
+
+    def close(self):
+        try:
+            self._monitor.connection.disconnect()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def decoded(self) -> str:
+        """Everything seen, with kombu's base64 message bodies decoded."""
+        out = []
+        for raw in self.lines:
+            text = raw.decode("utf-8", "replace")
+            out.append(text)
+            for token in text.replace("\\\"", "\"").split('"'):
+                if len(token) > 16 and token.endswith("=") or len(token) > 40:
+                    try:
+                        out.append(base64.b64decode(token, validate=True).decode("utf-8", "replace"))
+                    except Exception:  # noqa: BLE001 - not base64
+                        pass
+        return "\n".join(out)
+
+
+@pytest.fixture
+def pg_fleet(tmp_path, redis_url, pg_cluster, monkeypatch):
+    from backup_format.keyring import create_keyring
+
+    pg_cluster.ensure_secret_role()
+    pg_cluster.create_database("app")
+    pg_cluster.psql("CREATE TABLE IF NOT EXISTS t (id int primary key, v text); "
+                    "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g ON CONFLICT DO NOTHING", "app")
+    plan_path = write_plan(tmp_path / "plan", datasets=PG_DATASET.format())
+    (tmp_path / "plan" / "keys").mkdir(mode=0o700)
+    create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
+    secret_dsn = pg_cluster.dsn("app", secret=True)
+    broken_dsn = pg_cluster.dsn("no_such_db", secret=True)
+    for name, value in {"DRFLEET_PLAN": str(plan_path), "DRFLEET_BROKER_URL": redis_url,
+                        "DRFLEET_STATE_URL": redis_url}.items():
+        monkeypatch.setenv(name, value)
+    fleet = Fleet(tmp_path, redis_url, plan_path,
+                  env_extra={"APP_DB_URL": secret_dsn, "BROKEN_DB_URL": broken_dsn})
+    from workers import app
+    app.conf.broker_url = app.conf.result_backend = redis_url
+    yield fleet, pg_cluster.SECRET_PASSWORD, tmp_path / "plan" / "keys" / "content.keyring"
+    fleet.stop()
+
+
+def test_no_secret_crosses_the_broker_or_reaches_a_log(pg_fleet, redis_url):
+    from tasks.backup import backup
+
+    fleet, password, keyring_path = pg_fleet
+    key_material = json.loads(keyring_path.read_text())["keys"][0]["material"]
+    worker = fleet.worker("eu-central")
+    tap = BrokerTap(redis_url)
+    try:
+        ok = backup.apply_async(kwargs={"dataset": "app-db", "policy": "hourly", "region": "eu-central",
+                                        "slot": "s1"}).get(timeout=120)
+        assert ok["status"] == "committed"
+        failed = backup.apply_async(kwargs={"dataset": "broken-db", "policy": "hourly", "region": "eu-central",
+                                            "slot": "s1"})
+        with pytest.raises(Exception) as info:
+            failed.get(timeout=120)
+    finally:
+        tap.close()
+    seen = tap.decoded()
+    assert "app-db" in seen and "broken-db" in seen, "the tap did not see the task messages"
+    assert "no_such_db" in str(info.value), "the failure should say which database is missing"
+    for secret in (password, key_material):
+        assert secret not in seen
+        assert secret not in str(info.value)
+        assert secret not in worker.output()
+    stored = redis.Redis.from_url(redis_url)
+    for k in stored.scan_iter("celery-task-meta-*"):
+        assert password.encode() not in stored.get(k)
