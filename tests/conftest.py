@@ -14,5 +14,6 @@ os.environ.setdefault("DRFLEET_HOME", str(ROOT / ".drfleet" / "test-home"))
 pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.redis_server",
+    "tests.fixtures.postgres_cluster",
     "tests.fixtures.s3_server",
 ]
