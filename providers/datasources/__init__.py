@@ -15,7 +15,9 @@ directory. It may hold a password: modules never put it in argv or in an error (
 
 ``dump`` starts producing at once and returns a ``Producer`` (see ``producer``): read it
 to its end, then ``close()`` it, which raises ``SourceToolFailed`` (with the tool's exit
-code and last stderr lines) if the dump failed even after writing data. ``Producer.position``
+code and last stderr lines) if the dump failed even after writing data. ``dump`` itself
+raises ``SourceToolFailed`` when the source refuses before producing anything (e.g. a
+Redis handshake, a missing directory). ``Producer.position``
 holds the source position taken right before the dump. ``restore`` reads ``stream`` to
 its end and raises ``RestoreFailed`` (with the tool's stderr tail) when the target did not
 take it. ``fingerprint`` returns a JSON-safe, deterministic summary of the content, equal

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from typing import Iterable
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -41,8 +41,6 @@ def scrub_url(url: str) -> str:
 
 def scrub_text(text: str, secrets: Iterable[str | None]) -> str:
     """``text`` with every occurrence of each non-empty secret (raw or %-encoded) masked."""
-    from urllib.parse import quote
-
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK).replace(quote(secret, safe=""), MASK)

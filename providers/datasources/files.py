@@ -207,8 +207,13 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
     is corrupt; errors from ``stream`` propagate.
     """
     opts = _options(options, {"owners", "exclude"})
-    os.makedirs(conn, exist_ok=True)
-    if os.listdir(conn):
+    try:
+        os.makedirs(conn, exist_ok=True)
+        occupied = bool(os.listdir(conn))
+    except OSError as exc:
+        raise RestoreFailed(TOOL, None, [str(exc)], message="cannot use the restore target",
+                            target=os.path.abspath(conn)) from None
+    if occupied:
         raise RestoreFailed(TOOL, None, [], message="the restore target is not empty",
                             target=os.path.abspath(conn),
                             hint="restore into a new or empty directory")

@@ -94,9 +94,10 @@ class Producer:
     def close(self) -> None:
         """Wait for the producer; raise SourceToolFailed if it failed or was killed.
 
-        Closing before the stream was read to its end stops the producer (it sees a
-        broken pipe), which is reported as a failure too. Idempotent: a second call
-        raises the same error again, or returns.
+        Closing before the end of the stream while the producer is still writing stops
+        it (it sees a broken pipe), which is reported as a failure too. Cleanup steps
+        (e.g. removing a passfile) run in every case. Idempotent: a second call raises
+        the same error again, or returns.
         """
         if self._closed:
             if self._error is not None:

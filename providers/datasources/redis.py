@@ -19,8 +19,8 @@ writable here, and the caller must say how to (re)start it. Options:
                               ``SHUTDOWN NOSAVE`` to ``conn`` so a running server cannot
                               overwrite the restored file with its own dataset on exit;
     ``timeout``               seconds to wait for the server to stop/come back (60).
-The stream is first spooled next to the target file, then moved into place while the
-server is down. The server must run with ``appendonly no`` (with AOF on it would load
+The stream is first spooled next to the target file (0600, owned like the file it
+replaces, or like ``data_dir``), then moved into place while the server is down. The server must run with ``appendonly no`` (with AOF on it would load
 the AOF instead); when CONFIG is allowed, restore checks ``dir``, ``dbfilename`` and
 ``appendonly`` after the restart and raises RestoreFailed if the file was not used.
 
@@ -152,7 +152,7 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(spool, 0o600)
+        _match_owner(spool, os.path.join(data_dir, dbfilename), data_dir)
         if opts.get("shutdown", True):
             _shutdown_nosave(target, timeout, facts)
         os.replace(spool, os.path.join(data_dir, dbfilename))
@@ -161,6 +161,15 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
             os.unlink(spool)
     _restart(target, opts, timeout, facts)
     _check_loaded_from(target, data_dir, dbfilename, facts)
+
+
+def _match_owner(path: str, existing: str, data_dir: str) -> None:
+    """Give ``path`` the owner of the file it replaces (else of the data dir), so a server
+    running as its own user can read it when we run as root."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(existing if os.path.exists(existing) else data_dir)
+    os.chown(path, st.st_uid, st.st_gid)
 
 
 def _shutdown_nosave(target: RedisTarget, timeout: float, facts: dict[str, Any]) -> None:

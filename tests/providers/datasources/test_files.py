@@ -269,3 +269,9 @@ def test_modes_of_restored_special_bits_are_kept(tmp_path):
     files.restore(str(tmp_path / "t"), io.BytesIO(dump_bytes(root)))
     assert stat.S_IMODE(os.stat(tmp_path / "t" / "sticky").st_mode) == 0o1777
     assert files.fingerprint(str(root)) == files.fingerprint(str(tmp_path / "t"))
+
+
+def test_a_producer_can_be_restored_from_directly(tree, tmp_path):
+    with files.dump(str(tree)) as producer:
+        files.restore(str(tmp_path / "piped"), producer)
+    assert files.fingerprint(str(tree)) == files.fingerprint(str(tmp_path / "piped"))
