@@ -43,7 +43,8 @@ def scrub_text(text: str, secrets: Iterable[str | None]) -> str:
     """``text`` with every occurrence of each non-empty secret (raw or %-encoded) masked."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, MASK).replace(quote(secret, safe=""), MASK)
+            # The encoded form first: it is the longer one and may contain the raw form.
+            text = text.replace(quote(secret, safe=""), MASK).replace(secret, MASK)
     return text
 
 
