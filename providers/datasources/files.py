@@ -154,6 +154,7 @@ def _write_tar(root: str, exclude: tuple[str, ...], sink: BinaryIO) -> None:
                     continue
                 seen_inodes[inode] = member
                 _add_file(tar, info, path)
+            tar.members.clear()  # a stream needs no index; keep memory flat
             # sockets, FIFOs and devices are not backed up
 
 

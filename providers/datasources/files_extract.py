@@ -54,13 +54,25 @@ class Extractor:
         return path == self.root or path.startswith(self.root + os.sep)
 
     def extract(self, stream: BinaryIO) -> None:
+        """Extract every member; raises UnsafeArchiveMember, or RestoreFailed when the
+        archive is corrupt or lacks its end marker (cut short at a member boundary)."""
+        reader = _RecentBytesReader(stream)
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:
                 for member in tar:
                     self._extract_member(tar, member)
+                    tar.members.clear()  # a stream needs no index; keep memory flat
+                end_block = reader.bytes_at(tar.offset, tarfile.BLOCKSIZE)
         except tarfile.TarError as exc:
             raise RestoreFailed(TOOL, None, [str(exc)], message="the archive is corrupt or "
                                 "truncated", target=self.root) from None
+        # tarfile ends a stream silently at EOF or at an unreadable header: insist on the
+        # zero block that really ends an archive.
+        if end_block is None or len(end_block) < tarfile.BLOCKSIZE or any(end_block):
+            raise RestoreFailed(TOOL, None, [], message="the archive is corrupt or truncated: "
+                                "it does not end with an end-of-archive block",
+                                target=self.root)
+        reader.drain()
         self._check_links()
         for path, member in sorted(self._directories, key=lambda d: d[0].count(os.sep),
                                    reverse=True):
@@ -167,6 +179,41 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
         return int(Decimal(exact if exact else repr(member.mtime)).scaleb(9))
     except (InvalidOperation, ValueError):
         return int(member.mtime * 1_000_000_000)
+
+
+class _RecentBytesReader:
+    """Passes reads through, remembering the most recent bytes (a few MiB) by offset."""
+
+    WINDOW = 4 * CHUNK
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._recent = bytearray()
+        self._recent_start = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._recent += data
+        excess = len(self._recent) - self.WINDOW
+        if excess > 0:
+            del self._recent[:excess]
+            self._recent_start += excess
+        return data
+
+    def bytes_at(self, offset: int, size: int) -> bytes | None:
+        """The bytes at ``offset`` (reading on if needed); None if no longer remembered."""
+        while self._recent_start + len(self._recent) < offset + size:
+            if not self.read(CHUNK):
+                break
+        if offset < self._recent_start:
+            return None
+        start = offset - self._recent_start
+        return bytes(self._recent[start:start + size])
+
+    def drain(self) -> None:
+        """Read the stream to its end (padding after the end block), so its producer ends."""
+        while self._stream.read(CHUNK):
+            pass
 
 
 def _uid(member: tarfile.TarInfo) -> int:

@@ -275,3 +275,14 @@ def test_a_producer_can_be_restored_from_directly(tree, tmp_path):
     with files.dump(str(tree)) as producer:
         files.restore(str(tmp_path / "piped"), producer)
     assert files.fingerprint(str(tree)) == files.fingerprint(str(tmp_path / "piped"))
+
+
+@pytest.mark.parametrize("cut", ["member boundary", "inside a header", "garbage after members"])
+def test_an_archive_without_its_end_block_is_refused(tmp_path, cut):
+    data = hostile_tar(("file", "a", b"x" * 600), ("file", "b", b"y" * 600), ("file", "c", b"z"))
+    member_size = 512 + 1024  # header + data padded to blocks (names are short: no PAX header)
+    stream = {"member boundary": data[:2 * member_size],
+              "inside a header": data[:2 * member_size + 100],
+              "garbage after members": data[:2 * member_size] + b"\x7f" * 2048}[cut]
+    with pytest.raises(RestoreFailed, match="corrupt or truncated"):
+        files.restore(str(tmp_path / "t"), io.BytesIO(stream))
