@@ -125,7 +125,7 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
     """Replace the target server's RDB file with ``stream`` and restart the server.
 
     Raises InvalidSourceOptions for missing/inconsistent options; RestoreFailed when the
-    stream is not an RDB, the server cannot be stopped, the restart command fails, the
+    stream is not an RDB or is truncated (both before the server is touched), the server cannot be stopped, the restart command fails, the
     server does not come back within ``timeout``, or it did not load the restored file.
     """
     opts = _options(options, {"data_dir", "dbfilename", "restart", "command", "shutdown",
@@ -152,6 +152,10 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
+        if not _ends_like_an_rdb(spool):
+            raise _restore_failed(target, "the RDB stream is truncated (it does not end with "
+                                          "the EOF opcode and checksum); the server was left "
+                                          "untouched", **facts)
         _match_owner(spool, os.path.join(data_dir, dbfilename), data_dir)
         if opts.get("shutdown", True):
             _shutdown_nosave(target, timeout, facts)
@@ -161,6 +165,16 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
             os.unlink(spool)
     _restart(target, opts, timeout, facts)
     _check_loaded_from(target, data_dir, dbfilename, facts)
+
+
+def _ends_like_an_rdb(path: str) -> bool:
+    """RDB files (version 5+) end with the EOF opcode 0xFF and an 8-byte CRC64."""
+    with open(path, "rb") as rdb:
+        rdb.seek(0, os.SEEK_END)
+        if rdb.tell() < 18:
+            return False
+        rdb.seek(-9, os.SEEK_END)
+        return rdb.read(1) == b"\xff"
 
 
 def _match_owner(path: str, existing: str, data_dir: str) -> None:

@@ -138,6 +138,18 @@ def test_restore_refuses_a_stream_that_is_not_an_rdb(target):
     assert port_open(target.port)  # untouched, still running
 
 
+@pytest.mark.parametrize("source", ["diskless"], indirect=True)
+def test_restore_refuses_a_truncated_rdb_and_leaves_the_server_alone(source, target):
+    with redis_source.dump(source.url) as producer:
+        data = read_all(producer)
+    target.client().set("still", "here")
+    with pytest.raises(RestoreFailed, match="truncated"):
+        redis_source.restore(target.url, io.BytesIO(data[: len(data) // 2]),
+                             {"data_dir": str(target.dir), "restart": restart(target)})
+    assert target.client().get("still") == b"here"
+    assert not [name for name in os.listdir(target.dir) if name.endswith(".rdb")]
+
+
 def test_restore_options_are_checked(target):
     with pytest.raises(InvalidSourceOptions, match="data_dir"):
         redis_source.restore(target.url, io.BytesIO(b"REDIS"), {"restart": restart(target)})
