@@ -73,7 +73,7 @@ class LocalFleet:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         env = dict(os.environ, DRFLEET_PLAN=str(self.plan_path), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-                   DRFLEET_HOME=str(self.home), PYTHONUNBUFFERED="1")
+                   DRFLEET_HOME=str(self.home), PYTHONUNBUFFERED="1", DRFLEET_TASK_EVENTS="1")
         try:
             if not env.get("DRFLEET_BROKER_URL"):
                 port = _free_port()

@@ -11,7 +11,7 @@ from workers.settings import Limits
 _limits = Limits.from_env()
 
 
-@app.task(bind=True, name="drfleet.backup", label="backup", lane="data",
+@app.task(bind=True, name="drfleet.backup", label="backup", lane="data", track_started=True,
           idempotent_on=("dataset", "policy", "slot"), audited=True,
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def backup(self, dataset: str, policy: str, region: str, slot: str | None = None) -> dict:

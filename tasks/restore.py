@@ -13,14 +13,14 @@ from workers.settings import Limits
 _limits = Limits.from_env()
 
 
-@app.task(bind=True, name="drfleet.restore", label="restore", lane="data", audited=True,
+@app.task(bind=True, name="drfleet.restore", label="restore", lane="data", track_started=True, audited=True,
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def restore(self, backup_id: str, target: str, region: str, location: str | None = None) -> dict:
     from datapath.restore import restore_backup
     return restore_backup(current_plan(), backup_id, target, location=location)
 
 
-@app.task(bind=True, name="drfleet.verify", label="verify", lane="data", audited=True,
+@app.task(bind=True, name="drfleet.verify", label="verify", lane="data", track_started=True, audited=True,
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def verify(self, backup_id: str, region: str, depth: str = "full", location: str | None = None) -> dict:
     from datapath.verify import verify_backup

@@ -92,9 +92,11 @@ def celery_config(regions: list[str], env=os.environ) -> dict:
         "task_default_exchange": "drfleet",
         "task_soft_time_limit": limits.control_soft,
         "task_time_limit": limits.control_hard,
-        "task_track_started": True,
-        "task_send_sent_event": True,
-        "worker_send_task_events": True,
+        # long data-lane tasks set track_started themselves; events are on when Flower
+        # watches (DRFLEET_TASK_EVENTS=1, as `drfleet up` and compose/ set, or worker -E)
+        "task_track_started": False,
+        "task_send_sent_event": env.get("DRFLEET_TASK_EVENTS") == "1",
+        "worker_send_task_events": env.get("DRFLEET_TASK_EVENTS") == "1",
         "result_expires": 7 * 86400,
         "result_extended": True,
         "timezone": "UTC",

@@ -65,6 +65,5 @@ def test_a_worker_without_region_refuses_to_start(fleet):
 
 
 def test_sending_without_a_region_is_an_error(celery_app):
-    from tasks.probe import probe
     with pytest.raises(ValueError, match="without region"):
-        probe.apply_async(kwargs={"tag": "x"})
+        celery_app.send_task("drfleet.probe", kwargs={"tag": "x"})
