@@ -1,6 +1,6 @@
 """Celery settings, derived from the environment and the plan's regions.
 
-Each choice follows docs/celery-rules.md: JSON only; late acks with reject-on-worker-lost;
+Each choice follows what Celery, kombu and RedBeat document about delivery (README, "The Celery app"): JSON only; late acks with reject-on-worker-lost;
 prefetch 1 (and prefetch disabled); one visibility timeout, set in all three places, above
 the longest hard time limit; soft < hard < visibility; no silent queue creation; long tasks
 cancelled on broker connection loss. Environment variables (all optional):
