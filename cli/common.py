@@ -19,6 +19,12 @@ def use_plan(plan_path: str | None):
     """Load the plan for a command (and export it for the Celery app)."""
     if plan_path:
         os.environ["DRFLEET_PLAN"] = os.path.abspath(plan_path)
+    if not os.environ.get("DRFLEET_BROKER_URL"):
+        # a local fleet (`drfleet up`) leaves its embedded broker's URL in DRFLEET_HOME
+        from fleet.home import drfleet_home
+        marker = drfleet_home() / "broker-url"
+        if marker.exists():
+            os.environ["DRFLEET_BROKER_URL"] = marker.read_text().strip()
     from workers.plan_context import current_plan
     return current_plan()
 

@@ -88,6 +88,7 @@ class LocalFleet:
                 for name in self.broker_env:
                     env.setdefault(name, env["DRFLEET_BROKER_URL"])
                 echo(f"redis      embedded broker on 127.0.0.1:{port}")
+                (self.home / "broker-url").write_text(env["DRFLEET_BROKER_URL"])
             self.env = env
             celery = [sys.executable, "-m", "celery", "-A", "workers"]
             for region in self.plan.region_names:
@@ -134,6 +135,7 @@ class LocalFleet:
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM every child's process group (workers finish or requeue their task),
         then SIGKILL whatever is left after ``grace`` seconds. Idempotent."""
+        (self.home / "broker-url").unlink(missing_ok=True)
         for child in reversed(self.children):
             _signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -159,6 +161,7 @@ class LocalFleet:
             stop["now"] = True
 
         old = signal.signal(signal.SIGTERM, on_signal)
+        old_int = signal.signal(signal.SIGINT, on_signal)
         status = 0
         try:
             while not stop["now"]:
@@ -175,6 +178,7 @@ class LocalFleet:
             echo("stopping the fleet ...")
             self.stop()
             signal.signal(signal.SIGTERM, old)
+            signal.signal(signal.SIGINT, old_int)
         return status
 
 
