@@ -15,5 +15,6 @@ pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.redis_server",
     "tests.fixtures.postgres_cluster",
+    "tests.fixtures.fleet",
     "tests.fixtures.s3_server",
 ]
