@@ -22,7 +22,7 @@ from providers.ssh import sftp as sftp_transfer
 from providers.ssh.errors import (AuthenticationFailed, HostUnreachable, RemoteCommandFailed,
                                   RemoteCommandTimedOut)
 from providers.ssh.hostkeys import preferred_key_types, verify_host_key
-from providers.ssh.remote_stream import RemoteStream, drain_stderr
+from providers.ssh.remote_stream import RemoteStream, close_quietly, drain_stderr
 from providers.ssh.stderr_tail import StderrTail
 
 __all__ = ["CompletedRemote", "SshSession", "SshTarget"]
@@ -140,7 +140,7 @@ class SshSession:
             self._authenticate(transport)
             transport.set_keepalive(self.keepalive_interval)
         except BaseException:
-            transport.close()
+            close_quietly(transport)
             raise
         self._transport = transport
         return self
@@ -170,10 +170,10 @@ class SshSession:
 
     def close(self) -> None:
         if self._sftp is not None:
-            self._sftp.close()
+            close_quietly(self._sftp)
             self._sftp = None
         if self._transport is not None:
-            self._transport.close()
+            close_quietly(self._transport)
             self._transport = None
 
     def _live_transport(self, operation: str) -> paramiko.Transport:
@@ -217,7 +217,7 @@ class SshSession:
         expired = threading.Event()
         timer = None
         if timeout is not None:
-            timer = threading.Timer(timeout, lambda: (expired.set(), channel.close()))
+            timer = threading.Timer(timeout, lambda: (expired.set(), close_quietly(channel)))
             timer.daemon = True
             timer.start()
         stdout = bytearray()
@@ -226,10 +226,13 @@ class SshSession:
                 stdout += chunk
             channel.status_event.wait()
             stderr_reader.join()
+        except _CONNECTION_ERRORS as exc:
+            raise self._unreachable(f"connection lost while the command ran: {exc!r}",
+                                    command) from None
         finally:
             if timer is not None:
                 timer.cancel()
-            channel.close()
+            close_quietly(channel)
         if expired.is_set() and channel.exit_status == -1:
             raise RemoteCommandTimedOut(self.target.host, self.target.port, command,
                                         timeout, tail.text())
@@ -296,7 +299,7 @@ class SshSession:
         try:
             function(sftp, os.fspath(local), remote, progress)
         except sftp_transfer.SftpFailure as failure:
-            if self._connection_lost():
+            if failure.connection_lost or self._connection_lost():
                 raise self._unreachable(f"connection lost during {operation} of {remote}: "
                                         f"{failure.reason}", operation) from None
             raise failure.as_error(self.target, operation, remote, os.fspath(local)) from None

@@ -16,6 +16,14 @@ EXIT_STATUS_WAIT = 60.0  # seconds to wait for the exit status after stdout ende
 LEFTOVER_LIMIT = 1024 * 1024  # unread stdout that close() still drains to see the status
 
 
+def close_quietly(closable) -> None:
+    """Close a channel or SFTP client; on a dead connection closing can raise, ignore it."""
+    try:
+        closable.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+
+
 def drain_stderr(channel: paramiko.Channel, tail: StderrTail) -> None:
     """Read the channel's stderr until EOF into ``tail`` (keeps the SSH window open)."""
     while True:
@@ -75,6 +83,8 @@ class RemoteStream(io.RawIOBase):
         except socket.timeout:
             raise RemoteCommandTimedOut(self._target.host, self._target.port, self.command,
                                         self._idle_timeout, self._tail.text()) from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._lost(f"connection lost while streaming command output: {exc!r}")
         if not data:
             self._eof = True
             return 0
@@ -84,7 +94,7 @@ class RemoteStream(io.RawIOBase):
     def abort(self) -> None:
         """Stop reading and close the channel without checking the exit status."""
         if not self.closed:
-            self._channel.close()
+            close_quietly(self._channel)
             super().close()
 
     def close(self) -> None:
@@ -97,7 +107,7 @@ class RemoteStream(io.RawIOBase):
             if self._eof:
                 self._check_exit()
         finally:
-            self._channel.close()
+            close_quietly(self._channel)
             super().close()
 
     def _check_exit(self) -> None:
@@ -106,12 +116,15 @@ class RemoteStream(io.RawIOBase):
         self._stderr_reader.join(EXIT_STATUS_WAIT)
         status = self._channel.exit_status
         if status == -1 and self._connection_lost():
-            raise HostUnreachable(host, port, "connection lost while streaming command output",
-                                  user=self._target.user, operation=self.command)
+            raise self._lost("connection lost while streaming command output")
         self.exit_status = status
         if status != 0:
             raise RemoteCommandFailed(host, port, self.command, status, self._tail.text(),
                                       user=self._target.user)
+
+    def _lost(self, reason: str) -> HostUnreachable:
+        return HostUnreachable(self._target.host, self._target.port, reason,
+                               user=self._target.user, operation=self.command)
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         if exc_type is not None:

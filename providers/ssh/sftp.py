@@ -20,20 +20,25 @@ from providers.ssh.errors import RemoteTransferFailed
 
 Progress = Callable[[int, int], None] | None
 _SFTP_ERRORS = (OSError, EOFError, paramiko.SSHException)
+# Server-side SFTP errors arrive as plain IOError (with ENOENT/EACCES or no errno); these
+# mean the SSH connection itself failed.
+_CONNECTION_LOST = (EOFError, paramiko.SSHException, ConnectionError, TimeoutError)
 
 
 class SftpFailure(Exception):
     """An SFTP step failed; ``reason`` is operator-readable. Internal to the provider."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, connection_lost: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.connection_lost = connection_lost
 
     @classmethod
     def wrapping(cls, exc: BaseException) -> "SftpFailure":
+        lost = isinstance(exc, _CONNECTION_LOST)
         if isinstance(exc, OSError) and exc.strerror:
-            return cls(exc.strerror)
-        return cls(str(exc) or type(exc).__name__)
+            return cls(exc.strerror, connection_lost=lost)
+        return cls(str(exc) or type(exc).__name__, connection_lost=lost)
 
     def as_error(self, target, operation: str, remote: str, local: str) -> RemoteTransferFailed:
         return RemoteTransferFailed(target.host, target.port, operation, remote, local,
