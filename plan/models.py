@@ -12,12 +12,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
+from fleet.errors import DrfleetError
 from plan.copies import CopyTarget, parse_copy_target
 from plan.durations import parse_duration
 from plan.retention import Retention, parse_retention
 from plan.triggers import Trigger, parse_trigger
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class UnknownPlanName(DrfleetError, KeyError):
+    """A dataset or policy name that the plan does not have."""
+
+    hint = "check the name against `drfleet schedule --plan PLAN`"
 DATASET_KINDS = ("postgres", "mongodb", "redis", "files")
 
 
@@ -261,8 +268,8 @@ class Plan(Strict):
         try:
             return self.datasets[name]
         except KeyError:
-            raise KeyError(f"dataset {name!r} is not in plan {self.name!r} "
-                           f"(known: {', '.join(sorted(self.datasets))})") from None
+            raise UnknownPlanName(f"dataset {name!r} is not in plan {self.name!r} "
+                                  f"(known: {', '.join(sorted(self.datasets))})") from None
 
     def rpo_for(self, dataset: str) -> int:
         """The dataset's RPO target: its own ``rpo`` or its data class's in ``objectives``."""
@@ -281,4 +288,5 @@ class Plan(Strict):
         for p in self.dataset(dataset).policies:
             if p.name == policy:
                 return p
-        raise KeyError(f"dataset {dataset!r} has no policy {policy!r}")
+        raise UnknownPlanName(f"dataset {dataset!r} has no policy {policy!r} "
+                              f"(policies: {', '.join(p.name for p in self.dataset(dataset).policies)})")
