@@ -22,7 +22,8 @@ from providers.ssh import sftp as sftp_transfer
 from providers.ssh.errors import (AuthenticationFailed, HostUnreachable, RemoteCommandFailed,
                                   RemoteCommandTimedOut)
 from providers.ssh.hostkeys import preferred_key_types, verify_host_key
-from providers.ssh.remote_stream import RemoteStream, close_quietly, drain_stderr
+from providers.ssh.remote_stream import (LOSS_SETTLE_SECONDS, RemoteStream, close_quietly,
+                                         drain_stderr)
 from providers.ssh.stderr_tail import StderrTail
 
 __all__ = ["CompletedRemote", "SshSession", "SshTarget"]
@@ -107,6 +108,7 @@ class SshSession:
                                user=self.target.user, operation=operation)
 
     def connect(self) -> "SshSession":
+        """Open the TCP connection, check the host key, authenticate. Raises as above."""
         t = self.target
         try:
             sock = socket.create_connection((t.host, t.port), timeout=t.connect_timeout)
@@ -183,9 +185,18 @@ class SshSession:
             raise self._unreachable("the SSH connection was lost", operation)
         return self._transport
 
-    def _connection_lost(self) -> bool:
-        """True when the SSH connection is gone (closed, reset, or never opened)."""
-        return self._transport is None or not self._transport.is_active()
+    def _connection_lost(self, settle: float = 0.0) -> bool:
+        """True when the SSH connection is gone (closed, reset, or never opened).
+
+        A dying transport closes its channels a moment before it reports itself inactive;
+        ``settle`` is how long to wait for it to finish dying when in doubt.
+        """
+        transport = self._transport
+        if transport is None:
+            return True
+        if settle and transport.is_active():
+            transport.join(settle)  # returns at once when the transport thread has ended
+        return not transport.is_active()
 
     def _open_channel(self, command: str) -> paramiko.Channel:
         transport = self._live_transport(command)
@@ -236,7 +247,7 @@ class SshSession:
         if expired.is_set() and channel.exit_status == -1:
             raise RemoteCommandTimedOut(self.target.host, self.target.port, command,
                                         timeout, tail.text())
-        if channel.exit_status == -1 and self._connection_lost():
+        if channel.exit_status == -1 and self._connection_lost(settle=LOSS_SETTLE_SECONDS):
             raise self._unreachable("connection lost while the command ran", command)
         result = CompletedRemote(channel.exit_status, bytes(stdout), tail.text())
         if check and result.exit_status != 0:

@@ -165,7 +165,8 @@ class RemoteCommandTimedOut(SshError):
             f"remote command on {_endpoint(host, port)} did not finish within {timeout}s",
             host=host, port=port, command=command, timeout=timeout,
             stderr_tail=stderr_tail.splitlines() or "(empty)",
-            hint="the remote process may still be running; check the host before retrying",
+            hint="the remote process may still be running: check the host before retrying, "
+                 "and consider bounding it there too (`timeout N COMMAND`)",
         )
 
 

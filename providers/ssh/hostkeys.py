@@ -18,11 +18,11 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from providers.ssh.errors import (HostKeyChanged, HostKeyRevoked, UnknownHostKey,
-                                  known_hosts_name)
+from providers.ssh.errors import (HostKeyChanged, HostKeyRejected, HostKeyRevoked,
+                                  UnknownHostKey, known_hosts_name)
 
 __all__ = ["KnownHostKey", "fingerprint", "known_hosts_name", "lookup_known_keys",
-           "verify_host_key"]
+           "preferred_key_types", "verify_host_key"]
 
 
 def fingerprint(key_blob: bytes) -> str:
@@ -74,8 +74,8 @@ def lookup_known_keys(known_hosts_file: str | os.PathLike, host: str,
                       port: int) -> list[KnownHostKey]:
     """Every key (including revoked ones) recorded for ``host``/``port``, in file order.
 
-    A missing file counts as empty. Raises ``OSError`` if the file exists but cannot be
-    read. Malformed lines are skipped, as OpenSSH does.
+    A missing file counts as empty. Raises ``HostKeyRejected`` if the file exists but
+    cannot be read. Malformed lines are skipped, as OpenSSH does.
     """
     name = known_hosts_name(host, port)
     try:
@@ -83,6 +83,11 @@ def lookup_known_keys(known_hosts_file: str | os.PathLike, host: str,
             lines = handle.readlines()
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise HostKeyRejected("cannot read the known_hosts file, so no host key is trusted",
+                              known_hosts_file=os.fspath(known_hosts_file),
+                              reason=exc.strerror or str(exc), host=host, port=port,
+                              hint="make the file readable by the worker's user") from None
     keys = []
     for number, line in enumerate(lines, 1):
         fields = line.split()
@@ -108,7 +113,8 @@ def verify_host_key(known_hosts_file: str | os.PathLike, host: str, port: int,
     Returns the matching entry. Raises ``HostKeyRevoked`` if the key is marked
     ``@revoked``; ``UnknownHostKey`` if no key at all is recorded for the host;
     ``HostKeyChanged`` if other keys are recorded (of this or another type) but not
-    this one. Fingerprints in the errors are OpenSSH SHA256 ones.
+    this one; ``HostKeyRejected`` if the file cannot be read. Fingerprints in the errors
+    are OpenSSH SHA256 ones.
     """
     presented = fingerprint(key_blob)
     known = lookup_known_keys(known_hosts_file, host, port)

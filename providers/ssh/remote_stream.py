@@ -14,6 +14,7 @@ from providers.ssh.stderr_tail import StderrTail
 
 EXIT_STATUS_WAIT = 60.0  # seconds to wait for the exit status after stdout ended
 LEFTOVER_LIMIT = 1024 * 1024  # unread stdout that close() still drains to see the status
+LOSS_SETTLE_SECONDS = 2.0  # how long a dying connection may take to report itself dead
 
 
 def close_quietly(closable) -> None:
@@ -54,7 +55,7 @@ class RemoteStream(io.RawIOBase):
     """
 
     def __init__(self, channel: paramiko.Channel, command: str, target,
-                 connection_lost: Callable[[], bool], *,
+                 connection_lost: Callable[[float], bool], *,
                  idle_timeout: float | None = None) -> None:
         super().__init__()
         self.command = command
@@ -84,7 +85,7 @@ class RemoteStream(io.RawIOBase):
             raise RemoteCommandTimedOut(self._target.host, self._target.port, self.command,
                                         self._idle_timeout, self._tail.text()) from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise self._lost(f"connection lost while streaming command output: {exc!r}")
+            raise self._lost(f"connection lost while streaming command output: {exc!r}") from None
         if not data:
             self._eof = True
             return 0
@@ -115,7 +116,7 @@ class RemoteStream(io.RawIOBase):
         self._channel.status_event.wait(EXIT_STATUS_WAIT)
         self._stderr_reader.join(EXIT_STATUS_WAIT)
         status = self._channel.exit_status
-        if status == -1 and self._connection_lost():
+        if status == -1 and self._connection_lost(LOSS_SETTLE_SECONDS):
             raise self._lost("connection lost while streaming command output")
         self.exit_status = status
         if status != 0:

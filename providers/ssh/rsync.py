@@ -91,6 +91,15 @@ def _contents(path: str) -> str:
     return path if path.endswith("/") else path + "/"
 
 
+def _check_paths(source: str, destination: str, delete: bool) -> None:
+    """Refuse empty paths (rsync would read "/" or the login directory) and mirroring
+    with --delete onto a filesystem root. Raises ValueError."""
+    if not str(source).strip() or not str(destination).strip():
+        raise ValueError("rsync source and destination paths must not be empty")
+    if delete and os.path.normpath(str(destination)) == "/":
+        raise ValueError("refusing to mirror with --delete onto '/'")
+
+
 def rsync_pull(target, remote_path: str, local_dir: str | os.PathLike, *,
                link_dest: str | os.PathLike | None = None, delete: bool = True,
                extra: list[str] | None = None, accept_vanished: bool = False) -> RsyncResult:
@@ -99,8 +108,10 @@ def rsync_pull(target, remote_path: str, local_dir: str | os.PathLike, *,
     ``link_dest`` is a previous local snapshot: unchanged files are hard-linked to it
     instead of copied. ``extra`` is appended to rsync's options (argv items, e.g.
     ``["--bwlimit=1000"]``). Raises ``RsyncFailed`` on a non-zero exit (``is_transient``
-    says whether to retry; exit 24 is returned as success if ``accept_vanished``).
+    says whether to retry; exit 24 is returned as success if ``accept_vanished``), and
+    ValueError for an empty path or ``--delete`` onto ``/``.
     """
+    _check_paths(remote_path, os.fspath(local_dir), delete)
     local_dir = os.path.abspath(local_dir)
     os.makedirs(local_dir, exist_ok=True)
     options = [f"--link-dest={os.path.abspath(link_dest)}"] if link_dest else []
@@ -118,6 +129,7 @@ def rsync_push(local_path: str | os.PathLike, target, remote_dir: str, *,
     ``link_dest`` is a remote path (absolute, or relative to ``remote_dir``). Otherwise
     as ``rsync_pull``.
     """
+    _check_paths(os.fspath(local_path), remote_dir, delete)
     local_path = os.path.abspath(local_path)
     source = _contents(local_path) if os.path.isdir(local_path) else local_path
     options = [f"--link-dest={link_dest}"] if link_dest else []
@@ -139,8 +151,12 @@ def _run_rsync(target, options: list[str], source: str, destination: str, *, del
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSYNC_")}
     env["LC_ALL"] = "C"
     tail = StderrTail()
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=env)
+    try:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=env)
+    except FileNotFoundError:
+        raise RsyncFailed(127, "rsync is not installed on this machine", "", target.host,
+                          port=target.port, hint="install rsync (apt-get install rsync)") from None
     reader = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
     reader.start()
     stats: dict[str, int] = {}

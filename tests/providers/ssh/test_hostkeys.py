@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from providers.ssh import HostKeyChanged, HostKeyRevoked, SshSession, UnknownHostKey
+from providers.ssh import (HostKeyChanged, HostKeyRejected, HostKeyRevoked, SshSession,
+                           UnknownHostKey)
 from providers.ssh.hostkeys import fingerprint, lookup_known_keys, verify_host_key
 from tests.fixtures.sshd import SshServer
 
@@ -90,6 +91,12 @@ def test_unknown_host_names_fingerprint_and_how_to_add_it(known_hosts):
 def test_missing_known_hosts_file_means_unknown(tmp_path):
     with pytest.raises(UnknownHostKey):
         verify_host_key(tmp_path / "absent", "db1", 22, "ssh-ed25519", KEY_A)
+
+
+def test_unreadable_known_hosts_trusts_nothing(tmp_path):
+    with pytest.raises(HostKeyRejected) as caught:
+        verify_host_key(tmp_path, "db1", 22, "ssh-ed25519", KEY_A)  # a directory
+    assert caught.value.facts["known_hosts_file"] == str(tmp_path)
 
 
 def test_changed_key_names_both_fingerprints(known_hosts):

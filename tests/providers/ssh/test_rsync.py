@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import shutil
 import threading
 
 import pytest
@@ -212,6 +211,15 @@ def test_connection_dropped_mid_transfer_is_transient_and_a_retry_completes(priv
     assert result.files_transferred == 1
     assert (local / "big.bin").read_bytes() == (source / "big.bin").read_bytes()
     assert not (local / ".rsync-partial").exists()
+
+
+def test_dangerous_paths_are_refused(ssh_target, tmp_path):
+    with pytest.raises(ValueError):
+        rsync_pull(ssh_target, "", tmp_path / "local")
+    with pytest.raises(ValueError):
+        rsync_push(tmp_path, ssh_target, "/")
+    with pytest.raises(ValueError):
+        rsync_push(tmp_path, ssh_target, "")
 
 
 # -- exit code classification and with_retries (no processes) ------------------------------
