@@ -83,10 +83,10 @@ class FleetTask(Task):
                 return {"status": "already-succeeded", "job": job}
 
         started = time.monotonic()
-        actor = (request.headers or {}).get("drfleet_actor") if request.headers else None
+        headers = request.headers or {}
+        actor = headers.get("drfleet_actor") or ("beat" if headers.get("celery_beat_task") else "api")
         if self.audited:
-            audit.record(self.name, actor=actor or ("beat" if (request.headers or {}).get("celery_beat_task") else "api"),
-                         outcome="started", task_id=task_id, **_names(kwargs))
+            audit.record(self.name, actor=actor, outcome="started", task_id=task_id, **_names(kwargs))
         try:
             result = super().__call__(*args, **kwargs)
         except Retry:
@@ -103,7 +103,7 @@ class FleetTask(Task):
         metrics.task_runs.labels(self.name, region or "-", outcome).inc()
         metrics.task_duration.labels(self.name).observe(time.monotonic() - started)
         if self.audited:
-            audit.record(self.name, actor=actor or "-", outcome=outcome, task_id=task_id,
+            audit.record(self.name, actor=actor, outcome=outcome, task_id=task_id,
                          error=error, seconds=round(time.monotonic() - started, 3), **_names(kwargs))
 
 

@@ -59,6 +59,8 @@ def test_two_beats_give_exactly_one_execution_per_slot(beat_fleet, tmp_path):
     wait_for(lambda: len(executions()) >= 5, timeout=60, what="five slots to run")
     counts = executions()
     assert counts and set(counts.values()) == {1}, counts
+    from state import audit
+    assert {r["actor"] for r in audit.entries(action="drfleet.backup")} == {"beat"}
     assert set(committed_slots(tmp_path / "plan").values()) == {1}
 
 

@@ -41,8 +41,8 @@ def test_backup_wait_list_verify_restore(worker_fleet, tmp_path):
     assert restored.exit_code == 0, restored.output
     assert (target / "index.html").read_text() == "hello\n"
     audit = run("audit", "--action", "drfleet.backup", "--json", "--plan", str(plan))
-    outcomes = [json.loads(line)["outcome"] for line in audit.output.splitlines()]
-    assert outcomes == ["started", "succeeded"]
+    records = [json.loads(line) for line in audit.output.splitlines()]
+    assert [(r["outcome"], r["actor"]) for r in records] == [("started", "cli"), ("succeeded", "cli")]
 
 
 def test_verify_exits_1_on_damage(worker_fleet):

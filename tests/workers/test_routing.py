@@ -46,7 +46,6 @@ def test_a_task_pushed_onto_another_regions_queue_is_rejected_not_run(fleet, cel
 
 
 def test_a_lane_worker_consumes_only_its_lane(fleet, celery_app):
-    from celery import current_app  # noqa: F401  (app already configured by the fixture)
     fleet.worker("eu-central", lane="data")
     replies = celery_app.control.inspect(timeout=5).active_queues()
     queues = {name: sorted(q["name"] for q in qs) for name, qs in replies.items()}
