@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-long faults bench clean
+.PHONY: setup demo test test-long faults fuzz bench bench-full docs clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -17,8 +17,21 @@ test: setup  ## the test suite (under 10 minutes on 2 cores)
 test-long: setup  ## long scenarios excluded from `make test`
 	$(BIN)/python -m pytest -q -m slow
 
+faults: setup  ## fault injection and soak at full scale (~45 min): prints the table, writes docs/faults.md
+	$(BIN)/python -m pytest -q -m slow tests/faults
+	$(BIN)/python -m tests.faults.report
+
+fuzz: setup  ## property-based bad-input tests with a long budget (tests/fuzz)
+	DRFLEET_FUZZ_EXAMPLES=3000 $(BIN)/python -m pytest -q tests/fuzz
+
 bench: setup  ## benchmarks, side by side with the tools users would otherwise use
 	$(BIN)/python -m bench.run
+
+bench-full: setup  ## the sizes the README quotes (1 GB database, 100,000-file tree; about 15 minutes)
+	$(BIN)/python -m bench.run --full
+
+docs: setup  ## regenerate the generated pages (plan reference, runbook pages, recovery checklists)
+	$(BIN)/drfleet plan docs --all docs
 
 clean:
 	rm -rf .drfleet .pytest_cache

@@ -185,8 +185,9 @@ class Manifest(_Strict):
         except ManifestInvalid as exc:
             raise ManifestInvalid(source, exc.reason) from None
         rewritten = manifest.to_dict()
-        drifted = sorted(k for k in raw if canonical_json(raw[k]) != canonical_json(rewritten.get(k)))
-        if drifted:
+        # one encoding of each side first (fast path); field by field only to name the drift
+        if canonical_json(raw) != canonical_json({k: rewritten.get(k) for k in raw}):
+            drifted = sorted(k for k in raw if canonical_json(raw[k]) != canonical_json(rewritten.get(k)))
             raise ManifestInvalid(source, f"not in canonical form: {', '.join(drifted)}")
         _check_location(manifest, source)
         return manifest

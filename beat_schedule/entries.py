@@ -2,28 +2,56 @@
 
 Backups run in the dataset's home region, on its data lane; copies follow a committed
 backup and are not scheduled themselves. Entries for ``continuous`` and ``on-change``
-policies are listed (so an operator sees them) but fired by watchers, not by beat's clock;
-``on-event`` policies run on ``drfleet trigger``.
+policies are listed (so an operator sees them) but fired by watchers, not by beat's clock:
+for a files dataset (local, or on a plan host over SSH) a ``watch`` entry fires
+``drfleet.watch`` on the region's control lane every ``watch_interval`` seconds, and the
+watch sends the backup when the tree changed (database WAL/oplog policies are the WAL
+archiver's). ``on-event`` policies run on ``drfleet trigger``. A PostgreSQL ``mode: wal``
+policy (WAL shipped by ``archive_command``) gets a ``base-backup`` entry (daily at 01:00 UTC,
+DRFLEET_BASEBACKUP_TRIGGER overrides) on the data lane and a ``wal-lag`` entry measuring the
+achieved RPO every 60 s on the control lane. Retention runs as one
+``prune`` entry per region, daily at 04:00 UTC, on the region's control lane; ``copies check``
+re-seeds missing or damaged copies weekly (Sunday 05:00 UTC) from the primary region.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from plan.models import Plan
-from plan.triggers import Trigger
+from plan.triggers import Trigger, parse_trigger
 from workers.queues import queue_name
 
 BACKUP_TASK = "drfleet.backup"
 DRILL_TASK = "drfleet.drill"
 VERIFY_COLD_TASK = "drfleet.verify_cold"
+WATCH_TASK = "drfleet.watch"
+PRUNE_TASK = "drfleet.prune"
+PRUNE_TRIGGER = "daily at 04:00"
+BASE_BACKUP_TASK = "drfleet.base_backup"
+WAL_LAG_TASK = "drfleet.wal_lag"
+WAL_LAG_SECONDS = 60
+COPIES_CHECK_TASK = "drfleet.copies_check"
+COPIES_CHECK_TRIGGER = "weekly on sunday at 05:00"
+WATCH_INTERVALS = {"continuous": 15, "on-change": 60}
+WATCH_INTERVAL_ENV = {"continuous": "DRFLEET_WATCH_CONTINUOUS_SECONDS",
+                      "on-change": "DRFLEET_WATCH_ON_CHANGE_SECONDS"}
+
+
+def watch_interval(trigger_kind: str) -> int:
+    """Seconds between watches of a policy's tree: 15 for continuous (a change is in a
+    committed backup within 60 s while the backup itself takes under ~30 s), 60 for
+    on-change. DRFLEET_WATCH_CONTINUOUS_SECONDS / DRFLEET_WATCH_ON_CHANGE_SECONDS override
+    them (compressed clocks in tests and soak runs)."""
+    return int(os.environ.get(WATCH_INTERVAL_ENV[trigger_kind], WATCH_INTERVALS[trigger_kind]))
 
 
 @dataclass(frozen=True)
 class ScheduleEntry:
     name: str
-    kind: str  # backup | drill | verify-cold | deep-check
+    kind: str  # backup | watch | base-backup | wal-lag | prune | copies-check | drill | verify-cold
     task: str
     region: str
     queue: str
@@ -34,6 +62,7 @@ class ScheduleEntry:
     keep_versions: int | None = None
     copies: tuple[str, ...] = ()
     kwargs: dict = field(default_factory=dict)
+    every_seconds: int | None = None  # watch entries: beat fires them this often
 
     def to_json(self) -> dict:
         return {"name": self.name, "kind": self.kind, "dataset": self.dataset, "policy": self.policy,
@@ -41,7 +70,7 @@ class ScheduleEntry:
                 "trigger": self.trigger.kind, "cron": self.trigger.cron,
                 "interval_seconds": self.trigger.interval_seconds, "event": self.trigger.event,
                 "keep_seconds": self.keep_seconds, "keep_versions": self.keep_versions,
-                "copies": list(self.copies)}
+                "copies": list(self.copies), **({"every_seconds": self.every_seconds} if self.every_seconds else {})}
 
 
 def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
@@ -55,7 +84,24 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
                 dataset=name, policy=policy.name, keep_seconds=policy.keep.keep_seconds,
                 keep_versions=policy.keep.keep_versions, copies=tuple(c.label for c in policy.copies),
                 kwargs={"dataset": name, "policy": policy.name, "region": ds.region}))
+            if policy.trigger.kind in WATCH_INTERVALS and ds.kind == "files":
+                out.append(ScheduleEntry(
+                    name=f"watch {name} {policy.name}", kind="watch", task=WATCH_TASK, region=ds.region,
+                    queue=queue_name(ds.region, "control"), trigger=policy.trigger, dataset=name,
+                    policy=policy.name, every_seconds=watch_interval(policy.trigger.kind),
+                    kwargs={"dataset": name, "policy": policy.name, "region": ds.region}))
+            if policy.mode == "wal" and ds.kind == "postgres":
+                out += _wal_entries(name, ds.region, policy)
+    for region in plan.region_names:
+        out.append(ScheduleEntry(
+            name=f"prune {region}", kind="prune", task=PRUNE_TASK, region=region,
+            queue=queue_name(region, "control"), trigger=parse_trigger(PRUNE_TRIGGER),
+            kwargs={"region": region}))
     primary = plan.primary_region
+    out.append(ScheduleEntry(
+        name="copies check", kind="copies-check", task=COPIES_CHECK_TASK, region=primary,
+        queue=queue_name(primary, "data"), trigger=parse_trigger(COPIES_CHECK_TRIGGER),
+        kwargs={"region": primary}))
     for i, drill in enumerate(plan.drills):
         region = drill.region or primary
         out.append(ScheduleEntry(
@@ -70,19 +116,40 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
     return out
 
 
+def _wal_entries(dataset: str, region: str, policy) -> list[ScheduleEntry]:
+    """Base backups (the starting points of point-in-time recovery) and the archive-lag
+    measurement of one WAL-archived PostgreSQL dataset."""
+    trigger = parse_trigger(os.environ.get("DRFLEET_BASEBACKUP_TRIGGER", "daily at 01:00"))
+    kwargs = {"dataset": dataset, "policy": policy.name, "region": region}
+    return [
+        ScheduleEntry(name=f"base-backup {dataset} {policy.name}", kind="base-backup", task=BASE_BACKUP_TASK,
+                      region=region, queue=queue_name(region, "data"), trigger=trigger, dataset=dataset,
+                      policy=policy.name, keep_seconds=policy.keep.keep_seconds,
+                      keep_versions=policy.keep.keep_versions, kwargs=kwargs),
+        ScheduleEntry(name=f"wal-lag {dataset}", kind="wal-lag", task=WAL_LAG_TASK, region=region,
+                      queue=queue_name(region, "control"), trigger=policy.trigger, dataset=dataset,
+                      policy=policy.name, every_seconds=WAL_LAG_SECONDS,
+                      kwargs={"dataset": dataset, "region": region}),
+    ]
+
+
 def beat_schedule(plan: Plan) -> dict:
     """Celery ``beat_schedule`` for the entries beat fires on a clock."""
     from celery.schedules import crontab, schedule
 
     out = {}
     for entry in schedule_entries(plan):
-        if not entry.trigger.scheduled:
+        options = {"queue": entry.queue, "routing_key": entry.queue, "exchange": "drfleet"}
+        if entry.every_seconds:
+            # a watch that waited a whole interval in the queue is stale: the next one is due
+            sched = schedule(timedelta(seconds=entry.every_seconds))
+            options["expires"] = entry.every_seconds
+        elif not entry.trigger.scheduled:
             continue
-        if entry.trigger.kind == "cron":
+        elif entry.trigger.kind == "cron":
             minute, hour, dom, month, dow = entry.trigger.cron.split()
             sched = crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow)
         else:
             sched = schedule(timedelta(seconds=entry.trigger.interval_seconds))
-        out[entry.name] = {"task": entry.task, "schedule": sched, "kwargs": dict(entry.kwargs),
-                           "options": {"queue": entry.queue, "routing_key": entry.queue, "exchange": "drfleet"}}
+        out[entry.name] = {"task": entry.task, "schedule": sched, "kwargs": dict(entry.kwargs), "options": options}
     return out

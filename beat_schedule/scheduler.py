@@ -5,6 +5,7 @@
   expires (``redbeat_lock_timeout``).
 * Every message carries its scheduled ``slot`` (the cron fire time it belongs to), so the
   task base can deduplicate per (dataset, policy, slot) if the lock is ever held twice.
+* A Redis restart does not end beat: it waits for Redis, then for its lock (``tick``).
 * Catch-up is bounded: after downtime, only the latest missed slot runs, and only if it is
   younger than the catch-up window; every other slot is recorded as missed
   (``drfleet:missed-slots``), where ``drfleet status`` shows it.
@@ -16,7 +17,9 @@ import logging
 import os
 from datetime import datetime, timezone
 
+import redis
 from redbeat import RedBeatScheduler
+from redis.exceptions import LockNotOwnedError
 
 from beat_schedule.entries import beat_schedule, schedule_entries
 from plan.triggers import Trigger
@@ -52,6 +55,25 @@ class FleetScheduler(RedBeatScheduler):
         self.triggers = {e.name: e.trigger for e in schedule_entries(plan) if e.trigger.scheduled}
         app.conf.beat_schedule = beat_schedule(plan)
         super().__init__(app, *args, **kwargs)
+
+    def tick(self, *args, **kwargs):
+        """RedBeat's tick, surviving a Redis restart: while Redis is unreachable beat
+        waits and tries again instead of exiting; if its lock expired meanwhile (or another
+        beat took it over), it waits for the lock again, as a standby does."""
+        try:
+            return super().tick(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning("beat: Redis unreachable (%s); trying again in %ss", exc, self.max_interval)
+            return self.max_interval
+        except LockNotOwnedError:
+            logger.warning("beat: lost the lock while Redis was away; waiting to acquire it again")
+            try:
+                self.lock.acquire()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("beat: Redis unreachable (%s) while waiting for the lock", exc)
+                return self.max_interval
+            logger.info("beat: Acquired lock")
+            return 0
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
         trigger = self.triggers.get(entry.name)

@@ -40,4 +40,12 @@ def reports_errors(fn):
             click.secho(f"error: {exc}", fg="red", err=True)
             from plan.loader import PlanInvalid
             sys.exit(2 if isinstance(exc, PlanInvalid) else 1)
+        except Exception as exc:  # Redis refusing credentials or unreachable: say which, hide the password
+            from state.redis_security import explain_failure
+            from workers.settings import redis_urls
+            explained = explain_failure(exc, redis_urls())
+            if explained is None:
+                raise
+            click.secho(f"error: {explained}", fg="red", err=True)
+            sys.exit(1)
     return wrapper

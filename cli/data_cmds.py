@@ -72,6 +72,10 @@ def trigger(plan_path, dataset, event, event_id):
     ds = plan.dataset(dataset)
     if not any(p.trigger.kind == "on-event" for p in ds.policies):
         raise click.ClickException(f"dataset {dataset} has no on-event policy; use `drfleet backup {dataset}`")
+    events = sorted({p.trigger.event for p in ds.policies if p.trigger.kind == "on-event"})
+    if event is not None and event not in events:
+        raise click.ClickException(f"dataset {dataset} has no on-event policy for event {event!r} "
+                                   f"(its events: {', '.join(events)}); nothing was sent")
     result = trigger_task.apply_async(kwargs={"dataset": dataset, "region": ds.region, "event": event,
                                               "event_id": event_id})
     click.echo(f"trigger for {dataset} sent as task {result.id}")
@@ -127,23 +131,60 @@ def _region_of(plan, backup_id):
 @click.option("--dry-run", is_flag=True, help="Print what would be restored, touch nothing.")
 @click.option("--local", is_flag=True, help="Run here instead of on the region's worker.")
 @click.option("--timeout", default=6 * 3600.0, show_default=True)
+@click.option("--at", "at", help="PostgreSQL point in time: latest, an LSN or a time; BACKUP_ID may then "
+                                 "be a dataset, and --to is a new data directory (see `drfleet wal`).")
+@click.option("--port", type=int, help="With --at: port of the restored cluster (default: a free one).")
+@click.option("--yes", is_flag=True, help="Restore over a database target without asking.")
 @reports_errors
-def restore(plan_path, backup_id, target, location, dry_run, local, timeout):
-    """Restore BACKUP_ID (an id, or DATASET/ID) into a target."""
+def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=None, port=None, yes=False):
+    """Restore BACKUP_ID (an id, or DATASET/ID) into a target. With --at, restore a
+    PostgreSQL dataset to a point in time into a new data directory and start it.
+
+    A database target is changed in place, so the command says what it will do and asks
+    unless --yes is given; a directory target must be empty."""
     plan = use_plan(plan_path)
+    if at is not None:  # point-in-time recovery (pitr.recovery), runs here
+        from pitr.recovery import restore_to
+        click.echo(json.dumps(restore_to(plan, backup_id, target, at, port=port, timeout=timeout), indent=2))
+        return
     from datapath.restore import describe_restore, restore_backup
 
+    plan_of_restore = describe_restore(plan, backup_id, target, location=location)
     if dry_run:
-        click.echo(json.dumps(describe_restore(plan, backup_id, target, location=location), indent=2))
+        click.echo(json.dumps(plan_of_restore, indent=2))
         return
+    _confirm_restore(plan_of_restore, yes)
     if local:
-        click.echo(json.dumps(restore_backup(plan, backup_id, target, location=location), indent=2))
+        from state import audit
+        summary = restore_backup(plan, backup_id, target, location=location)
+        _audit_quietly(audit, "drfleet.restore", dataset=summary["dataset"], backup_id=summary["backup_id"],
+                       location=summary["location"], target=summary["target"], local=True)
+        click.echo(json.dumps(summary, indent=2))
         return
     from tasks.restore import restore as restore_task
     record, region = _region_of(plan, backup_id)
     result = restore_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
-                                              "target": target, "region": region, "location": location})
+                                              "target": target, "region": region, "location": location},
+                                      headers={"drfleet_actor": "cli"})
     click.echo(json.dumps(_wait(result, label=f"restore {record.backup_id}", timeout=timeout), indent=2))
+
+
+_RESTORE_CONSEQUENCES = {
+    "postgres": "objects in the dump are created in the target database; existing ones make it fail",
+    "redis": "the target redis-server is shut down and its dataset replaced by the backup's",
+    "mongodb": "the dumped collections are dropped in the target first",
+}
+
+
+def _confirm_restore(described: dict, yes: bool) -> None:
+    """Say what a restore will do; ask before changing a database in place (not --yes)."""
+    click.echo(f"will restore {described['kind']} backup {described['backup_id']} of {described['dataset']} "
+               f"from {described['location']} into {described['target']}", err=True)
+    consequence = _RESTORE_CONSEQUENCES.get(described["kind"])
+    if consequence:
+        click.echo(f"  {consequence}", err=True)
+        if not yes:
+            click.confirm("restore over this target?", abort=True, err=True)
 
 
 @click.command("verify")

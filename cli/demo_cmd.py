@@ -49,6 +49,25 @@ def demo(keep_running):
     click.secho("demo finished: every step above ran on real workers, nothing is left running", fg="green")
 
 
+def _show_copies(plan, results: dict, timeout: float = 60) -> None:
+    """Wait until each new backup is in every location its policy copies it to; print where."""
+    from datapath.catalog import list_backups
+    from datapath.locations import copy_locations
+
+    click.secho("== copies (queued by each committed backup: other regions, offsite)", bold=True)
+    deadline = time.monotonic() + timeout
+    for dataset, result in results.items():
+        wanted = {loc for loc, _cold in copy_locations(plan, dataset, result["policy"])} | {result["location"]}
+        while True:
+            found = {b.location for b in list_backups(plan, dataset).backups if b.backup_id == result["backup_id"]}
+            if wanted <= found or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        missing = sorted(wanted - found)
+        click.echo(f"   {dataset}/{result['backup_id']}: in {', '.join(sorted(found))}"
+                   + (f" (still missing: {', '.join(missing)})" if missing else ""))
+
+
 def _ensure_keyrings(plan) -> None:
     from backup_format.keyring import create_keyring
     for category, ref in plan.keys.items():
@@ -99,6 +118,20 @@ def _run_tour(plan, plan_file) -> None:
         summary = restore_backup(plan, f"{site}/{results[site]['backup_id']}", target)
         click.echo(f"   restored {summary['bytes']:,} bytes in {summary['seconds']}s: "
                    f"{sorted(os.listdir(target))}")
+    _show_copies(plan, results)
+    click.secho("== restore drill (a random dataset's random backup into a scratch target, timed)", bold=True)
+    from tasks.drills import drill
+    record = drill.apply_async(kwargs={"kind": "restore", "region": plan.primary_region},
+                               headers={"drfleet_actor": "cli"}).get(timeout=300)
+    for outcome in record.get("datasets", []):
+        click.echo(f"   {outcome.get('dataset')}/{outcome.get('backup_id')} from {outcome.get('location')}: "
+                   f"{'restored and verified' if outcome.get('ok') else 'FAILED'} in {outcome.get('rto_seconds')}s "
+                   f"{outcome.get('reason') or ''}".rstrip())
+    click.echo(f"   result={record['result']} measured RTO {record.get('rto_seconds')}s {record.get('reason') or ''}")
+    click.secho("== report (RPO and RTO against the plan's targets)", bold=True)
+    from cli.drill_cmds import _print_text
+    from report.build import build_report
+    _print_text(build_report(plan))
     click.secho("== schedule (what beat fires while the fleet is up)", bold=True)
     from beat_schedule.entries import schedule_entries
     for entry in schedule_entries(plan):

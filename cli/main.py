@@ -5,6 +5,8 @@ Run ``drfleet COMMAND --help`` for each command.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from cli.data_cmds import audit_cmd, backup, backups_group, keys_group, restore, trigger, verify
@@ -28,6 +30,13 @@ main.add_command(status)
 main.add_command(ping)
 for command in (demo, backup, trigger, backups_group, restore, verify, keys_group, audit_cmd):
     main.add_command(command)
+
+# Each of these modules exposes COMMANDS, the click commands it adds.
+COMMAND_MODULES = ("cli.retention_cmds", "cli.copy_cmds", "cli.drill_cmds", "cli.wal_cmds", "cli.runbook_cmds",
+                   "cli.key_cmds")
+for module_name in COMMAND_MODULES:
+    for command in importlib.import_module(module_name).COMMANDS:
+        main.add_command(command)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ def plan_check(plan_file):
 
     try:
         plan = load_plan(plan_file)
+        if plan.recovery:
+            from runbooks.config import recovery_config
+            recovery_config(plan)  # the runbooks' section: services, DNS, clouds, standbys
     except PlanInvalid as exc:
         click.secho(f"{plan_file}: {len(exc.issues)} problem(s)", fg="red", err=True)
         for issue in exc.issues:
@@ -87,3 +90,33 @@ def schedule(plan_path, as_json, missed):
                 f"{e.keep_versions} versions" if e.keep_versions else format_duration(e.keep_seconds) if e.keep_seconds else "")
         table.add_row(e.name, e.region, e.queue, when, keep, ", ".join(e.copies))
     Console(width=160).print(table)
+
+
+@plan_group.command("docs")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False),
+              help="Write the plan reference here instead of printing it.")
+@click.option("--all", "docs_dir", type=click.Path(file_okay=False),
+              help="Write every generated page into this docs directory: plan-reference.md, "
+                   "runbooks/SCENARIO.md and recovery-checklists.md.")
+def plan_docs(out_file, docs_dir):
+    """Print the plan reference (generated from the plan's JSON Schema), or write it and the
+    runbook and recovery-checklist pages. `make docs` runs `drfleet plan docs --all docs`."""
+    from pathlib import Path
+
+    from plan.reference import plan_reference_markdown
+
+    reference = plan_reference_markdown()
+    if docs_dir:
+        from runbooks.docs import generated_pages
+
+        pages = {"plan-reference.md": reference, **generated_pages()}
+        for rel, text in pages.items():
+            path = Path(docs_dir) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            click.echo(f"wrote {path}")
+    if out_file:
+        Path(out_file).write_text(reference)
+        click.echo(f"wrote {out_file}")
+    if not docs_dir and not out_file:
+        click.echo(reference, nl=False)

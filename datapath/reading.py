@@ -4,13 +4,14 @@ and SHA-256 and, at the end, the plaintext's."""
 
 from __future__ import annotations
 
-from typing import Iterator
+import io
+from typing import BinaryIO, Iterator
 
 from backup_format.datakey import DataKey, unwrap_data_key
 from backup_format.envelope import ObjectOpener
 from backup_format.errors import WrongKey
 from backup_format.layout import object_key
-from backup_format.manifest import Manifest
+from backup_format.manifest import Manifest, ObjectEntry
 from datapath.errors import IntegrityError
 from datapath.locations import keyring_for
 from datapath.streams import ChunksReader, HashingReader, decompressing_reader
@@ -41,6 +42,37 @@ def data_key_for(plan: Plan, manifest: Manifest) -> DataKey:
                    [e.get("key_id", "?") for e in manifest.keys], [], backup_id=manifest.backup_id)
 
 
+def object_chunks(store: Store, manifest: Manifest, data_key: DataKey, obj: ObjectEntry) -> Iterator[bytes]:
+    """The authenticated plaintext chunks (zstd bytes) of one object of ``manifest``.
+    Raises envelope errors while reading and IntegrityError at the end when the stored
+    object's size or SHA-256 differ from the manifest's."""
+    m = manifest
+    key = object_key(m.dataset, m.backup_id, obj.name)
+    with store.open(key) as raw:
+        stored = HashingReader(raw)
+        yield from ObjectOpener(data_key, obj.name).read_stream(stored, expected_size=obj.size)
+        rest = stored.read(1)
+        if rest:
+            raise IntegrityError("object is longer than the manifest says", object=key,
+                                 backup_id=m.backup_id, store=store.name)
+    if stored.size != obj.size or stored.sha.hexdigest() != obj.sha256:
+        raise IntegrityError("object does not match its manifest hash", object=key,
+                             backup_id=m.backup_id, store=store.name,
+                             expected_sha256=obj.sha256, actual_sha256=stored.sha.hexdigest())
+
+
+def open_object(store: Store, manifest: Manifest, data_key: DataKey, name: str) -> BinaryIO:
+    """A buffered readable (lines iterate) of the decompressed plaintext of the one object
+    ``name`` of ``manifest``, whose MAC ``data_key_for`` has checked. Read it to its end:
+    the object's size and SHA-256 are checked there (IntegrityError); envelope errors
+    are raised while reading. Raises KeyError when the manifest has no such object."""
+    entry = next((o for o in manifest.objects if o.name == name), None)
+    if entry is None:
+        raise KeyError(f"backup {manifest.backup_id} has no object {name}")
+    raw = decompressing_reader(ChunksReader(object_chunks(store, manifest, data_key, entry)))
+    return io.BufferedReader(raw, buffer_size=1 << 20)
+
+
 class BackupReader:
     """A readable of a backup's plaintext. Read it to the end, then call ``finish()``,
     which raises IntegrityError if the plaintext's size or SHA-256 differ from the
@@ -52,20 +84,8 @@ class BackupReader:
         self.stream = HashingReader(decompressing_reader(ChunksReader(self._chunks())))
 
     def _chunks(self) -> Iterator[bytes]:
-        m = self.manifest
-        for obj in m.objects:
-            key = object_key(m.dataset, m.backup_id, obj.name)
-            with self.store.open(key) as raw:
-                stored = HashingReader(raw)
-                yield from ObjectOpener(self.data_key, obj.name).read_stream(stored, expected_size=obj.size)
-                rest = stored.read(1)
-                if rest:
-                    raise IntegrityError("object is longer than the manifest says", object=key,
-                                         backup_id=m.backup_id, store=self.store.name)
-            if stored.size != obj.size or stored.sha.hexdigest() != obj.sha256:
-                raise IntegrityError("object does not match its manifest hash", object=key,
-                                     backup_id=m.backup_id, store=self.store.name,
-                                     expected_sha256=obj.sha256, actual_sha256=stored.sha.hexdigest())
+        for obj in self.manifest.objects:
+            yield from object_chunks(self.store, self.manifest, self.data_key, obj)
 
     def read(self, n: int = -1) -> bytes:
         return self.stream.read(n)

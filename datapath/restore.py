@@ -22,15 +22,19 @@ def describe_restore(plan: Plan, backup_id: str, target: str, *, location: str |
     m = record.manifest
     return {"backup_id": m.backup_id, "dataset": m.dataset, "kind": m.kind, "location": record.location,
             "created_at": m.created_at.isoformat(), "objects": [o.name for o in m.objects],
-            "plaintext_size": m.plaintext_size, "target": _display_target(target)}
+            "plaintext_size": m.plaintext_size, "target": _display_target(target),
+            **({"chain": [*m.parents, m.backup_id]} if m.parents else {})}
 
 
 def restore_backup(plan: Plan, backup_id: str, target: str, *, location: str | None = None,
                    options: dict | None = None) -> dict:
     """Restore ``backup_id`` into ``target``; returns a summary with the wall time.
 
-    Raises BackupNotFound, WrongKey, envelope errors naming the object, IntegrityError,
-    and the data source's RestoreFailed (with the tool's stderr tail).
+    A files backup is restored with its whole chain (``datapath.tree_restore``): an
+    incremental gives the exact tree of its day; the summary then lists the ``chain``.
+    Raises BackupNotFound, WrongKey, envelope errors naming the object, IntegrityError
+    (ChainBroken for an incremental missing a link), and the data source's RestoreFailed
+    (with the tool's stderr tail).
     """
     started = time.monotonic()
     record = find_backup(plan, backup_id, location=location)
@@ -38,16 +42,23 @@ def restore_backup(plan: Plan, backup_id: str, target: str, *, location: str | N
     if not target:
         raise RestoreTargetInvalid("no restore target given", backup_id=m.backup_id)
     conn = parse_target(target, what=f"restore target of {m.backup_id}")
-    module = get_source(m.kind)
-    reader = BackupReader(store_for(plan, record.location), m, data_key_for(plan, m))
-    module.restore(conn, reader, options or {})
-    reader.finish()
+    extra = {}
+    if m.kind == "files":
+        from datapath.tree_restore import restore_tree
+
+        owners = (options or {}).get("owners")
+        extra = {"chain": restore_tree(plan, record, conn, owners=owners)["chain"]}
+    else:
+        module = get_source(m.kind)
+        reader = BackupReader(store_for(plan, record.location), m, data_key_for(plan, m))
+        module.restore(conn, reader, options or {})
+        reader.finish()
     seconds = time.monotonic() - started
     logger.info("restored %s/%s from %s into %s in %.1fs", m.dataset, m.backup_id, record.location,
                 _display_target(target), seconds)
     return {"status": "restored", "backup_id": m.backup_id, "dataset": m.dataset,
             "location": record.location, "target": _display_target(target),
-            "bytes": m.plaintext_size, "seconds": round(seconds, 3)}
+            "bytes": m.plaintext_size, "seconds": round(seconds, 3), **extra}
 
 
 def _display_target(target: str) -> str:

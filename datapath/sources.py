@@ -1,5 +1,5 @@
 """How a dataset of the plan is reached: the data-source module for its kind and the
-resolved connection (a local path for files, the secret connection string otherwise)."""
+resolved connection (a local directory for files, the secret connection string otherwise)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,17 @@ from providers.datasources import get_source
 
 
 def source_for(plan: Plan, dataset: str) -> tuple[ModuleType, str, dict]:
-    """(module, connection, options) for ``dataset``; raises SecretUnavailable."""
+    """(module, connection, options) for ``dataset``; raises SecretUnavailable.
+
+    For a files dataset on a plan host the connection is the worker's staging mirror of
+    the remote tree as the last backup left it, with the options that leave rsync's
+    resume area out; a backup refreshes the mirror first (``remote_trees.staged_tree``).
+    """
     ds = plan.dataset(dataset)
     module = get_source(ds.kind)
     if ds.kind == "files":
-        if ds.source.host:
-            raise NotImplementedError("remote file trees are backed up over SSH (see docs/); "
-                                      "this dataset's host is not supported by this build")
-        return module, ds.source.path, {}
+        from datapath.remote_trees import tree_location
+
+        tree = tree_location(plan, dataset)
+        return module, tree.path, ({"exclude": list(tree.exclude)} if tree.exclude else {})
     return module, resolve_secret(ds.connection, what=f"dataset {dataset} connection"), {}

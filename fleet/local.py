@@ -104,9 +104,10 @@ class LocalFleet:
             if self.flower:
                 user = env.get("DRFLEET_FLOWER_USER", "drfleet")
                 password = env.get("DRFLEET_FLOWER_PASSWORD") or self._flower_password()
-                self._spawn("flower", celery + ["flower", f"--port={self.flower_port}", "--address=127.0.0.1",
-                                                f"--basic-auth={user}:{password}"], env, logs,
-                            quiet_argv=True)
+                # credentials through Flower's environment, not argv: argv is readable by
+                # every local user in `ps`
+                self._spawn("flower", celery + ["flower", f"--port={self.flower_port}", "--address=127.0.0.1"],
+                            dict(env, FLOWER_BASIC_AUTH=f"{user}:{password}"), logs)
                 echo(f"flower     http://127.0.0.1:{self.flower_port} (user {user}, password in "
                      f"{self.home / 'flower-password'})")
         except BaseException:

@@ -48,7 +48,7 @@ Seconds = Annotated[int, BeforeValidator(_seconds), WithJsonSchema(
     {"type": ["string", "integer"], "description": "a duration: '5m', '24 hours', '7 days' or seconds",
      "examples": ["5m", "1 hour", "7 days"]})]
 TriggerField = Annotated[Trigger, BeforeValidator(_trigger), WithJsonSchema(
-    {"type": "string", "description": "when the policy runs: a word schedule, a 5-field cron, "
+    {"type": "string", "description": "when it runs: a word schedule, a 5-field cron, "
      "'every N hours|minutes|seconds', 'continuous', 'on-change' or 'on-event: NAME'",
      "examples": ["hourly", "daily at 02:00", "weekly on sunday at 03:00", "every 6 hours",
                   "0 3 * * 0", "continuous", "on-change", "on-event: deployment"]})]
@@ -69,8 +69,14 @@ class SecretRef(Strict):
     """Where a secret lives: an environment variable name or a secret file path. Never the
     secret itself."""
 
-    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    file: str | None = None
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description=(
+        "Name of the environment variable that holds the secret on the workers (the name, "
+        "not the value). Give exactly one of `env` and `file`; an unset or empty variable "
+        "fails the task that needs it, naming the variable."))
+    file: str | None = Field(None, description=(
+        "Path of a file on the workers whose content (surrounding whitespace stripped) is "
+        "the secret, e.g. /run/secrets/NAME. Give exactly one of `env` and `file`; a missing, "
+        "unreadable or empty file fails the task that needs it, naming the path."))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "SecretRef":
@@ -94,11 +100,22 @@ ConnectionRef = Annotated[SecretRef, BeforeValidator(_secret_ref)]
 
 
 class Region(Strict):
-    name: str = Field(pattern=NAME)
-    primary: bool = False
-    provider: str | None = None
-    provider_region: str | None = None
-    description: str | None = None
+    name: str = Field(pattern=NAME, description=(
+        "The region's name, unique in the plan. Datasets, storage locations, hosts, drills "
+        "and `recovery:` refer to it, and its workers consume the queues `NAME.data` and "
+        "`NAME.control`."))
+    primary: bool = Field(False, description=(
+        "Marks the primary region; exactly one region must set it. The `primary-region` copy "
+        "target means this region's storage; drills without a `region` and the cold-storage "
+        "verification run here, and region-failure runbooks fail over to it unless "
+        "`recovery.fallback_region` is set."))
+    provider: str | None = Field(None, description=(
+        "Informational: the hosting provider of this region (e.g. hetzner). drfleet does not "
+        "act on it; the clouds the runbooks create servers in are set under `recovery.clouds`."))
+    provider_region: str | None = Field(None, description=(
+        "Informational: the provider's own name for this region (e.g. fsn1). drfleet does not "
+        "act on it; see `recovery.clouds` for what the runbooks use."))
+    description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
 
 
 class StorageLocation(Strict):
@@ -108,21 +125,55 @@ class StorageLocation(Strict):
     ``jurisdiction`` (a region) they are in, which the sovereignty rule honours.
     """
 
-    kind: Literal["filesystem", "s3"]
-    region: str | None = None
-    offsite: bool = False
-    default: bool = True
-    jurisdiction: str | None = None
-    path: str | None = None
-    bucket: str | None = None
-    prefix: str = ""
-    endpoint_url: str | None = None
-    s3_region: str | None = None
-    access_key: SecretRef | None = None
-    secret_key: SecretRef | None = None
-    storage_class: str | None = None
-    cold_storage_class: str | None = None
-    key: str | None = None  # key category that wraps copies stored here (offsite keys)
+    kind: Literal["filesystem", "s3"] = Field(description=(
+        "`filesystem`: a directory on the workers (needs `path`); `s3`: an S3-compatible "
+        "bucket (needs `bucket`)."))
+    region: str | None = Field(None, description=(
+        "The region (a name under `regions:`) this location is in; required unless "
+        "`offsite: true`. A dataset's backups are first written to the first non-offsite "
+        "location of its region, and `home-region`, `primary-region` and `all-regions` copies "
+        "go to the non-offsite locations of the matching regions."))
+    offsite: bool = Field(False, description=(
+        "true for a location outside the fleet's regions (another provider or account). Only "
+        "offsite locations receive `offsite`, `offsite-all`, `offsite-cold` and `offsite:NAME` "
+        "copies, and full drills restore from them alone. Default false: an in-region location."))
+    default: bool = Field(True, description=(
+        "For offsite locations: whether the plain `offsite` and `offsite-cold` copy targets "
+        "include this one. Set false to reach it only by `offsite:NAME`, "
+        "`offsite-cold:NAME` or `offsite-all`. Ignored for in-region locations."))
+    jurisdiction: str | None = Field(None, description=(
+        "For offsite locations: the region (a name under `regions:`) whose law the data is "
+        "under there. A region-only dataset may copy here only if this equals its home "
+        "region; unset, the location counts as outside every region."))
+    path: str | None = Field(None, description=(
+        "For `kind: filesystem`: the directory backups are written under, as seen by the "
+        "workers that use this location. Required for filesystem locations."))
+    bucket: str | None = Field(None, description="For `kind: s3`: the bucket name. Required for s3 locations.")
+    prefix: str = Field("", description=(
+        "For `kind: s3`: a key prefix inside the bucket, so several plans or fleets can share "
+        "one bucket. Default empty: keys start at the bucket's root."))
+    endpoint_url: str | None = Field(None, description=(
+        "For `kind: s3`: the S3 API endpoint of a non-AWS provider (MinIO, Hetzner, Wasabi, "
+        "...); path-style addressing is used when it is set. Unset: AWS S3."))
+    s3_region: str | None = Field(None, description=(
+        "For `kind: s3`: the S3 region name to sign requests for (e.g. eu-central-1). Unset: "
+        "boto3's usual lookup (AWS_DEFAULT_REGION, config files)."))
+    access_key: SecretRef | None = Field(None, description=(
+        "For `kind: s3`: where the access key id is ({env: VAR} or {file: PATH}). Unset "
+        "(together with `secret_key`): boto3's default credential chain on the worker."))
+    secret_key: SecretRef | None = Field(None, description=(
+        "For `kind: s3`: where the secret access key is ({env: VAR} or {file: PATH}); never "
+        "the key itself. Unset: boto3's default credential chain on the worker."))
+    storage_class: str | None = Field(None, description=(
+        "For `kind: s3`: the storage class every write uses (e.g. STANDARD_IA). Unset: the "
+        "bucket's default class."))
+    cold_storage_class: str | None = Field(None, description=(
+        "For `kind: s3`: the storage class of copies made by an `offsite-cold` copy target "
+        "(e.g. DEEP_ARCHIVE, GLACIER). Unset: cold copies use `storage_class`."))
+    key: str | None = Field(None, description=(
+        "A key category (a name under `keys:`) whose keyring wraps the data keys of copies "
+        "stored here, e.g. a separate offsite key. Unset: copies here use the dataset's own "
+        "`key`."))
 
     @model_validator(mode="after")
     def _shape(self) -> "StorageLocation":
@@ -138,10 +189,18 @@ class StorageLocation(Strict):
 class KeyCategory(Strict):
     """A key category: where its keyring lives (a file or an environment variable)."""
 
-    file: str | None = None
-    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    description: str | None = None
-    rotate_every: Seconds | None = None
+    file: str | None = Field(None, description=(
+        "Path of this category's keyring file on the workers (mode 0600); `drfleet keys "
+        "create CATEGORY` makes it and `drfleet keys rotate CATEGORY` adds a key. Give exactly "
+        "one of `file` and `env`; two categories may not share a keyring."))
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description=(
+        "Name of an environment variable on the workers that holds this category's keyring "
+        "document (the name, never the keys). Give exactly one of `file` and `env`; drfleet "
+        "does not create or rotate a keyring kept in a variable."))
+    description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
+    rotate_every: Seconds | None = Field(None, description=(
+        "Informational: how often you intend to rotate this key. drfleet does not rotate "
+        "keys on a schedule; run `drfleet keys rotate CATEGORY` yourself."))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "KeyCategory":
@@ -154,46 +213,105 @@ class KeyCategory(Strict):
 class Host(Strict):
     """An SSH-reachable host: key paths only, never key material."""
 
-    address: str
-    port: int = Field(22, ge=1, le=65535)
-    user: str = "root"
-    key_file: str
-    known_hosts: str
-    region: str | None = None
+    address: str = Field(description=(
+        "The host's IP address or DNS name, as the workers reach it over SSH; the runbooks "
+        "also point DNS records at it when failing over to this host."))
+    port: int = Field(22, ge=1, le=65535, description="The SSH port. Default 22.")
+    user: str = Field("root", description="The SSH login user. Default root.")
+    key_file: str = Field(description=(
+        "Path of the SSH private key on the workers (a path, never the key). Remote files "
+        "datasets, runbook health checks, restarts and restores log in with it."))
+    known_hosts: str = Field(description=(
+        "Path of a known_hosts file on the workers that lists this host's key. Host keys are "
+        "checked strictly: an unknown or changed key fails the connection."))
+    region: str | None = Field(None, description=(
+        "The region (a name under `regions:`) the host is in; `drfleet plan check` rejects "
+        "an unknown one. Otherwise informational."))
 
 
 class Policy(Strict):
-    name: str = Field(pattern=NAME)
-    trigger: TriggerField
-    keep: RetentionField
-    copies: list[CopyField] = Field(min_length=1)
-    mode: Literal["full", "incremental", "oplog", "wal"] = "full"
-    description: str | None = None
+    name: str = Field(pattern=NAME, description=(
+        "The policy's name, unique within its dataset. It is recorded in every backup it "
+        "makes, so retention (`keep`) and `drfleet backup DATASET --policy NAME` find its "
+        "backups by it; renaming it leaves the old backups kept until you prune them yourself."))
+    trigger: TriggerField = Field(description=(
+        "When backups under this policy run: a word schedule, a cron line, 'every N ...', "
+        "continuous, on-change or on-event (see [trigger phrases](#phrases-trigger)). They "
+        "run on the data lane of the dataset's region."))
+    keep: RetentionField = Field(description=(
+        "How long this policy's backups are kept in each location: a duration, 'N versions' "
+        "or 'forever' (see [keep phrases](#phrases-keep)). The daily prune deletes the rest, "
+        "but never a legal hold, a dataset's newest verified backup or a kept backup's parents."))
+    copies: list[CopyField] = Field(min_length=1, description=(
+        "Where each backup is copied after it is committed in the dataset's home location, "
+        "e.g. [home-region, offsite] (see [copies phrases](#phrases-copies)). Every target "
+        "must resolve to at least one storage location."))
+    mode: Literal["full", "incremental", "oplog", "wal"] = Field("full", description=(
+        "`full` (default): every backup is complete. `incremental`: files datasets store only "
+        "what changed since a parent backup (other kinds stay full). `wal`: postgres datasets "
+        "also get base backups (daily at 01:00 UTC) and WAL archive lag checks, for "
+        "point-in-time recovery. `oplog`: MongoDB oplog slices are filed under this policy."))
+    description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
 
 
 class Source(Strict):
     """Where a files dataset lives: a local path, or a path on a plan host."""
 
-    path: str
-    host: str | None = None
+    path: str = Field(description=(
+        "The directory to back up: on the worker itself, or on `host` when that is set."))
+    host: str | None = Field(None, description=(
+        "A plan host (a name under `hosts:`) the directory lives on; it is pulled over SSH "
+        "(rsync) into a staging mirror on the worker before each backup. Unset: `path` is "
+        "local to the worker of the dataset's region."))
 
 
 class Dataset(Strict):
-    kind: Literal["postgres", "mongodb", "redis", "files"]
-    region: str
-    connection: ConnectionRef | None = None
-    source: Source | None = None
-    key: str
-    rpo: Seconds | None = None
-    rto: Seconds | None = None
-    scenario: str | None = None
-    data_class: str | None = None
-    service: str | None = None
-    priority: int = Field(100, ge=0)
-    region_only: bool = False
-    size_anomaly_ratio: float = Field(0.5, gt=0, lt=1)
-    policies: list[Policy] = Field(min_length=1)
-    description: str | None = None
+    kind: Literal["postgres", "mongodb", "redis", "files"] = Field(description=(
+        "What the data is, which decides how it is dumped and restored: `postgres`, "
+        "`mongodb` and `redis` need `connection`; `files` needs `source`."))
+    region: str = Field(description=(
+        "The dataset's home region (a name under `regions:`): its backups run on that "
+        "region's workers and commit first to that region's storage."))
+    connection: ConnectionRef | None = Field(None, description=(
+        "For postgres, mongodb and redis: where the connection string (DSN/URL, with its "
+        "password) is, as {env: VAR} or {file: PATH}. An inline string is rejected so "
+        "passwords stay out of the plan."))
+    source: Source | None = Field(None, description=(
+        "For files datasets: the directory to back up, local or on a plan host. Required "
+        "for `kind: files`."))
+    key: str = Field(description=(
+        "The key category (a name under `keys:`) whose keyring encrypts this dataset's "
+        "backups. Restores need that keyring, so keep it safe outside the backups."))
+    rpo: Seconds | None = Field(None, description=(
+        "The dataset's recovery point objective: at most this much data may be lost. Unset: "
+        "the target of its `data_class` under `objectives.rpo`; one of the two is required."))
+    rto: Seconds | None = Field(None, description=(
+        "The dataset's recovery time objective: restore and verification must finish within "
+        "it. Unset: the target of its `scenario` under `objectives.rto`; one of the two is required."))
+    scenario: str | None = Field(None, description=(
+        "The key under `objectives.rto` that gives this dataset's RTO when `rto` is unset. "
+        "Unset: `database` for postgres, mongodb and redis, `single-service` for files."))
+    data_class: str | None = Field(None, description=(
+        "The key under `objectives.rpo` that gives this dataset's RPO when `rpo` is unset "
+        "(e.g. authentication, content). Otherwise a label only."))
+    service: str | None = Field(None, description=(
+        "Informational: the application this data belongs to. drfleet does not act on it; "
+        "runbook services and what they restore are set under `recovery.services`."))
+    priority: int = Field(100, ge=0, description=(
+        "Restore order: lower numbers are restored first in drills and runbooks (ties by "
+        "name). Default 100."))
+    region_only: bool = Field(False, description=(
+        "true when the data must never leave its home region (data sovereignty): `drfleet "
+        "plan check` rejects any copy target that sends it elsewhere, except offsite "
+        "locations whose `jurisdiction` is the home region. A `region-only` copy target implies it."))
+    size_anomaly_ratio: float = Field(0.5, gt=0, lt=1, description=(
+        "How far a backup's size may stray from the median of its policy's last 10 backups "
+        "before it is flagged: smaller than median × ratio or larger than median ÷ ratio. "
+        "Default 0.5; judged once there are 3 earlier backups."))
+    policies: list[Policy] = Field(min_length=1, description=(
+        "The backup policies of this dataset (at least one): each has its own schedule, "
+        "retention and copies, and a backup kept by any of them stays."))
+    description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
 
     @model_validator(mode="after")
     def _source(self) -> "Dataset":
@@ -212,37 +330,82 @@ class Dataset(Strict):
 
 
 class Drill(Strict):
-    kind: Literal["restore", "failover", "region", "full"]
-    trigger: TriggerField
-    scope: str | None = None
-    region: str | None = None
+    kind: Literal["restore", "failover", "region", "full"] = Field(description=(
+        "`restore`: a random dataset's random kept backup is restored into a scratch target "
+        "and its fingerprint checked. `region`: every dataset of `region` is restored from "
+        "copies outside it. `full`: every dataset from offsite copies only. `failover`: a "
+        "service-failure runbook run for a service of `region` named in `recovery.services` "
+        "(recorded as not-available when there is none)."))
+    trigger: TriggerField = Field(description=(
+        "When the drill runs, usually a word schedule such as weekly or 'monthly' (see "
+        "[trigger phrases](#phrases-trigger))."))
+    scope: str | None = Field(None, description=(
+        "Free text recorded with each drill run (e.g. 'random service, random backup'); it "
+        "does not change what is drilled. Unset: the drilled datasets' names are recorded."))
+    region: str | None = Field(None, description=(
+        "The region (a name under `regions:`) the drill is about and whose data-lane worker "
+        "runs it. Unset: the primary region."))
 
 
 class Objectives(Strict):
     """Plan-wide recovery targets: RTO per scenario and RPO per data class."""
 
-    rto: dict[str, Seconds] = {}
-    rpo: dict[str, Seconds] = {}
+    rto: dict[str, Seconds] = Field({}, description=(
+        "Recovery time targets by scenario name, e.g. {database: 15 minutes, region: 1 hour}. "
+        "Datasets use the entry their `scenario` names; reports compare region drills with "
+        "`region` and full drills with `catastrophic`."))
+    rpo: dict[str, Seconds] = Field({}, description=(
+        "Recovery point targets by data class, e.g. {authentication: 5 minutes}. A dataset "
+        "without its own `rpo` uses the entry its `data_class` names."))
 
 
 class Verification(Strict):
-    after_backup: Literal["quick", "deep", "none"] = "quick"
-    deep_check: TriggerField | None = None
-    cold_storage: TriggerField | None = None
+    after_backup: Literal["quick", "deep", "none"] = Field("quick", description=(
+        "The verification queued after every committed backup. `quick` (default): every "
+        "object is present with its recorded size. `deep`: every object re-read and checked, "
+        "plus a scratch restore whose fingerprint must match (slow). `none`: no verification."))
+    deep_check: TriggerField | None = Field(None, description=(
+        "Accepted but not scheduled yet: no periodic deep verification runs from it. Run "
+        "`drfleet verify DATASET/ID` (deep by default) by hand; restore drills also "
+        "restore and compare fingerprints."))
+    cold_storage: TriggerField | None = Field(None, description=(
+        "When every backup in the locations that receive `offsite-cold` copies is re-read "
+        "and checked (full depth), on the primary region's data lane. Unset: cold copies "
+        "are never re-read on a schedule."))
 
 
 class Plan(Strict):
-    version: Literal[1] = 1
-    name: str
-    description: str | None = None
-    regions: list[Region] = Field(min_length=1)
-    storage: dict[str, StorageLocation] = Field(min_length=1)
-    keys: dict[str, KeyCategory] = Field(min_length=1)
-    hosts: dict[str, Host] = {}
-    datasets: dict[str, Dataset] = Field(min_length=1)
-    objectives: Objectives = Objectives()
-    drills: list[Drill] = []
-    verification: Verification = Verification()
+    version: Literal[1] = Field(1, description="The plan format version; only 1 exists. Default 1.")
+    name: str = Field(description="The plan's name, shown by `drfleet plan check`, the schedule, reports and `drfleet up`.")
+    description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
+    regions: list[Region] = Field(min_length=1, description=(
+        "The regions the fleet runs in, exactly one with `primary: true`. Each region needs "
+        "at least one storage location of its own and its own workers."))
+    storage: dict[str, StorageLocation] = Field(min_length=1, description=(
+        "Where backups are written, by location name: in-region directories or buckets, and "
+        "offsite ones (`offsite: true`). Copy targets and `offsite:NAME` refer to these names."))
+    keys: dict[str, KeyCategory] = Field(min_length=1, description=(
+        "Key categories by name, each with its own keyring (a file or a variable). A "
+        "dataset's `key` and a location's `key` name one of them."))
+    hosts: dict[str, Host] = Field({}, description=(
+        "SSH-reachable hosts by name: a files dataset's `source.host` and the `recovery:` "
+        "section refer to them. Default none."))
+    datasets: dict[str, Dataset] = Field(min_length=1, description=(
+        "What is backed up, by dataset name: the name is used in commands (`drfleet backup "
+        "NAME`), backup ids (NAME/ID) and storage keys, so do not rename a dataset with backups."))
+    objectives: Objectives = Field(Objectives(), description=(
+        "Plan-wide RTO targets by scenario and RPO targets by data class, used by datasets "
+        "without their own `rto`/`rpo`. Default empty: every dataset then needs its own."))
+    drills: list[Drill] = Field([], description=(
+        "Scheduled recovery drills (restore, region, full, failover); results feed `drfleet "
+        "report`. Default none: no drill runs on a schedule."))
+    verification: Verification = Field(Verification(), description=(
+        "How backups are checked after they are written and on a schedule. Default: a quick "
+        "check after every backup, no scheduled cold-storage check."))
+    # services, DNS, clouds and standbys the runbooks use; validated by runbooks.config
+    recovery: dict[str, Any] = Field({}, description=(
+        "What the recovery runbooks act on: services, DNS, clouds, standbys (see "
+        "[recovery section](#recovery-section)). Default empty: the runbooks have nothing to act on."))
 
     @field_validator("regions")
     @classmethod

@@ -85,6 +85,17 @@ def check_references(doc: dict) -> Iterator[Issue]:
                                for l in storage.values()):
             yield ("regions",), f"region {region!r} has no storage location; add one under storage with region: {region}"
 
+    places: dict[str, str] = {}  # different categories never share a keyring
+    for name, ref in _mapping(doc.get("keys")).items():
+        ref = _mapping(ref)
+        place = f"file {ref['file']}" if isinstance(ref.get("file"), str) else (
+            f"variable {ref['env']}" if isinstance(ref.get("env"), str) else None)
+        if place and place in places:
+            yield ("keys", name), (f"key category {name!r} uses the same keyring as {places[place]!r} ({place}); "
+                                   "each category needs its own keyring (`drfleet keys create CATEGORY`)")
+        elif place:
+            places[place] = name
+
     for name, host in _mapping(doc.get("hosts")).items():
         host = _mapping(host)
         if isinstance(host.get("region"), str) and regions and host["region"] not in regions:

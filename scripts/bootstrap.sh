@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what drfleet needs on a fresh Debian/Ubuntu machine and is safe to run twice:
 #  - Debian packages (as root, only those missing): redis-server, postgresql, openssh-server,
-#    rsync, zstd, python3-venv
+#    rsync, zstd, python3-venv; optionally chromium and prometheus (promtool)
 #  - a virtual environment in .venv with the pinned dependencies of requirements.lock and
 #    drfleet itself (editable)
 set -euo pipefail
@@ -17,6 +17,11 @@ command -v rsync >/dev/null || need+=(rsync)
 command -v zstd >/dev/null || need+=(zstd)
 command -v openssl >/dev/null || need+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# Optional: tests that need these skip with a reason when they are missing.
+want_optional=()
+[ -x /usr/bin/chromium ] || want_optional+=(chromium)   # Flower and report screenshots
+command -v promtool >/dev/null || want_optional+=(prometheus)  # promtool check/test rules
+command -v docker-compose >/dev/null || want_optional+=(docker-compose)  # `docker-compose config` of compose/
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -29,6 +34,15 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "bootstrap: missing system packages: ${need[*]} (install them, or run as root to let this script do it)" >&2
     exit 1
   fi
+fi
+if [ ${#want_optional[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "bootstrap: installing optional Debian packages: ${want_optional[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  { [ ${#need[@]} -gt 0 ] || apt-get update -qq; } && \
+    apt-get install -y -qq --no-install-recommends "${want_optional[@]}" >/dev/null || \
+    echo "bootstrap: optional packages not installed; their tests will skip" >&2
+  # the prometheus package starts a server we do not need
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 mkdir -p /run/sshd 2>/dev/null || true
 

@@ -23,6 +23,20 @@ def record(action: str, *, actor: str, outcome: str, client: redis.Redis | None 
     return client.xadd(AUDIT_STREAM, fields).decode()
 
 
+def record_many(action: str, details: list[dict[str, Any]], *, actor: str, outcome: str,
+                client: redis.Redis | None = None) -> list[str]:
+    """Append one audit record per item of ``details`` in one round trip (a pipeline);
+    returns their ids. For bulk operations (prune) that audit every item."""
+    if not details:
+        return []
+    pipe = (client or state_client()).pipeline(transaction=False)
+    at = f"{time.time():.3f}"
+    for item in details:
+        pipe.xadd(AUDIT_STREAM, {"action": action, "actor": actor, "outcome": outcome, "at": at,
+                                 "details": json.dumps(item, sort_keys=True, default=str)})
+    return [entry_id.decode() for entry_id in pipe.execute()]
+
+
 def entries(*, action: str | None = None, since: float | None = None, limit: int = 1000,
             client: redis.Redis | None = None, **match: str) -> Iterator[dict]:
     """Audit records, oldest first, filtered by action, start time and detail values."""

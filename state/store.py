@@ -1,4 +1,5 @@
-"""The Redis connection for fleet state (one client per process and URL)."""
+"""The Redis connection for fleet state (one client per process and URL). Credentials and
+TLS (``rediss://``) come from ``state.redis_security`` (DRFLEET_REDIS_*)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import threading
 
 import redis
+
+from state.redis_security import connect
 
 PREFIX = "drfleet:"
 _clients: dict[str, redis.Redis] = {}
@@ -26,7 +29,7 @@ def state_client(url: str | None = None) -> redis.Redis:
     with _lock:
         client = _clients.get(key)
         if client is None:
-            client = redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+            client = connect(url, health_check_interval=30, socket_keepalive=True)
             _clients[key] = client
         return client
 

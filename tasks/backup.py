@@ -1,8 +1,19 @@
 """Backup tasks: ``backup`` (one dataset, one policy, one slot) on the dataset's region's
 data lane. The work itself is ``datapath.backup.run_backup``; this module only adapts it to
-Celery (progress as task state, so Flower and ``drfleet backup --wait`` show it)."""
+Celery (progress as task state, so Flower and ``drfleet backup --wait`` show it). Once a
+backup commits, its follow-ups are queued: a verify, and a copy per location its policy
+names (``tasks.copy.send_followups``).
+
+A failure that a later attempt can get past (a store unavailable, a remote host dropping
+the connection, a database restarting under pg_dump) is retried within the slot, with
+backoff: DRFLEET_BACKUP_RETRIES attempts more (default 3), the first after
+DRFLEET_BACKUP_RETRY_SECONDS (default 30), doubling. A retry keeps its task id and so its
+idempotency claim; any other failure fails the task at once.
+"""
 
 from __future__ import annotations
+
+import os
 
 from workers.celery_app import app
 from workers.plan_context import current_plan
@@ -15,12 +26,70 @@ _limits = Limits.from_env()
           idempotent_on=("dataset", "policy", "slot"), audited=True,
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def backup(self, dataset: str, policy: str, region: str, slot: str | None = None) -> dict:
-    """Back ``dataset`` up under ``policy``; returns the committed manifest's summary."""
+    """Back ``dataset`` up under ``policy``; returns the committed manifest's summary, with
+    the ids of the follow-up tasks under ``followups``."""
     from datapath.backup import run_backup
+    from tasks.copy import send_followups
 
     def progress(meta: dict) -> None:
         if self.request.id:
             self.update_state(state="PROGRESS", meta=meta)
 
-    return run_backup(current_plan(), dataset, policy, region=region, slot=slot,
-                      task_id=self.request.id, progress=progress)
+    plan = current_plan()
+    summary = None
+    if getattr(self.request, "drfleet_resumed", False) and self.request.id:
+        # an earlier delivery of this message was killed: it may have committed before
+        # it could record so; one slot must not become two backups
+        summary = committed_by_task(plan, dataset, self.request.id, slot)
+    if summary is None:
+        try:
+            summary = run_backup(plan, dataset, policy, region=region, slot=slot,
+                                 task_id=self.request.id, progress=progress)
+        except Exception as exc:
+            retries = int(os.environ.get("DRFLEET_BACKUP_RETRIES", 3))
+            if is_transient(exc) and self.request.retries < retries:
+                first = float(os.environ.get("DRFLEET_BACKUP_RETRY_SECONDS", 30))
+                raise self.retry(exc=exc, countdown=min(600.0, first * 2 ** self.request.retries),
+                                 max_retries=retries)
+            raise
+    summary["followups"] = send_followups(summary, region)  # copies are idempotent per location
+    return summary
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a later attempt of the same backup may succeed: the error says so
+    (``DrfleetError.transient``: an unavailable store, a cut transfer, a source tool that
+    lost its connection). Wrong keys, bad plans, full disks, refused logins and corrupt
+    data are not."""
+    from fleet.errors import DrfleetError
+
+    return isinstance(exc, DrfleetError) and exc.transient
+
+
+def committed_by_task(plan, dataset: str, task_id: str, slot: str | None) -> dict | None:
+    """The summary of a backup of ``dataset`` in its home store whose manifest was written
+    by task ``task_id`` (label ``task_id``), or None. Only manifests of backups started at
+    or after ``slot`` are read."""
+    from datetime import datetime, timedelta
+
+    from backup_format.layout import backup_time, manifests_prefix, parse_manifest_key
+    from datapath.catalog import read_manifest
+    from datapath.locations import home_location, store_for
+
+    location = home_location(plan, dataset)
+    store = store_for(plan, location)
+    try:  # beat's slots are times; event, watch and manual slots are not: read every manifest
+        since = datetime.fromisoformat(slot) - timedelta(seconds=1) if slot else None
+    except ValueError:
+        since = None
+    for info in store.list(manifests_prefix(dataset)):
+        _, backup_id = parse_manifest_key(info.key)
+        if since is not None and backup_time(backup_id) < since:
+            continue
+        manifest = read_manifest(store, dataset, backup_id)
+        if manifest.labels.get("task_id") == task_id:
+            return {"status": "committed", "backup_id": backup_id, "dataset": dataset,
+                    "policy": manifest.policy, "location": location, "slot": manifest.slot,
+                    "plaintext_size": manifest.plaintext_size,
+                    "stored_size": sum(o.size for o in manifest.objects), "resumed": True}
+    return None

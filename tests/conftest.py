@@ -17,4 +17,6 @@ pytest_plugins = [
     "tests.fixtures.postgres_cluster",
     "tests.fixtures.fleet",
     "tests.fixtures.s3_server",
+    "tests.fixtures.faulty_s3",
+    "tests.fixtures.pitr_cluster",
 ]

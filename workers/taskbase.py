@@ -6,7 +6,10 @@
    not requeued) and the rejection logged with the task id.
 2. Idempotency: tasks that declare ``idempotent_on`` claim their job (for backups:
    dataset, policy and scheduled slot). A second message for the same job is skipped; a
-   redelivery of the same message proceeds.
+   redelivery of the same message proceeds if its earlier delivery died (its lease,
+   ``state.idempotency.Lease``, expired) and is retried later while that delivery is
+   still running (a visibility timeout shorter than the task), so the job never runs
+   twice at once.
 3. Metrics: outcome counters and a duration histogram.
 4. Audit: tasks marked ``audited`` append a record of who started them and how they ended.
 
@@ -28,6 +31,10 @@ from state import audit, idempotency
 from workers import metrics
 
 logger = logging.getLogger("drfleet.tasks")
+
+# How often a redelivered message may find its job still running elsewhere and wait
+# (half a lease each time): enough for the longest data-lane task.
+REDELIVERY_WAITS = 100_000
 
 
 def worker_region() -> str | None:
@@ -70,7 +77,7 @@ class FleetTask(Task):
             raise Reject(f"task {task_id} is for region {region!r}, worker serves {served!r}",
                          requeue=False)
 
-        job = None
+        job = lease = None
         if request.id and self.idempotent_on and all(kwargs.get(k) is not None for k in self.idempotent_on):
             job = idempotency.job_key(self.name, tuple(str(kwargs[k]) for k in self.idempotent_on))
             claim = idempotency.claim(job, task_id)
@@ -81,6 +88,21 @@ class FleetTask(Task):
                 return {"status": "duplicate", "job": job, "holder": claim.holder_task_id}
             if claim.holder_state == "succeeded":
                 return {"status": "already-succeeded", "job": job}
+            lease = idempotency.Lease(job)
+            if not lease.acquire():
+                # this message again while a live process still runs it (the broker's
+                # visibility timeout passed): wait for that run instead of running twice
+                metrics.task_duplicates.labels(self.name).inc()
+                logger.warning("task %s id=%s: job %s is still running elsewhere (%s); checking again later",
+                               self.name, task_id, job, lease.holder())
+                raise self.retry(countdown=max(1.0, lease.ttl / 2), max_retries=REDELIVERY_WAITS)
+            again = idempotency.claim(job, task_id)  # the run we waited for may have just ended
+            if again.holder_state == "succeeded":
+                lease.release()
+                return {"status": "already-succeeded", "job": job}
+            # an earlier delivery of this message died mid-way: the body may look for
+            # what it had already done (tasks.backup finds a manifest it committed)
+            request.drfleet_resumed = claim.redelivered
 
         started = time.monotonic()
         headers = request.headers or {}
@@ -88,13 +110,21 @@ class FleetTask(Task):
         if self.audited:
             audit.record(self.name, actor=actor, outcome="started", task_id=task_id, **_names(kwargs))
         try:
-            result = super().__call__(*args, **kwargs)
-        except Retry:
-            raise
-        except BaseException as exc:
-            self._finish(job, task_id, region, started, "failed", kwargs, actor, error=type(exc).__name__)
-            raise
-        self._finish(job, task_id, region, started, "succeeded", kwargs, actor)
+            try:
+                result = super().__call__(*args, **kwargs)
+            except Retry as retry:
+                if self.audited and isinstance(retry.exc, Exception):  # an attempt failed; another follows
+                    audit.record(self.name, actor=actor, outcome="retrying", task_id=task_id,
+                                 error=type(retry.exc).__name__, attempt=request.retries + 1,
+                                 seconds=round(time.monotonic() - started, 3), **_names(kwargs))
+                raise
+            except BaseException as exc:
+                self._finish(job, task_id, region, started, "failed", kwargs, actor, error=type(exc).__name__)
+                raise
+            self._finish(job, task_id, region, started, "succeeded", kwargs, actor)
+        finally:
+            if lease is not None:
+                lease.release()  # after the claim says how the job ended
         return result
 
     def _finish(self, job, task_id, region, started, outcome, kwargs, actor, error=None) -> None:

@@ -16,6 +16,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "digitalocean": ("providers.clouds.digitalocean", "DigitalOceanClient"),
     "linode": ("providers.clouds.linode", "LinodeClient"),
     "vultr": ("providers.clouds.vultr", "VultrClient"),
+    "local": ("providers.clouds.local", "LocalCloud"),  # sshd hosts on this machine (tests, demo)
 }
 
 

@@ -29,6 +29,15 @@ def _describe_exit(returncode: int | None) -> str:
     return f"exited with code {returncode}"
 
 
+_TRANSIENT_TOOL_WORDS = ("server closed the connection", "Connection refused", "terminating connection",
+                         "the database system is starting up", "the database system is shutting down",
+                         "the database system is in recovery mode", "Connection reset", "timeout expired",
+                         "could not receive data", "PQgetCopyData() failed", "Broken pipe",
+                         "no connection to the server")
+_PERMANENT_TOOL_WORDS = ("does not exist", "authentication failed", "pg_hba.conf", "permission denied",
+                         "certificate verify failed", "syntax error")
+
+
 class _ToolError(DataSourceError):
     """Shared shape: a tool (or an in-process stand-in for one) that failed."""
 
@@ -50,6 +59,15 @@ class SourceToolFailed(_ToolError):
     """
 
     hint = "the dump is incomplete and must not be kept; the stderr lines above (if any) say why"
+
+    @property
+    def transient(self) -> bool:
+        """The tool lost its connection (the database restarted or went away under it),
+        rather than being refused: a missing database, a refused login or a bad
+        certificate need an operator, not a retry."""
+        tail = " ".join(getattr(self, "stderr_tail", ()))
+        return (any(word in tail for word in _TRANSIENT_TOOL_WORDS)
+                and not any(word in tail for word in _PERMANENT_TOOL_WORDS))
 
 
 class FileUnreadable(SourceToolFailed):

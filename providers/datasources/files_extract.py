@@ -53,9 +53,13 @@ class Extractor:
     def _inside(self, path: str) -> bool:
         return path == self.root or path.startswith(self.root + os.sep)
 
-    def extract(self, stream: BinaryIO) -> None:
+    def extract(self, stream: BinaryIO, *, directory_metadata: bool = True) -> None:
         """Extract every member; raises UnsafeArchiveMember, or RestoreFailed when the
-        archive is corrupt or lacks its end marker (cut short at a member boundary)."""
+        archive is corrupt or lacks its end marker (cut short at a member boundary).
+        ``directory_metadata=False`` leaves directories writable (owner, mode and mtime
+        not applied) for a caller that extracts more archives over the tree and applies
+        them at the end with ``apply_directory_metadata(extractor.directories)`` (an
+        incremental chain)."""
         reader = _RecentBytesReader(stream)
         try:
             with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:
@@ -74,8 +78,18 @@ class Extractor:
                                 target=self.root)
         reader.drain()
         self._check_links()
-        for path, member in sorted(self._directories, key=lambda d: d[0].count(os.sep),
-                                   reverse=True):
+        if directory_metadata:
+            self.apply_directory_metadata(self._directories)
+
+    @property
+    def directories(self) -> list[tuple[str, tarfile.TarInfo]]:
+        """(path, member) of every directory member extracted so far, in archive order."""
+        return list(self._directories)
+
+    def apply_directory_metadata(self, directories) -> None:
+        """Apply owner (if restoring owners), mode and mtime of (path, member) pairs,
+        deepest first, so a read-only directory never blocks its own children."""
+        for path, member in sorted(directories, key=lambda d: d[0].count(os.sep), reverse=True):
             self._apply_metadata(path, member)
 
     def _extract_member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:

@@ -11,7 +11,7 @@ Options
                  drops the dump's objects first (``--clean --if-exists``); ``temp_dir``
                  where the dump is spooled (pg_restore -j needs a seekable file; the
                  directory needs room for the whole uncompressed dump).
-    fingerprint: none.
+    fingerprint: none. ``dump`` fingerprints inside pg_dump's snapshot (see _SnapshotFingerprint).
 
 The target database of a restore must exist; objects are restored ``--no-owner`` and
 ``--exit-on-error``.
@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from typing import Any, BinaryIO, Mapping
 
 import psycopg
@@ -48,14 +49,13 @@ _USER_TABLES = """
     WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
       AND n.nspname NOT LIKE 'pg\\_%'
 """
-# Order-independent and constant-memory: the sums of the two 64-bit halves of each row's
-# md5 (exact numeric sums, no overflow), over the row's text form in a fixed session setup.
-_TABLE_SUMS = """
-    SELECT count(*),
-           coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text,
-           coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text
-    FROM (SELECT md5(t::text) AS h FROM {table} t) AS rows
-"""
+# Order-independent and constant-memory: the exact numeric sum of each row's 64-bit hash.
+# hash_record_extended hashes the binary values (PostgreSQL 14+); the text form is the
+# fallback for column types without an extended hash function.
+_TABLE_SUMS = {
+    "record-hash": "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)::numeric), 0)::text FROM {table} t",
+    "text-hash": "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t",
+}
 
 
 class _Target:
@@ -143,9 +143,86 @@ def dump(conn: str, options: Mapping[str, Any] | None = None) -> ProcessProducer
     env, passfile = target.tool_env()
     argv = [pg_dump, "--format=custom", "--compress=0", "--no-password",
             f"--dbname={target.tool_dbname}"]
-    return ProcessProducer(argv, tool="pg_dump", env=env, position=position,
-                           facts=target.facts, secrets=[target.password],
-                           cleanup=[passfile.remove] if passfile else [])
+    cleanup = [passfile.remove] if passfile else []
+    snapshot = _SnapshotFingerprint.open(conn, target)
+    if snapshot is None:  # cannot export a snapshot here: fingerprint after the dump
+        return ProcessProducer(argv, tool="pg_dump", env=env, position=position,
+                               facts=target.facts, secrets=[target.password], cleanup=cleanup)
+    producer = _SnapshotDumpProducer(argv + [f"--snapshot={snapshot.snapshot_id}"], snapshot,
+                                     tool="pg_dump", env=env, position=position, facts=target.facts,
+                                     secrets=[target.password], cleanup=[snapshot.finish, *cleanup])
+    snapshot.start()
+    return producer
+
+
+class _SnapshotFingerprint:
+    """A repeatable-read transaction that exports its snapshot to pg_dump and fingerprints
+    the same snapshot on a thread while the dump runs, so the recorded fingerprint is that
+    of exactly the data dumped (a busy database cannot fail a deep check spuriously).
+    The transaction stays open until the dump is finished and the fingerprint is done."""
+
+    def __init__(self, db: psycopg.Connection, target: "_Target", snapshot_id: str) -> None:
+        self.db, self.target, self.snapshot_id = db, target, snapshot_id
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="drfleet-pg-fingerprint", daemon=True)
+
+    @classmethod
+    def open(cls, conn: str, target: "_Target") -> "_SnapshotFingerprint | None":
+        """Export a snapshot; None where that is impossible (e.g. an old standby)."""
+        try:
+            db = psycopg.connect(conn, connect_timeout=10)
+        except psycopg.Error:
+            return None  # pg_dump will report the connection failure with its own words
+        try:
+            db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            db.read_only = True
+            (snapshot_id,) = db.execute("SELECT pg_export_snapshot()").fetchone()
+            return cls(db, target, snapshot_id)
+        except psycopg.Error:
+            db.close()
+            return None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = _fingerprint_in(self.db)
+        except psycopg.Error as exc:
+            self.error = _fingerprint_failed(exc, self.target)
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller's thread
+            self.error = exc
+
+    def cancel(self) -> None:
+        try:
+            self.db.cancel_safe(timeout=5)
+        except (psycopg.Error, AttributeError):
+            pass
+
+    def finish(self) -> None:
+        self._thread.join()
+        self.db.close()
+
+
+class _SnapshotDumpProducer(ProcessProducer):
+    """pg_dump in an exported snapshot; ``fingerprint`` is that snapshot's fingerprint
+    (raises FingerprintFailed if it could not be taken). Read it after ``close()``."""
+
+    def __init__(self, argv, snapshot: _SnapshotFingerprint, **kwargs) -> None:
+        self._snapshot = snapshot
+        super().__init__(argv, **kwargs)
+
+    def _terminate(self) -> None:
+        self._snapshot.cancel()
+        super()._terminate()
+
+    @property
+    def fingerprint(self) -> dict:
+        self._snapshot.finish()
+        if self._snapshot.error is not None:
+            raise self._snapshot.error
+        return self._snapshot.result
 
 
 def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = None) -> None:
@@ -183,8 +260,9 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
 
 def fingerprint(conn: str, options: Mapping[str, Any] | None = None) -> dict:
     """Per user table (every schema but pg_* and information_schema): row count and an
-    order-independent checksum of the rows' text forms, read in one repeatable-read
-    snapshot with fixed output settings; plus the sorted table list and one digest.
+    order-independent checksum of the rows, read in one repeatable-read snapshot with
+    fixed output settings; plus the sorted table list and one digest. ``dump`` takes the
+    same fingerprint inside pg_dump's own snapshot.
 
     Raises FingerprintFailed (scrubbed of the password) when the database cannot be read.
     """
@@ -194,22 +272,41 @@ def fingerprint(conn: str, options: Mapping[str, Any] | None = None) -> dict:
         with psycopg.connect(conn, connect_timeout=10) as db:
             db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             db.read_only = True
-            for statement in _DETERMINISTIC_SESSION:
-                db.execute(statement)
-            tables = db.execute(_USER_TABLES).fetchall()
-            per_table = {}
-            for schema, name in tables:
-                query = sql.SQL(_TABLE_SUMS).format(table=sql.Identifier(schema, name))
-                rows, high, low = db.execute(query).fetchone()
-                checksum = hashlib.sha256(f"{high}:{low}".encode()).hexdigest()[:32]
-                per_table[f"{schema}.{name}"] = {"rows": rows, "checksum": checksum}
+            return _fingerprint_in(db)
     except psycopg.Error as exc:
-        reason = scrub_text(" ".join(str(exc).split()) or exc.__class__.__name__,
-                            [target.password])
-        raise FingerprintFailed(KIND, reason, **target.facts) from None
+        raise _fingerprint_failed(exc, target) from None
+
+
+def _fingerprint_in(db: psycopg.Connection) -> dict:
+    """The fingerprint of what ``db``'s (open, repeatable-read) transaction sees.
+
+    Each row is hashed with ``hash_record_extended`` (binary values, fast); a table with a
+    column type that has no extended hash (json, point, ...) falls back to hashing the
+    row's text form. The method is recorded per table, so two fingerprints only compare
+    equal when they were taken the same way.
+    """
+    for statement in _DETERMINISTIC_SESSION:
+        db.execute(statement)
+    per_table = {}
+    for schema, name in db.execute(_USER_TABLES).fetchall():
+        table = sql.Identifier(schema, name)
+        for method, query in _TABLE_SUMS.items():
+            try:
+                with db.transaction():  # a savepoint: a refused method leaves the snapshot usable
+                    rows, total = db.execute(sql.SQL(query).format(table=table)).fetchone()
+                break
+            except (psycopg.errors.UndefinedFunction, psycopg.errors.FeatureNotSupported):
+                continue
+        checksum = hashlib.sha256(f"{method}:{total}".encode()).hexdigest()[:32]
+        per_table[f"{schema}.{name}"] = {"rows": rows, "checksum": checksum, "method": method}
     per_table = dict(sorted(per_table.items()))
     digest = hashlib.sha256(json.dumps(per_table, sort_keys=True).encode()).hexdigest()
     return {"kind": KIND, "tables": list(per_table), "per_table": per_table, "digest": digest}
+
+
+def _fingerprint_failed(exc: psycopg.Error, target: "_Target") -> FingerprintFailed:
+    reason = scrub_text(" ".join(str(exc).split()) or exc.__class__.__name__, [target.password])
+    return FingerprintFailed(KIND, reason, **target.facts)
 
 
 def tool_versions() -> dict[str, str]:

@@ -194,6 +194,7 @@ class RsyncFailed(SshError):
         self.exit_code, self.meaning, self.stderr_tail = exit_code, meaning, stderr_tail
         self.host, self.port, self.command = host, port, command
         self.is_transient, self.host_key_rejected = is_transient, host_key_rejected
+        self.transient = is_transient
         super().__init__(
             f"rsync with {host} failed: {meaning} (exit code {exit_code})",
             host=host, port=port, exit_code=exit_code, transient=is_transient,

@@ -14,7 +14,7 @@ from providers.storage.base import ObjectInfo, ObjectWriter, Store
 from providers.storage.errors import (InvalidKey, InvalidStoreSettings, ObjectArchived,
                                       ObjectExists, ObjectNotFound, StoreAccessDenied,
                                       StoreError, StoreFull, StoreReadOnly, StoreUnavailable)
-from providers.storage.wrappers import ReadOnlyStore, RetryingStore
+from providers.storage.wrappers import ReadOnlyStore, RetryingStore, innermost
 
 # kind -> "module:class"; modules are imported on first use (boto3 only when needed).
 BACKENDS = {
@@ -45,6 +45,7 @@ def open_store(kind: str, **settings: Any) -> Store:
 
 
 __all__ = [
+    "innermost",
     "BACKENDS", "InvalidKey", "InvalidStoreSettings", "ObjectArchived", "ObjectExists",
     "ObjectInfo", "ObjectNotFound", "ObjectWriter", "ReadOnlyStore", "RetryingStore", "Store",
     "StoreAccessDenied", "StoreError", "StoreFull", "StoreReadOnly", "StoreUnavailable",

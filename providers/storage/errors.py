@@ -73,6 +73,7 @@ class StoreUnavailable(StoreError):
     own retries. The only error that is worth retrying."""
 
     hint = "check that the storage endpoint is up and reachable; the operation can be retried"
+    transient = True
 
     def __init__(self, store: str, key: str | None, reason: str, **facts: Any) -> None:
         super().__init__("storage is unavailable", store=store, key=key, reason=reason, **facts)

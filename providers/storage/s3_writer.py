@@ -9,7 +9,8 @@ while ``parts_in_flight`` parts are already queued or uploading. So a writer hol
 An object that fits in one part is sent as one PutObject at commit and never starts a
 multipart upload. Every failure (in ``write``, in a part upload, in CompleteMultipartUpload)
 and every abort calls AbortMultipartUpload; if that call fails too (endpoint down), the
-upload is left for ``S3Store.abort_incomplete_uploads``.
+upload is left for ``S3Store.abort_incomplete_uploads``. So is an upload the server created
+but whose CreateMultipartUpload answer was lost or cut short (asked again, up to 3 times).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from providers.storage.base import ObjectInfo, ObjectWriter
-from providers.storage.errors import StoreError
+from providers.storage.errors import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from providers.storage.s3 import S3Store
@@ -93,8 +94,7 @@ class MultipartWriter(ObjectWriter):
             params = {"Key": store.object_key(self.key)}
             if self._storage_class:
                 params["StorageClass"] = self._storage_class
-            response = store.call("create_multipart_upload", self.key, **params)
-            self._upload_id = response["UploadId"]
+            self._upload_id = self._create_upload(params)
             self._executor = ThreadPoolExecutor(max_workers=store.parts_in_flight,
                                                 thread_name_prefix="s3-part-upload")
         if self._next_part > MAX_PARTS:
@@ -108,6 +108,19 @@ class MultipartWriter(ObjectWriter):
         future = self._executor.submit(self._upload_part, self._next_part, part)
         self._pending.append((future, len(part)))
         self._next_part += 1
+
+    def _create_upload(self, params: dict) -> str:
+        """CreateMultipartUpload; a 200 whose body was cut short parses without an
+        UploadId, so it is asked again (the lost upload is left for
+        ``S3Store.abort_incomplete_uploads``). Raises StoreUnavailable after 3 such answers."""
+        for _ in range(3):
+            response = self._store.call("create_multipart_upload", self.key, **params)
+            if response.get("UploadId"):
+                return response["UploadId"]
+        raise StoreUnavailable(self.store_name, self.key,
+                               "CreateMultipartUpload answered without an UploadId (response cut short?)",
+                               bucket=self._store.bucket, endpoint=self._store.endpoint,
+                               operation="create_multipart_upload")
 
     def _upload_part(self, number: int, part: bytearray) -> tuple[int, str]:
         response = self._store.call(

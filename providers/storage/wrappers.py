@@ -18,6 +18,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def innermost(store: Store) -> Store:
+    """The backend under every wrapper of ``store`` (for backend-only maintenance such as
+    ``reap_partials`` or ``abort_incomplete_uploads``)."""
+    while isinstance(store, StoreWrapper):
+        store = store.inner
+    return store
+
+
 class StoreWrapper(Store):
     """Passes every call to ``inner``; subclasses override what they change."""
 

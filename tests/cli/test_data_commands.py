@@ -62,3 +62,26 @@ def test_unknown_dataset_is_a_clear_error(worker_fleet):
     fleet, plan = worker_fleet
     out = CliRunner().invoke(main, ["backup", "nope", "--plan", str(plan)])
     assert out.exit_code != 0 and "known: site" in out.output
+
+
+def test_restore_over_a_database_says_what_it_will_do_and_asks_unless_yes(tmp_path, monkeypatch, redis_url):
+    from tests.fixtures.fleet import write_plan
+    monkeypatch.setenv("DRFLEET_STATE_URL", redis_url)
+    plan = write_plan(tmp_path / "plan")
+    described = {"backup_id": "20261101T000000Z-0000abcd", "dataset": "cache", "kind": "redis",
+                 "location": "eu-central-store", "target": "redis://127.0.0.1:6390/0"}
+    restored = []
+    monkeypatch.setattr("datapath.restore.describe_restore", lambda *a, **k: described)
+    monkeypatch.setattr("datapath.restore.restore_backup",
+                        lambda *a, **k: restored.append(a) or {**described, "status": "restored"})
+    args = ["restore", "cache/20261101T000000Z-0000abcd", "--to", "env:CACHE_URL", "--local", "--plan", str(plan)]
+    declined = CliRunner().invoke(main, args, input="n\n")
+    assert declined.exit_code == 1 and restored == []
+    assert "will restore redis backup 20261101T000000Z-0000abcd of cache" in declined.stderr
+    assert "shut down and its dataset replaced" in declined.stderr and "restore over this target?" in declined.stderr
+    agreed = CliRunner().invoke(main, args + ["--yes"])
+    assert agreed.exit_code == 0, agreed.output
+    assert len(restored) == 1
+    records = [json.loads(line) for line in run("audit", "--action", "drfleet.restore", "--json",
+                                                "--plan", str(plan)).output.splitlines()]
+    assert [(r["actor"], r["details"]["backup_id"]) for r in records] == [("cli", "20261101T000000Z-0000abcd")]

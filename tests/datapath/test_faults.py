@@ -16,7 +16,7 @@ from datapath.errors import BackupNotFound
 from datapath.restore import restore_backup
 from datapath.verify import verify_backup
 from plan.loader import load_plan
-from providers.storage import StoreFull, StoreUnavailable
+from providers.storage import StoreFull, StoreUnavailable, innermost
 from tests.fixtures.util import wait_for
 
 
@@ -161,7 +161,7 @@ site:
     assert list(store.list("")) == []
     # the writer's own abort could not reach the endpoint while it was cut; the orphan it
     # leaves is visible to the reaper once the endpoint is back, and the reaper removes it
-    inner = store.inner if hasattr(store, "inner") else store
+    inner = innermost(store)
     inner.abort_incomplete_uploads()
     assert inner.list_incomplete_uploads() == []
     assert list_backups(plan, "site").backups == []

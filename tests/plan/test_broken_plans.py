@@ -136,3 +136,13 @@ def test_plan_schema_is_json_schema_with_the_plan_sections():
     schema = json.loads(result.output)
     assert set(schema["properties"]) >= {"regions", "storage", "keys", "datasets", "drills", "objectives"}
     assert "Policy" in schema["$defs"]
+
+
+def test_plan_check_also_checks_the_runbooks_recovery_section(tmp_path: Path):
+    doc = copy.deepcopy(BASE)
+    doc["recovery"] = {"services": {"api": {"region": "atlantis"}}}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = CliRunner().invoke(main, ["plan", "check", str(path)])
+    assert result.exit_code == 2
+    assert "recovery.services.api.health: Field required" in result.output

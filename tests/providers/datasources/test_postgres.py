@@ -150,3 +150,34 @@ def test_tool_versions_name_pg_dump_and_pg_restore():
     versions = postgres.tool_versions()
     assert versions["pg_dump"].startswith("pg_dump (PostgreSQL)")
     assert versions["pg_restore"].startswith("pg_restore (PostgreSQL)")
+
+
+def test_fingerprint_is_taken_in_pg_dumps_snapshot_not_after_it(pg_cluster):
+    pg_cluster.create_database("ds_busy")
+    pg_cluster.psql("CREATE TABLE events (id int PRIMARY KEY, body text); "
+                    "INSERT INTO events SELECT g, 'e' || g FROM generate_series(1, 100) g", "ds_busy")
+    producer = postgres.dump(pg_cluster.dsn("ds_busy"))
+    with producer:
+        first = producer.read(5)  # pg_dump has started and holds its snapshot
+        pg_cluster.psql("INSERT INTO events SELECT g, 'late' FROM generate_series(101, 150) g", "ds_busy")
+        data = first + read_all(producer)
+    recorded = producer.fingerprint
+    assert recorded["per_table"]["public.events"]["rows"] == 100
+    assert postgres.fingerprint(pg_cluster.dsn("ds_busy"))["per_table"]["public.events"]["rows"] == 150
+
+    pg_cluster.create_database("ds_busy_restored")
+    postgres.restore(pg_cluster.dsn("ds_busy_restored"), io.BytesIO(data))
+    assert postgres.fingerprint(pg_cluster.dsn("ds_busy_restored")) == recorded
+
+
+def test_tables_whose_types_have_no_binary_hash_fall_back_to_the_text_form(pg_cluster):
+    pg_cluster.create_database("ds_types")
+    pg_cluster.psql("CREATE TABLE shapes (id int, at point, doc json); "
+                    "INSERT INTO shapes VALUES (1, point(1, 2), '{\"a\": 1}'), (2, point(3, 4), '[]'); "
+                    "CREATE TABLE plain (id int); INSERT INTO plain VALUES (1)", "ds_types")
+    fp = postgres.fingerprint(pg_cluster.dsn("ds_types"))
+    assert fp["per_table"]["public.shapes"]["method"] == "text-hash"
+    assert fp["per_table"]["public.plain"]["method"] == "record-hash"
+    pg_cluster.psql("UPDATE shapes SET at = point(1, 3) WHERE id = 1", "ds_types")
+    assert postgres.fingerprint(pg_cluster.dsn("ds_types"))["per_table"]["public.shapes"]["checksum"] != \
+        fp["per_table"]["public.shapes"]["checksum"]

@@ -1,0 +1,1 @@
+"""Point-in-time recovery: WAL archive, base backups, recovery, standbys, MongoDB oplog (issue 5)."""

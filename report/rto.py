@@ -1,0 +1,82 @@
+"""RTO per dataset and scenario, from the drill records: the latest and the worst time a
+drill took to have the dataset restored and verified, against the plan's target.
+
+Which target a drill is measured against: a restore drill, the dataset's own RTO
+(``plan.rto_for``); a region, full or failover drill, the plan's objective for that
+scenario when it has one (``region``; ``catastrophic``/``full-disaster``;
+``single-service``/``service``), else the dataset's own.
+"""
+
+from __future__ import annotations
+
+from plan.models import Plan
+from report.rpo import target_or_none, trend
+from state.drills import DrillRecord
+
+SCENARIOS_FOR_KIND = {
+    "region": ("region", "server"),
+    "full": ("catastrophic", "full-disaster", "full"),
+    "failover": ("single-service", "service"),
+}
+
+
+def scenario_for(plan: Plan, kind: str, dataset: str | None = None) -> tuple[str, int | None]:
+    """(scenario name, target seconds) a drill of ``kind`` is measured against."""
+    for name in SCENARIOS_FOR_KIND.get(kind, ()):
+        if name in plan.objectives.rto:
+            return name, plan.objectives.rto[name]
+    if dataset is None or dataset not in plan.datasets:
+        return kind, None
+    ds = plan.dataset(dataset)
+    scenario = ds.scenario or ("database" if ds.kind != "files" else "single-service")
+    return (scenario if kind == "restore" else kind), target_or_none(plan.rto_for, dataset)
+
+
+def rto_rows(plan: Plan, drills: list[DrillRecord]) -> list[dict]:
+    """One row per (dataset, drill kind) that has at least one measured restore."""
+    measured: dict[tuple[str, str], list[tuple[float, float, bool]]] = {}
+    for drill in drills:
+        for outcome in drill.datasets:
+            if outcome.rto_seconds is not None:
+                measured.setdefault((outcome.dataset, drill.kind), []).append(
+                    (drill.started_at, outcome.rto_seconds, outcome.ok))
+    rows = []
+    for (dataset, kind), values in sorted(measured.items()):
+        values.sort()
+        scenario, target = scenario_for(plan, kind, dataset)
+        latest = values[-1][1]
+        worst = max(v for _, v, _ in values)
+        rows.append({"dataset": dataset, "drill": kind, "scenario": scenario, "target_seconds": target,
+                     "latest_seconds": latest, "worst_seconds": worst, "drills": len(values),
+                     "latest_ok": values[-1][2],
+                     "margin_seconds": None if target is None else target - latest,
+                     "worst_margin_seconds": None if target is None else target - worst,
+                     "trend": trend(values[-2][1] if len(values) > 1 else None, latest),
+                     "series": [(t, v) for t, v, _ in values]})
+    return rows
+
+
+def drill_rows(plan: Plan, drills: list[DrillRecord]) -> list[dict]:
+    """One row per drill kind: whole-drill RTO (latest, worst) vs its scenario's target,
+    and how many passed and failed."""
+    by_kind: dict[str, list[DrillRecord]] = {}
+    for drill in drills:
+        if drill.result != "running":
+            by_kind.setdefault(drill.kind, []).append(drill)
+    rows = []
+    for kind, records in sorted(by_kind.items()):
+        records.sort(key=lambda d: d.started_at)
+        timed = [d for d in records if d.rto_seconds is not None]
+        only = records[-1].datasets[0].dataset if len(records[-1].datasets) == 1 else None
+        scenario, target = scenario_for(plan, kind, only)
+        latest = records[-1]
+        rows.append({"kind": kind, "scenario": scenario, "target_seconds": target,
+                     "latest_result": latest.result, "latest_reason": latest.reason,
+                     "latest_at": latest.started_at, "latest_seconds": latest.rto_seconds,
+                     "worst_seconds": max((d.rto_seconds for d in timed), default=None),
+                     "passed": sum(d.result == "passed" for d in records),
+                     "failed": sum(d.result == "failed" for d in records),
+                     "not_available": sum(d.result == "not-available" for d in records),
+                     "trend": trend(timed[-2].rto_seconds if len(timed) > 1 else None,
+                                    timed[-1].rto_seconds if timed else None)})
+    return rows

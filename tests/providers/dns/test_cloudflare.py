@@ -1,0 +1,93 @@
+"""Cloudflare DNS client against the API v4 contract server."""
+
+from __future__ import annotations
+
+import pytest
+
+from providers.clouds.base import ProviderAuthError
+from providers.dns import DnsZoneNotFound, switch_record
+from providers.dns.cloudflare import CloudflareClient
+from tests.contract_servers.cloudflare import CloudflareContract
+
+TOKEN = "cf-test-token-0123456789abcdef"
+
+
+@pytest.fixture
+def api(monkeypatch):
+    monkeypatch.setenv("CF_TOKEN", TOKEN)
+    with CloudflareContract(TOKEN, page_size_cap=2) as server:
+        server.zone_id = server.add_zone("example.com")
+        yield server
+
+
+def client(api, **kw) -> CloudflareClient:
+    sleeps = kw.pop("sleeps", [])
+    return CloudflareClient("example.com", token_env=kw.pop("token_env", "CF_TOKEN"),
+                            base_url=api.url, sleep=sleeps.append, jitter=None, **kw)
+
+
+def test_switch_replaces_the_answer_and_reports_the_old_ttl(api) -> None:
+    api.add_record(api.zone_id, "www.example.com", "A", "192.0.2.10", ttl=300)
+
+    result = switch_record(client(api), "www", "A", ["198.51.100.7"], now=lambda: 1000.0)
+
+    assert api.answer("www.example.com", "A") == ["198.51.100.7"]
+    assert result.changed and result.old_values == ("192.0.2.10",) and result.old_ttl == 300
+    assert result.clients_may_hold_old_until == 1300.0
+    assert result.new_ttl == 300
+
+
+def test_records_across_several_pages_are_read_and_extras_removed(api) -> None:
+    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        api.add_record(api.zone_id, "www.example.com", "A", address, ttl=120)
+
+    cf = client(api)
+    assert cf.get_record("www.example.com", "A").values == ("192.0.2.1", "192.0.2.2", "192.0.2.3")
+    assert api.count("GET", r"/zones/[0-9a-f]+/dns_records") == 2
+
+    switch_record(cf, "www.example.com", "A", ["192.0.2.2"])
+    assert api.answer("www.example.com", "A") == ["192.0.2.2"]
+    assert api.count("DELETE", r"/zones/[0-9a-f]+/dns_records/[0-9a-f]+") == 2
+
+
+def test_switching_to_the_current_answer_changes_nothing(api) -> None:
+    api.add_record(api.zone_id, "www.example.com", "A", "192.0.2.10", ttl=60)
+
+    result = switch_record(client(api), "www", "A", ["192.0.2.10"])
+
+    assert not result.changed and result.clients_may_hold_old_until is None
+    assert api.count("PUT", r".*") == 0 and api.count("POST", r".*") == 0
+
+
+def test_a_missing_record_is_created_and_automatic_ttl_counts_as_300s(api) -> None:
+    result = switch_record(client(api), "db", "A", ["192.0.2.5"], ttl=60)
+    assert result.changed and result.old_values == () and api.answer("db.example.com", "A") == ["192.0.2.5"]
+
+    api.add_record(api.zone_id, "auto.example.com", "A", "192.0.2.6", ttl=1)
+    assert client(api).get_record("auto.example.com", "A").ttl == 300
+
+
+def test_rate_limit_is_retried_after_retry_after(api) -> None:
+    api.add_record(api.zone_id, "www.example.com", "A", "192.0.2.10", ttl=60)
+    api.rate_limit_next(1, retry_after="3")
+    sleeps: list[float] = []
+
+    switch_record(client(api, sleeps=sleeps), "www", "A", ["192.0.2.11"])
+
+    assert sleeps == [3.0]
+    assert api.answer("www.example.com", "A") == ["192.0.2.11"]
+
+
+def test_a_rejected_token_is_an_auth_error_without_the_token(api, monkeypatch) -> None:
+    monkeypatch.setenv("CF_WRONG", "wrong-token-value-xyz")
+
+    with pytest.raises(ProviderAuthError) as raised:
+        client(api, token_env="CF_WRONG").get_record("www.example.com", "A")
+
+    assert "CF_WRONG" in str(raised.value) and "wrong-token-value-xyz" not in str(raised.value)
+    assert raised.value.code == "10000" and raised.value.request_id.endswith("-FRA")
+
+
+def test_an_unknown_zone_is_reported(api) -> None:
+    with pytest.raises(DnsZoneNotFound):
+        CloudflareClient("nowhere.test", token_env="CF_TOKEN", base_url=api.url).get_record("a.nowhere.test", "A")
