@@ -6,6 +6,8 @@
 * Every message carries its scheduled ``slot`` (the cron fire time it belongs to), so the
   task base can deduplicate per (dataset, policy, slot) if the lock is ever held twice.
 * A Redis restart does not end beat: it waits for Redis, then for its lock (``tick``).
+* A slot's message is published before its marker moves; one whose publish failed (Redis
+  away) is sent again when Redis is back, or recorded missed once past its catch-up window.
 * Catch-up is bounded: after downtime, only the latest missed slot runs, and only if it is
   younger than the catch-up window; every other slot is recorded as missed
   (``drfleet:missed-slots``), where ``drfleet status`` shows it.
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import redis
+from kombu.exceptions import OperationalError
 from redbeat import RedBeatScheduler
 from redis.exceptions import LockNotOwnedError
 
@@ -54,6 +58,7 @@ class FleetScheduler(RedBeatScheduler):
         plan = current_plan()
         self.triggers = {e.name: e.trigger for e in schedule_entries(plan) if e.trigger.scheduled}
         app.conf.beat_schedule = beat_schedule(plan)
+        self.pending: dict[str, _Pending] = {}
         super().__init__(app, *args, **kwargs)
 
     def tick(self, *args, **kwargs):
@@ -61,6 +66,7 @@ class FleetScheduler(RedBeatScheduler):
         waits and tries again instead of exiting; if its lock expired meanwhile (or another
         beat took it over), it waits for the lock again, as a standby does."""
         try:
+            self._finish_pending()
             return super().tick(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             logger.warning("beat: Redis unreachable (%s); trying again in %ss", exc, self.max_interval)
@@ -85,17 +91,74 @@ class FleetScheduler(RedBeatScheduler):
             if advance:
                 self.reserve(entry)
             return None
+        return self._send(entry, slot, producer=producer, advance=advance, **kwargs)
+
+    def _send(self, entry, slot: datetime, *, producer=None, advance=True, **kwargs):
+        """Publish ``entry`` for ``slot``, then move its marker. The message goes first: if
+        beat or Redis dies in between, the slot is sent again (the task's idempotency claim
+        runs it once), never silently dropped. A failed publish or marker update is kept in
+        memory and finished by the next ticks (``_finish_pending``)."""
         entry.kwargs = {**(entry.kwargs or {}), "slot": slot.isoformat()}
-        return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        self.pending[entry.name] = _Pending(entry, slot, sent=False)
+        result = super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        self.pending[entry.name] = _Pending(entry, slot, sent=True)
+        self._mark_sent(entry.name, slot)
+        return result
+
+    def _mark_sent(self, name: str, slot: datetime) -> None:
+        client = state_client(self.app.conf.redbeat_redis_url)
+        client.eval(_ADVANCE_MARKER, 1, key("beat", "last-slot", name), slot.isoformat())
+        pending = self.pending.get(name)
+        if pending is not None and pending.slot == slot:
+            del self.pending[name]
+
+    def _finish_pending(self) -> None:
+        """Send again what a Redis outage kept beat from sending (while the slot is inside
+        its catch-up window; after it, record it missed) and move markers it could not move.
+        Raises redis.ConnectionError while Redis is still away (``tick`` waits)."""
+        client = state_client(self.app.conf.redbeat_redis_url)
+        now = datetime.now(timezone.utc)
+        for name, pending in list(self.pending.items()):
+            if pending.sent:
+                self._mark_sent(name, pending.slot)
+                continue
+            marker = client.get(key("beat", "last-slot", name))
+            if marker is not None and datetime.fromisoformat(marker.decode()) >= pending.slot:
+                del self.pending[name]  # sent or recorded since (by this beat or another)
+                continue
+            lateness = (now - pending.slot).total_seconds()
+            if lateness > catchup_window(self.triggers[name]):
+                missed.record_missed(name, pending.slot, "Redis was unreachable when the slot was due "
+                                     f"and came back {lateness:.0f}s later, beyond the catch-up window",
+                                     client=client)
+                self._mark_sent(name, pending.slot)
+                continue
+            logger.info("beat: sending %r for slot %s again after a failed publish", name,
+                        pending.slot.isoformat())
+            try:
+                self._send(pending.entry, pending.slot, producer=self.producer, advance=False)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, (redis.ConnectionError, redis.TimeoutError, OperationalError)):
+                    raise redis.ConnectionError(str(cause)) from exc
+                logger.exception("beat: %r for slot %s cannot be sent; recording it missed", name,
+                                 pending.slot.isoformat())
+                missed.record_missed(name, pending.slot, f"the message could not be sent: {type(exc).__name__}",
+                                     client=client)
+                self._mark_sent(name, pending.slot)
 
     def due_slot(self, name: str, trigger: Trigger, now: datetime) -> datetime | None:
-        """The slot to send now, or None; records every slot skipped since the last send."""
+        """The slot to send now, or None. Slots skipped since the last one sent are recorded
+        missed (and the marker moved past them), as is a latest slot beyond the catch-up
+        window. The marker is only moved past the latest slot once it is sent (``_send``)."""
         client = state_client(self.app.conf.redbeat_redis_url)
         marker = key("beat", "last-slot", name)
         latest = trigger.slot_for(now)
         if latest is None:
             return None
-        previous = client.eval(_ADVANCE_MARKER, 1, marker, latest.isoformat())
+        previous = client.get(marker)
         if previous is not None:
             last_sent = datetime.fromisoformat(previous.decode())
             if latest <= last_sent:
@@ -104,11 +167,22 @@ class FleetScheduler(RedBeatScheduler):
             for slot in skipped:
                 missed.record_missed(name, slot, "beat was not running at the scheduled time", client=client)
             if skipped:
+                client.eval(_ADVANCE_MARKER, 1, marker, skipped[-1].isoformat())
                 logger.warning("beat: %d slot(s) of %r were missed; recorded in drfleet:missed-slots",
                                len(skipped), name)
         lateness = (now - latest).total_seconds()
         if lateness > catchup_window(trigger):
             missed.record_missed(name, latest, f"beat resumed {lateness:.0f}s after the slot, "
                                  "beyond the catch-up window", client=client)
+            client.eval(_ADVANCE_MARKER, 1, marker, latest.isoformat())
             return None
         return latest
+
+
+@dataclass
+class _Pending:
+    """A slot beat chose but has not finished sending: ``sent`` is False until the message
+    is published, True until the marker says so."""
+    entry: object
+    slot: datetime
+    sent: bool

@@ -9,7 +9,8 @@
    redelivery of the same message proceeds if its earlier delivery died (its lease,
    ``state.idempotency.Lease``, expired) and is retried later while that delivery is
    still running (a visibility timeout shorter than the task), so the job never runs
-   twice at once.
+   twice at once. While the state store (Redis) is unreachable the task tries again each
+   second for DRFLEET_STATE_WAIT_SECONDS, then requeues its message: never failed, never lost.
 3. Metrics: outcome counters and a duration histogram.
 4. Audit: tasks marked ``audited`` append a record of who started them and how they ended.
 
@@ -24,8 +25,9 @@ import os
 import time
 from typing import Any
 
+import redis
 from celery import Task
-from celery.exceptions import Reject, Retry
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
 from state import audit, idempotency
 from workers import metrics
@@ -77,38 +79,32 @@ class FleetTask(Task):
             raise Reject(f"task {task_id} is for region {region!r}, worker serves {served!r}",
                          requeue=False)
 
-        job = lease = None
-        if request.id and self.idempotent_on and all(kwargs.get(k) is not None for k in self.idempotent_on):
-            job = idempotency.job_key(self.name, tuple(str(kwargs[k]) for k in self.idempotent_on))
-            claim = idempotency.claim(job, task_id)
-            if not claim.granted:
-                metrics.task_duplicates.labels(self.name).inc()
-                logger.warning("skipped task %s id=%s: job %s already taken by %s (%s)",
-                               self.name, task_id, job, claim.holder_task_id, claim.holder_state)
-                return {"status": "duplicate", "job": job, "holder": claim.holder_task_id}
-            if claim.holder_state == "succeeded":
-                return {"status": "already-succeeded", "job": job}
-            lease = idempotency.Lease(job)
-            if not lease.acquire():
-                # this message again while a live process still runs it (the broker's
-                # visibility timeout passed): wait for that run instead of running twice
-                metrics.task_duplicates.labels(self.name).inc()
-                logger.warning("task %s id=%s: job %s is still running elsewhere (%s); checking again later",
-                               self.name, task_id, job, lease.holder())
-                raise self.retry(countdown=max(1.0, lease.ttl / 2), max_retries=REDELIVERY_WAITS)
-            again = idempotency.claim(job, task_id)  # the run we waited for may have just ended
-            if again.holder_state == "succeeded":
-                lease.release()
-                return {"status": "already-succeeded", "job": job}
-            # an earlier delivery of this message died mid-way: the body may look for
-            # what it had already done (tasks.backup finds a manifest it committed)
-            request.drfleet_resumed = claim.redelivered
+        deadline = time.monotonic() + state_wait_seconds()
+        while True:
+            begun = _Begun()
+            try:
+                early = self._begin(begun, kwargs, task_id, request)
+                if early is not None:
+                    return early
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if begun.lease is not None:
+                    begun.lease.release()
+                if time.monotonic() < deadline:
+                    logger.warning("task %s id=%s: the state store is unreachable (%s); trying again in 1s",
+                                   self.name, task_id, exc)
+                    try:
+                        time.sleep(1)
+                        continue
+                    except SoftTimeLimitExceeded:
+                        pass
+                logger.warning("task %s id=%s: the state store is unreachable (%s); message requeued",
+                               self.name, task_id, exc)
+                raise Reject(f"task {task_id}: state store unreachable; requeued", requeue=True) from None
+        job, lease = begun.job, begun.lease
 
         started = time.monotonic()
-        headers = request.headers or {}
-        actor = headers.get("drfleet_actor") or ("beat" if headers.get("celery_beat_task") else "api")
-        if self.audited:
-            audit.record(self.name, actor=actor, outcome="started", task_id=task_id, **_names(kwargs))
+        actor = begun.actor
         try:
             try:
                 result = super().__call__(*args, **kwargs)
@@ -127,6 +123,46 @@ class FleetTask(Task):
                 lease.release()  # after the claim says how the job ended
         return result
 
+    def _begin(self, begun: "_Begun", kwargs: dict, task_id: str, request) -> dict | None:
+        """Claim the job, take its lease and audit the start, filling ``begun``. Returns the
+        task's result when it must not run (a duplicate, or already succeeded). Raises
+        redis.ConnectionError/TimeoutError when the state store is away (``__call__`` waits
+        and tries again, then requeues the message), Retry while another live process runs
+        the same job."""
+        if request.id and self.idempotent_on and all(kwargs.get(k) is not None for k in self.idempotent_on):
+            job = idempotency.job_key(self.name, tuple(str(kwargs[k]) for k in self.idempotent_on))
+            claim = idempotency.claim(job, task_id)
+            if not claim.granted:
+                metrics.task_duplicates.labels(self.name).inc()
+                logger.warning("skipped task %s id=%s: job %s already taken by %s (%s)",
+                               self.name, task_id, job, claim.holder_task_id, claim.holder_state)
+                return {"status": "duplicate", "job": job, "holder": claim.holder_task_id}
+            if claim.holder_state == "succeeded":
+                return {"status": "already-succeeded", "job": job}
+            begun.job = job
+            lease = idempotency.Lease(job)
+            if not lease.acquire():
+                # this message again while a live process still runs it (the broker's
+                # visibility timeout passed): wait for that run instead of running twice
+                metrics.task_duplicates.labels(self.name).inc()
+                logger.warning("task %s id=%s: job %s is still running elsewhere (%s); checking again later",
+                               self.name, task_id, job, lease.holder())
+                raise self.retry(countdown=max(1.0, lease.ttl / 2), max_retries=REDELIVERY_WAITS)
+            begun.lease = lease
+            again = idempotency.claim(job, task_id)  # the run we waited for may have just ended
+            if again.holder_state == "succeeded":
+                lease.release()
+                begun.lease = None
+                return {"status": "already-succeeded", "job": job}
+            # an earlier delivery of this message died mid-way: the body may look for
+            # what it had already done (tasks.backup finds a manifest it committed)
+            request.drfleet_resumed = getattr(request, "drfleet_resumed", False) or claim.redelivered
+        headers = request.headers or {}
+        begun.actor = headers.get("drfleet_actor") or ("beat" if headers.get("celery_beat_task") else "api")
+        if self.audited:
+            audit.record(self.name, actor=begun.actor, outcome="started", task_id=task_id, **_names(kwargs))
+        return None
+
     def _finish(self, job, task_id, region, started, outcome, kwargs, actor, error=None) -> None:
         if job:
             idempotency.finish(job, task_id, outcome)
@@ -135,6 +171,21 @@ class FleetTask(Task):
         if self.audited:
             audit.record(self.name, actor=actor, outcome=outcome, task_id=task_id,
                          error=error, seconds=round(time.monotonic() - started, 3), **_names(kwargs))
+
+
+class _Begun:
+    """What ``FleetTask._begin`` has done so far: the job claimed, the lease held, the actor."""
+
+    def __init__(self) -> None:
+        self.job: str | None = None
+        self.lease: idempotency.Lease | None = None
+        self.actor = "api"
+
+
+def state_wait_seconds() -> float:
+    """How long a task waits for an unreachable state store before its message is
+    requeued: DRFLEET_STATE_WAIT_SECONDS, default 30."""
+    return float(os.environ.get("DRFLEET_STATE_WAIT_SECONDS", "30"))
 
 
 def _names(kwargs: dict) -> dict:

@@ -81,3 +81,33 @@ def test_a_backup_outliving_the_visibility_timeout_is_not_run_twice_in_parallel(
         assert sum(p.output().count("is still running elsewhere") for p in (slow, impatient)) >= 1
     finally:
         fleet.stop()
+
+
+def test_a_backup_arriving_while_the_state_store_is_down_waits_or_is_requeued_and_runs_once(tmp_path, redis_url):
+    """The broker is up but the state store (claims, leases, audit) is restarting: the task
+    tries again each second, then puts its message back on the queue instead of failing it,
+    and once the store is back the slot commits exactly once."""
+    from tasks.backup import backup
+    from tests.fixtures.redis_server import RedisServer
+
+    state = RedisServer().start()
+    try:
+        plan = harness.write_fault_plan(tmp_path / "plan", datasets=1)
+        env = harness.fault_env(DRFLEET_STATE_WAIT_SECONDS="1")
+        fleet = harness.new_fleet(tmp_path, redis_url, plan, env)
+        try:
+            worker = fleet.worker("eu-central", env={"DRFLEET_STATE_URL": state.url})
+            state.stop()
+            result = backup.apply_async(kwargs=_kwargs())
+            wait_for(lambda: worker.output().count("message requeued") >= 2, timeout=60,
+                     what="the backup to be requeued while the state store is down")
+            assert "trying again in 1s" in worker.output()
+            state.start()
+            assert result.get(timeout=60)["status"] == "committed"
+            assert _manifests(plan) == 1
+            job = idempotency.job_key("drfleet.backup", ("ds000", harness.POLICY, SLOT))
+            assert json.loads(state.client().get(job))["state"] == "succeeded"
+        finally:
+            fleet.stop()
+    finally:
+        state.cleanup()

@@ -1,6 +1,8 @@
 """Redis restarted under a running fleet, and the active beat SIGKILLed with a standby
 waiting: every slot after beat's first is committed once or recorded missed, none twice."""
 
+import time
+
 import pytest
 
 from tests.faults import scenarios
@@ -24,3 +26,40 @@ def test_redis_stopped_for_over_a_minute(tmp_path):
     row = scenarios.redis_restarts(tmp_path, restarts=1, long_stop_seconds=70)
     print(row)
     row.check()
+
+
+def test_a_broker_outage_when_slots_fall_due_loses_none_of_them(tmp_path, redis_url):
+    """Beat's broker is down (its state Redis is not) while two slots fall due: the publish
+    fails, the slot's marker stays where it was, and the message goes out when the broker is
+    back. Every slot is committed once or recorded missed; the beat log shows the resend."""
+    import redis
+
+    from tests.faults import harness
+    from tests.fixtures.redis_server import RedisServer
+    from tests.fixtures.util import wait_for
+
+    broker = RedisServer().start()
+    state = redis.Redis.from_url(redis_url)
+    try:
+        plan = harness.write_fault_plan(tmp_path / "plan", datasets=2, every=2)
+        fleet = harness.new_fleet(tmp_path, broker.url, plan, harness.fault_env())
+        on_state = {"DRFLEET_STATE_URL": redis_url}
+        try:
+            fleet.worker("eu-central", concurrency=2, env=on_state)
+            beat = fleet.beat(env=on_state)
+            first = harness.first_slots(state, plan)
+            broker.stop()
+            time.sleep(4.5)
+            broker.start()
+            wait_for(lambda: "again after a failed publish" in beat.output(), timeout=30,
+                     what="beat to send the slots it could not publish")
+            time.sleep(3)
+            beat.stop()
+            harness.drain(redis.Redis.from_url(broker.url))
+            ledger = harness.ledger(plan, state, first)
+            assert (ledger.lost, ledger.duplicates, ledger.torn) == (0, 0, 0), ledger.problems()
+            assert ledger.committed >= 4
+        finally:
+            fleet.stop()
+    finally:
+        broker.cleanup()
