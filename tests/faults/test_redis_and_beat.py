@@ -53,7 +53,7 @@ def test_a_broker_outage_when_slots_fall_due_loses_none_of_them(tmp_path, redis_
             broker.start()
             wait_for(lambda: "again after a failed publish" in beat.output(), timeout=30,
                      what="beat to send the slots it could not publish")
-            time.sleep(3)
+            time.sleep(1)
             beat.stop()
             harness.drain(redis.Redis.from_url(broker.url))
             ledger = harness.ledger(plan, state, first)

@@ -14,7 +14,7 @@ def check_flat(row):
 
 
 def test_a_short_soak_accounts_for_every_slot(tmp_path, redis_url):
-    row = scenarios.soak(tmp_path, redis_url, datasets=30, every=5, seconds=30, sample_every=3)
+    row = scenarios.soak(tmp_path, redis_url, datasets=30, every=5, seconds=15, sample_every=3)
     print(row)
     row.check()
     check_flat(row)
