@@ -74,35 +74,50 @@ def open_object(store: Store, manifest: Manifest, data_key: DataKey, name: str) 
 
 
 class BackupReader:
-    """A readable of a backup's plaintext. Read it to the end, then call ``finish()``,
-    which raises IntegrityError if the plaintext's size or SHA-256 differ from the
-    manifest. Envelope errors (corrupt, truncated, trailing data) and per-object hash
-    mismatches are raised while reading, naming the object."""
+    """A readable of a backup's plaintext. The read that reaches the end raises
+    IntegrityError if the plaintext's size or SHA-256 differ from the manifest, so a
+    consumer that spools the stream (pg_restore) never starts on data that fails its
+    hash; ``finish()`` reads to the end and makes the same check. Envelope errors (corrupt,
+    truncated, trailing data) and per-object hash mismatches are raised while reading,
+    naming the object."""
 
     def __init__(self, store: Store, manifest: Manifest, data_key: DataKey) -> None:
         self.store, self.manifest, self.data_key = store, manifest, data_key
         self.stream = HashingReader(decompressing_reader(ChunksReader(self._chunks())))
+        self._checked = False
 
     def _chunks(self) -> Iterator[bytes]:
         for obj in self.manifest.objects:
             yield from object_chunks(self.store, self.manifest, self.data_key, obj)
 
     def read(self, n: int = -1) -> bytes:
-        return self.stream.read(n)
+        data = self.stream.read(n)
+        if not data and n != 0:
+            self._check()
+        return data
 
     def readinto(self, buf) -> int:
-        return self.stream.readinto(buf)
+        n = self.stream.readinto(buf)
+        if not n and len(buf):
+            self._check()
+        return n
 
     def readable(self) -> bool:
         return True
 
     def drain(self) -> None:
-        while self.stream.read(1 << 20):
+        while self.read(1 << 20):
             pass
 
     def finish(self) -> None:
         self.drain()
+        self._check()
+
+    def _check(self) -> None:
+        if self._checked:
+            return
         m = self.manifest
         if self.stream.size != m.plaintext_size or self.stream.sha.hexdigest() != m.plaintext_sha256:
             raise IntegrityError("restored data does not match the manifest", backup_id=m.backup_id,
                                  dataset=m.dataset, expected_size=m.plaintext_size, actual_size=self.stream.size)
+        self._checked = True

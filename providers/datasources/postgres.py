@@ -49,12 +49,13 @@ _USER_TABLES = """
     WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
       AND n.nspname NOT LIKE 'pg\\_%'
 """
-# Order-independent and constant-memory: the exact numeric sum of each row's 64-bit hash.
+# Order-independent and constant-memory: the exact sum of each row's 64-bit hash (sum(bigint)
+# accumulates in 128 bits and returns numeric: no overflow, no per-row numeric cast).
 # hash_record_extended hashes the binary values (PostgreSQL 14+); the text form is the
 # fallback for column types without an extended hash function.
 _TABLE_SUMS = {
-    "record-hash": "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)::numeric), 0)::text FROM {table} t",
-    "text-hash": "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t",
+    "record-hash": "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0)::text FROM {table} t",
+    "text-hash": "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM {table} t",
 }
 
 

@@ -39,3 +39,26 @@ def test_a_failed_producer_leaves_no_backup_and_no_object(files_plan, tmp_path):
     leftovers = [p for p in store_root.rglob("*") if p.is_file()] if store_root.exists() else []
     assert leftovers == []
     assert list_backups(plan, "site").backups == []
+
+
+def test_the_read_that_reaches_the_end_refuses_a_plaintext_that_fails_its_hash(files_plan):
+    """A consumer that spools the stream first (pg_restore) learns of a bad plaintext
+    before it starts, not after: the last read raises, naming the backup."""
+    import shutil
+
+    from datapath.errors import IntegrityError
+    from datapath.locations import store_for
+    from datapath.reading import BackupReader, data_key_for
+
+    plan, _ = files_plan
+    result = run_backup(plan, "site", "hourly", region="eu-central")
+    record = list_backups(plan, "site").backups[0]
+    m = record.manifest
+    good = BackupReader(store_for(plan, record.location), m, data_key_for(plan, m))
+    shutil.copyfileobj(good, open(os.devnull, "wb"))  # the untouched manifest reads clean
+    key = data_key_for(plan, m)
+    wrong = m.model_copy(update={"plaintext_sha256": "0" * 64})  # a compression bug: every tag valid
+    bad = BackupReader(store_for(plan, record.location), wrong, key)
+    with pytest.raises(IntegrityError) as info:
+        shutil.copyfileobj(bad, open(os.devnull, "wb"))
+    assert result["backup_id"] in str(info.value)
