@@ -7,10 +7,13 @@ their environment so it cannot override it).
 Options
     dump:        ``jobs`` -- only 1 (the default): parallel pg_dump needs the directory
                  format, which cannot be streamed.
-    restore:     ``jobs`` (default 2) for ``pg_restore -j``; ``clean`` (default False)
-                 drops the dump's objects first (``--clean --if-exists``); ``temp_dir``
-                 where the dump is spooled (pg_restore -j needs a seekable file; the
-                 directory needs room for the whole uncompressed dump).
+    restore:     ``mode`` (``stream``, the default: schema and data loaded while the stream
+                 arrives, indexes and constraints then built in parallel; ``spool``: the
+                 whole dump spooled first); ``jobs`` (default 2) for ``pg_restore -j``;
+                 ``clean`` (default False) drops the dump's objects first (``--clean
+                 --if-exists``, always spooled); ``temp_dir`` where the dump is spooled
+                 (pg_restore -j needs a seekable file; the directory needs room for the
+                 whole uncompressed dump).
     fingerprint: none. ``dump`` fingerprints inside pg_dump's snapshot (see _SnapshotFingerprint).
 
 The target database of a restore must exist; objects are restored ``--no-owner`` and
@@ -227,36 +230,75 @@ class _SnapshotDumpProducer(ProcessProducer):
 
 
 def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = None) -> None:
-    """Spool ``stream`` to a private temp file, then ``pg_restore -j N`` it into ``conn``.
+    """Restore a custom-format dump read from ``stream`` into ``conn``.
+
+    ``mode: stream`` (the default): the schema and the table data are loaded by one
+    ``pg_restore`` reading the stream as it arrives, while the same bytes are spooled to a
+    private temp file; indexes, constraints and triggers (``--section=post-data``) are then
+    built with ``pg_restore -j N`` from the spool. Decryption overlaps the load. If the
+    stream fails part-way (a corrupt chunk, a hash mismatch at its end), what was loaded
+    stays in the target, which ``restore`` never is with ``clean``: the restore fails.
+    ``mode: spool``, and always with ``clean``: the whole dump is spooled (and the stream's
+    checks passed) before ``pg_restore -j N`` touches the target.
 
     Raises RestoreFailed with pg_restore's stderr tail when it exits non-zero (or when
-    the stream is empty), ToolNotInstalled when pg_restore is missing. Errors raised by
-    reading ``stream`` propagate before pg_restore starts.
+    the stream is empty), ToolNotInstalled when pg_restore is missing, InvalidSourceOptions
+    for an unknown mode. Errors raised by reading ``stream`` propagate (pg_restore killed).
     """
-    opts = _options(options, {"jobs", "clean", "temp_dir"})
+    opts = _options(options, {"jobs", "clean", "temp_dir", "mode"})
     jobs = _jobs(opts.get("jobs"), DEFAULT_RESTORE_JOBS)
+    mode = "spool" if opts.get("clean") else opts.get("mode", "stream")
+    if mode not in ("stream", "spool"):
+        raise InvalidSourceOptions(KIND, f"unknown restore mode {mode!r}", hint="use 'stream' or 'spool'")
     target = _Target(conn)
     pg_restore = require_tool("pg_restore", **target.facts)
-    with tempfile.TemporaryDirectory(prefix="drfleet-pgrestore-", dir=opts.get("temp_dir")) as spool:
-        path = os.path.join(spool, "dump.pgc")
-        with open(path, "wb") as out:
-            shutil.copyfileobj(stream, out, COPY_CHUNK)
-            size = out.tell()
-        if size == 0:
-            raise RestoreFailed("pg_restore", None, [], message="the dump stream is empty",
-                                **target.facts)
-        argv = [pg_restore, f"--jobs={jobs}", "--no-owner", "--exit-on-error",
-                "--no-password", f"--dbname={target.tool_dbname}"]
-        if opts.get("clean"):
-            argv += ["--clean", "--if-exists"]
-        env, passfile = target.tool_env()
-        try:
+    base = [pg_restore, "--no-owner", "--exit-on-error", "--no-password", f"--dbname={target.tool_dbname}"]
+    env, passfile = target.tool_env()
+    try:
+        with tempfile.TemporaryDirectory(prefix="drfleet-pgrestore-", dir=opts.get("temp_dir")) as spool:
+            path = os.path.join(spool, "dump.pgc")
+            with open(path, "wb") as out:
+                if mode == "stream":
+                    first = stream.read(COPY_CHUNK)
+                    _refuse_empty(len(first), target)
+                    tee = _TeeReader(stream, out, first)
+                    returncode, tail = run_tool(base + ["--section=pre-data", "--section=data"], stdin=tee,
+                                                env=env, secrets=[target.password])
+                    if returncode != 0:
+                        raise RestoreFailed("pg_restore", returncode, tail, **target.facts)
+                else:
+                    shutil.copyfileobj(stream, out, COPY_CHUNK)
+                    _refuse_empty(out.tell(), target)
+            argv = base + [f"--jobs={jobs}"]
+            if mode == "stream":
+                argv.append("--section=post-data")
+            elif opts.get("clean"):
+                argv += ["--clean", "--if-exists"]
             returncode, tail = run_tool(argv + [path], env=env, secrets=[target.password])
-        finally:
-            if passfile:
-                passfile.remove()
+    finally:
+        if passfile:
+            passfile.remove()
     if returncode != 0:
         raise RestoreFailed("pg_restore", returncode, tail, **target.facts)
+
+
+def _refuse_empty(size: int, target: "_Target") -> None:
+    if size == 0:
+        raise RestoreFailed("pg_restore", None, [], message="the dump stream is empty", **target.facts)
+
+
+class _TeeReader:
+    """Hands out ``first``, then reads ``source``; writes every byte it hands out to
+    ``copy`` as well."""
+
+    def __init__(self, source: BinaryIO, copy: BinaryIO, first: bytes = b"") -> None:
+        self.source, self.copy, self.first = source, copy, first
+
+    def read(self, n: int = -1) -> bytes:
+        data, self.first = (self.first, b"") if self.first else (self.source.read(n), b"")
+        if data:
+            self.copy.write(data)
+        return data
 
 
 def fingerprint(conn: str, options: Mapping[str, Any] | None = None) -> dict:

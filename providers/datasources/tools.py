@@ -9,6 +9,7 @@ returns its exit code and stderr tail; callers turn a non-zero code into their o
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from providers.datasources.errors import ToolNotInstalled
 
 TAIL_LINES = 20
 COPY_CHUNK = 1 << 20
+PIPE_BUFFER = 4 << 20  # room for a few chunks in the tool's stdin pipe
 
 
 class StderrTail:
@@ -101,6 +103,7 @@ def run_tool(argv: Sequence[str], *, stdin: BinaryIO | None = None,
     tail = StderrTail(proc.stderr, secrets=secrets)
     try:
         if stdin is not None:
+            widen_pipe(proc.stdin)
             _copy_into(stdin, proc.stdin)
     except BaseException:
         proc.kill()
@@ -108,6 +111,24 @@ def run_tool(argv: Sequence[str], *, stdin: BinaryIO | None = None,
         raise
     returncode = proc.wait()
     return returncode, tail.lines()
+
+
+def widen_pipe(pipe: BinaryIO, size: int = PIPE_BUFFER) -> int:
+    """Ask the kernel for a pipe buffer of ``size`` bytes (Linux ``F_SETPIPE_SZ``; above
+    /proc/sys/fs/pipe-max-size only root may), falling back to 1 MiB, then leaving it.
+    With a 64 KiB buffer a writer that prepares 1 MiB chunks (decrypting, decompressing)
+    and the tool reading them take turns; with room for a few chunks they overlap.
+    Returns the buffer size in effect (0 where it cannot be read)."""
+    set_size, get_size = getattr(fcntl, "F_SETPIPE_SZ", 1031), getattr(fcntl, "F_GETPIPE_SZ", 1032)
+    for wanted in (size, 1 << 20):
+        try:
+            return fcntl.fcntl(pipe.fileno(), set_size, wanted)
+        except OSError:
+            continue
+    try:
+        return fcntl.fcntl(pipe.fileno(), get_size)
+    except OSError:
+        return 0
 
 
 def _copy_into(source: BinaryIO, sink: BinaryIO) -> None:

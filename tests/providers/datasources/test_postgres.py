@@ -43,7 +43,12 @@ def source_db(pg_cluster):
     return "ds_source"
 
 
-def test_dump_restore_round_trip_gives_equal_fingerprints(pg_cluster, source_db):
+INDEXES = "SELECT schemaname, indexname FROM pg_indexes WHERE schemaname IN ('public', 'billing') ORDER BY 1, 2"
+FOREIGN_KEYS = "SELECT conname FROM pg_constraint WHERE contype = 'f' ORDER BY 1"
+
+
+@pytest.mark.parametrize("mode", ["stream", "spool"])
+def test_dump_restore_round_trip_gives_equal_fingerprints(pg_cluster, source_db, mode):
     producer = postgres.dump(pg_cluster.dsn(source_db, secret=True))
     assert pg_cluster.SECRET_PASSWORD not in " ".join(producer.argv)
     assert "s3cr" not in " ".join(producer.argv)
@@ -53,12 +58,16 @@ def test_dump_restore_round_trip_gives_equal_fingerprints(pg_cluster, source_db)
     assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", producer.position["lsn"])
     assert producer.position["timeline"] == 1
 
-    pg_cluster.create_database("ds_restored")
-    postgres.restore(pg_cluster.dsn("ds_restored", secret=True), io.BytesIO(data), {"jobs": 2})
+    pg_cluster.create_database(f"ds_restored_{mode}")
+    postgres.restore(pg_cluster.dsn(f"ds_restored_{mode}", secret=True), io.BytesIO(data),
+                     {"jobs": 2, "mode": mode})
 
     source = postgres.fingerprint(pg_cluster.dsn(source_db))
-    restored = postgres.fingerprint(pg_cluster.dsn("ds_restored", secret=True))
+    restored = postgres.fingerprint(pg_cluster.dsn(f"ds_restored_{mode}", secret=True))
     assert source == restored
+    for query in (INDEXES, FOREIGN_KEYS):  # post-data (built from the spool in stream mode)
+        assert pg_cluster.psql(query, f"ds_restored_{mode}") == pg_cluster.psql(query, source_db)
+    assert len(pg_cluster.psql(INDEXES, source_db)) == 3
     assert source["tables"] == ["billing.invoices", "public.customers", "public.empty_table"]
     assert source["per_table"]["public.customers"]["rows"] == 500
     assert source["per_table"]["public.empty_table"]["rows"] == 0
@@ -139,11 +148,31 @@ def test_empty_stream_is_refused_before_pg_restore(pg_cluster):
         postgres.restore(pg_cluster.dsn("postgres"), io.BytesIO(b""))
 
 
+def test_a_stream_that_fails_part_way_kills_pg_restore_and_raises_its_error(pg_cluster, source_db):
+    """Streamed restore: pg_restore is already loading when the stream breaks (a corrupt
+    chunk, a hash mismatch at its end); the stream's own error is what the caller gets."""
+    with postgres.dump(pg_cluster.dsn(source_db)) as producer:
+        data = read_all(producer)
+
+    class Breaking(io.BytesIO):
+        def read(self, n=-1):
+            if self.tell() > len(data) // 2:
+                raise ValueError("chunk 7 failed its tag")
+            return super().read(min(n, 4096) if n and n > 0 else 4096)
+
+    pg_cluster.create_database("ds_broken_stream")
+    with pytest.raises(ValueError, match="chunk 7"):
+        postgres.restore(pg_cluster.dsn("ds_broken_stream"), Breaking(data))
+    assert pg_cluster.psql(INDEXES, "ds_broken_stream") == []  # post-data never ran
+
+
 def test_parallel_dump_is_refused_and_unknown_options_named():
     with pytest.raises(InvalidSourceOptions, match="directory format"):
         postgres.dump("postgresql://u@127.0.0.1:1/db", {"jobs": 4})
     with pytest.raises(InvalidSourceOptions, match="colour"):
         postgres.restore("postgresql://u@127.0.0.1:1/db", io.BytesIO(b""), {"colour": "red"})
+    with pytest.raises(InvalidSourceOptions, match="unknown restore mode 'fast'"):
+        postgres.restore("postgresql://u@127.0.0.1:1/db", io.BytesIO(b"x"), {"mode": "fast"})
 
 
 def test_tool_versions_name_pg_dump_and_pg_restore():
