@@ -51,9 +51,11 @@ def test_a_broker_outage_when_slots_fall_due_loses_none_of_them(tmp_path, redis_
             broker.stop()
             time.sleep(4.5)
             broker.start()
+            back = time.time()
             wait_for(lambda: "again after a failed publish" in beat.output(), timeout=30,
                      what="beat to send the slots it could not publish")
-            time.sleep(1)
+            wait_for(lambda: harness.backup_successes(state, since=back), timeout=30,
+                     what="a backup to commit after the broker came back")
             beat.stop()
             harness.drain(redis.Redis.from_url(broker.url))
             ledger = harness.ledger(plan, state, first)

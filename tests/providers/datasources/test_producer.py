@@ -194,3 +194,20 @@ def test_run_tool_feeds_stdin_and_reports_the_stderr_tail():
 
     code, tail = run_tool(["sh", "-c", "wc -c >&2; exit 4"], stdin=io.BytesIO(b"a" * 5_000_000))
     assert code == 4 and tail == ["5000000"]
+
+
+def test_a_tools_stdin_pipe_is_widened_to_hold_several_chunks():
+    """run_tool's writer prepares the next 1 MiB chunk while the tool reads the last one
+    only if the pipe has room for it (the kernel's default is 64 KiB)."""
+    import fcntl
+
+    from providers.datasources.tools import COPY_CHUNK, widen_pipe
+
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb", closefd=False) as pipe:
+            granted = widen_pipe(pipe)
+        assert granted == fcntl.fcntl(write_end, getattr(fcntl, "F_GETPIPE_SZ", 1032)) >= COPY_CHUNK
+    finally:
+        os.close(read_end)
+        os.close(write_end)
