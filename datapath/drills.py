@@ -111,7 +111,7 @@ def restore_into_scratch(plan: Plan, backup: BackupRecord, record: DrillRecord) 
             module.restore(target, reader, options)
             reader.finish()
         with step(record, f"{m.dataset}: compare fingerprint"):
-            restored = module.fingerprint(target, {})
+            restored = module.fingerprint(target, {}, like=m.fingerprint)
             if restored != m.fingerprint:
                 changed = sorted(k for k in set(restored) | set(m.fingerprint)
                                  if restored.get(k) != m.fingerprint.get(k))

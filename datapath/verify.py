@@ -88,13 +88,13 @@ def _restored_fingerprint(plan: Plan, record: BackupRecord) -> dict:
 
         with scratch_target(m.kind, "") as (target, _):
             restore_tree(plan, record, target)
-            return module.fingerprint(target, {})
+            return module.fingerprint(target, {}, like=m.fingerprint)
     _, source_conn, _ = source_for(plan, m.dataset)
     reader = BackupReader(store_for(plan, record.location), m, data_key_for(plan, m))
     with scratch_target(m.kind, source_conn) as (target, options):
         module.restore(target, reader, options)
         reader.finish()
-        return module.fingerprint(target, {})
+        return module.fingerprint(target, {}, like=m.fingerprint)
 
 
 def _chain_problems(plan: Plan, record: BackupRecord) -> list[str]:

@@ -5,7 +5,8 @@ Every kind module (``postgres``, ``redis``, ``mongodb``, ``files``, ...) defines
     KIND: str                      # equal to the module name
     def dump(conn: str, options: Mapping[str, Any] | None = None) -> Producer
     def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = None) -> None
-    def fingerprint(conn: str, options: Mapping[str, Any] | None = None) -> dict
+    def fingerprint(conn: str, options: Mapping[str, Any] | None = None, *,
+                    like: Mapping[str, Any] | None = None) -> dict
     def tool_versions() -> dict[str, str]
 
 ``conn`` is the already-resolved connection string (``postgresql://user:pw@host:port/db``,
@@ -21,7 +22,9 @@ Redis handshake, a missing directory). ``Producer.position``
 holds the source position taken right before the dump. ``restore`` reads ``stream`` to
 its end and raises ``RestoreFailed`` (with the tool's stderr tail) when the target did not
 take it. ``fingerprint`` returns a JSON-safe, deterministic summary of the content, equal
-for a source and a faithful restored copy. ``tool_versions`` names the tools (and their
+for a source and a faithful restored copy; ``like`` is a fingerprint recorded earlier (a
+backup's) to be reproduced the same way, so a kind can change how it fingerprints without
+failing the verification of older backups (kinds with one way ignore it). ``tool_versions`` names the tools (and their
 versions) a dump would be made with, for the backup's manifest.
 
 Bad options raise ``InvalidSourceOptions``; a missing tool raises ``ToolNotInstalled``.

@@ -341,7 +341,8 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
     Extractor(conn, owners=owners).extract(stream)
 
 
-def fingerprint(conn: str, options: Mapping[str, Any] | None = None) -> dict:
+def fingerprint(conn: str, options: Mapping[str, Any] | None = None, *,
+                like: Mapping[str, Any] | None = None) -> dict:
     """Every entry's type, mode, file SHA-256 / symlink target, plus an overall digest
     (see ``fingerprint_of``). Raises FileUnreadable when an entry cannot be read."""
     exclude = _exclude_option(_options(options, {"exclude"}))

@@ -209,7 +209,8 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
         client.close()
 
 
-def fingerprint(conn: str, options: Mapping[str, Any] | None = None) -> dict:
+def fingerprint(conn: str, options: Mapping[str, Any] | None = None, *,
+                like: Mapping[str, Any] | None = None) -> dict:
     """Per-collection counts, document checksums and index keys (see module doc).
 
     Raises FingerprintFailed when the server cannot be read.

@@ -235,7 +235,8 @@ def _check_loaded_from(target: RedisTarget, data_dir: str, dbfilename: str,
                                       "not the restored RDB", **facts)
 
 
-def fingerprint(conn: str, options: Mapping[str, Any] | None = None) -> dict:
+def fingerprint(conn: str, options: Mapping[str, Any] | None = None, *,
+                like: Mapping[str, Any] | None = None) -> dict:
     """Key counts and content checksums of every database of the server (see module doc).
 
     Raises FingerprintFailed when the server cannot be read.

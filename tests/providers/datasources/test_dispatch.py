@@ -23,7 +23,7 @@ def test_every_kind_has_the_same_functions(kind):
     assert module.KIND == kind
     assert list(inspect.signature(module.dump).parameters) == ["conn", "options"]
     assert list(inspect.signature(module.restore).parameters) == ["conn", "stream", "options"]
-    assert list(inspect.signature(module.fingerprint).parameters) == ["conn", "options"]
+    assert list(inspect.signature(module.fingerprint).parameters) == ["conn", "options", "like"]
     versions = module.tool_versions()
     assert versions and all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items())
 

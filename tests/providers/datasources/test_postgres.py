@@ -199,14 +199,49 @@ def test_fingerprint_is_taken_in_pg_dumps_snapshot_not_after_it(pg_cluster):
     assert postgres.fingerprint(pg_cluster.dsn("ds_busy_restored")) == recorded
 
 
-def test_tables_whose_types_have_no_binary_hash_fall_back_to_the_text_form(pg_cluster):
+def test_columns_whose_types_have_no_binary_hash_are_hashed_in_their_text_form(pg_cluster):
     pg_cluster.create_database("ds_types")
-    pg_cluster.psql("CREATE TABLE shapes (id int, at point, doc json); "
-                    "INSERT INTO shapes VALUES (1, point(1, 2), '{\"a\": 1}'), (2, point(3, 4), '[]'); "
-                    "CREATE TABLE plain (id int); INSERT INTO plain VALUES (1)", "ds_types")
+    pg_cluster.psql("CREATE TABLE shapes (id int, at point, doc json, tags text[]); "
+                    "INSERT INTO shapes VALUES (1, point(1, 2), '{\"a\": 1}', '{x}'), "
+                    "(2, point(3, 4), '[]', NULL)", "ds_types")
     fp = postgres.fingerprint(pg_cluster.dsn("ds_types"))
-    assert fp["per_table"]["public.shapes"]["method"] == "text-hash"
-    assert fp["per_table"]["public.plain"]["method"] == "record-hash"
-    pg_cluster.psql("UPDATE shapes SET at = point(1, 3) WHERE id = 1", "ds_types")
-    assert postgres.fingerprint(pg_cluster.dsn("ds_types"))["per_table"]["public.shapes"]["checksum"] != \
-        fp["per_table"]["public.shapes"]["checksum"]
+    assert fp["per_table"]["public.shapes"]["method"] == "column-hash"
+    for change in ("UPDATE shapes SET at = point(1, 3) WHERE id = 1",
+                   "UPDATE shapes SET tags = '{y}' WHERE id = 1",
+                   "UPDATE shapes SET tags = '{}' WHERE id = 2"):
+        pg_cluster.psql(change, "ds_types")
+        changed = postgres.fingerprint(pg_cluster.dsn("ds_types"))
+        assert changed["per_table"]["public.shapes"]["checksum"] != fp["per_table"]["public.shapes"]["checksum"]
+        fp = changed
+
+
+def test_the_column_hash_tells_columns_and_nulls_apart(pg_cluster):
+    pg_cluster.create_database("ds_columns")
+    pg_cluster.psql("CREATE TABLE pairs (a int, b int, note text); INSERT INTO pairs VALUES (1, 2, 'x')",
+                    "ds_columns")
+    seen = {postgres.fingerprint(pg_cluster.dsn("ds_columns"))["per_table"]["public.pairs"]["checksum"]}
+    for change in ("UPDATE pairs SET a = 2, b = 1",      # values swapped between columns
+                   "UPDATE pairs SET note = NULL",       # a value became NULL
+                   "UPDATE pairs SET note = ''",         # NULL became the empty string
+                   "INSERT INTO pairs VALUES (NULL, NULL, NULL)"):
+        pg_cluster.psql(change, "ds_columns")
+        checksum = postgres.fingerprint(pg_cluster.dsn("ds_columns"))["per_table"]["public.pairs"]["checksum"]
+        assert checksum not in seen, change
+        seen.add(checksum)
+
+
+def test_a_fingerprint_taken_the_older_way_is_reproduced_when_asked_like_it(pg_cluster):
+    pg_cluster.create_database("ds_older")
+    pg_cluster.psql("CREATE TABLE plain (id int, name text); INSERT INTO plain VALUES (1, 'a'), (2, 'b'); "
+                    "CREATE TABLE shapes (at point); INSERT INTO shapes VALUES (point(1, 2))", "ds_older")
+    dsn = pg_cluster.dsn("ds_older")
+    now = postgres.fingerprint(dsn)
+    older = {"per_table": {"public.plain": {"method": "record-hash"}, "public.shapes": {"method": "text-hash"}}}
+    recorded = postgres.fingerprint(dsn, like=older)
+    assert {t: v["method"] for t, v in recorded["per_table"].items()} == \
+        {"public.plain": "record-hash", "public.shapes": "text-hash"}
+    assert recorded["digest"] != now["digest"]
+    assert postgres.fingerprint(dsn, like=recorded) == recorded
+    assert postgres.fingerprint(dsn, like=now) == now
+    pg_cluster.psql("UPDATE plain SET name = 'c' WHERE id = 2", "ds_older")
+    assert postgres.fingerprint(dsn, like=recorded)["per_table"]["public.plain"] != recorded["per_table"]["public.plain"]
