@@ -22,6 +22,7 @@ The target database of a restore must exist; objects are restored ``--no-owner``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from providers.datasources.credentials import PrivateFile, scrub_text
 from providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
 from providers.datasources.producer import ProcessProducer
+from providers.datasources.spool import GrowingSpool, SpoolCancelled
 from providers.datasources.tools import child_env, require_tool, run_tool, tool_version
 
 KIND = "postgres"
@@ -267,12 +269,15 @@ class _SnapshotDumpProducer(ProcessProducer):
 def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = None) -> None:
     """Restore a custom-format dump read from ``stream`` into ``conn``.
 
-    ``mode: stream`` (the default): the schema and the table data are loaded by one
-    ``pg_restore`` reading the stream as it arrives, while the same bytes are spooled to a
-    private temp file; indexes, constraints and triggers (``--section=post-data``) are then
-    built with ``pg_restore -j N`` from the spool. Decryption overlaps the load. If the
-    stream fails part-way (a corrupt chunk, a hash mismatch at its end), what was loaded
-    stays in the target, which ``restore`` never is with ``clean``: the restore fails.
+    ``mode: stream`` (the default): the stream is spooled to a private temp file on a
+    thread while ``pg_restore`` processes follow the spool as it grows: one creates the
+    schema (``--section=pre-data``, from the archive's table of contents at the start),
+    then ``jobs`` of them load the table data in parallel (the data entries dealt out in
+    stream order), then ``pg_restore -j N --section=post-data`` builds indexes,
+    constraints and triggers from the finished spool. Decrypting overlaps loading. If the
+    stream fails part-way (a corrupt chunk, a hash mismatch at its end), the loaders are
+    stopped and what was loaded stays in the target, which ``restore`` never is with
+    ``clean``: the restore fails.
     ``mode: spool``, and always with ``clean``: the whole dump is spooled (and the stream's
     checks passed) before ``pg_restore -j N`` touches the target.
 
@@ -289,51 +294,87 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
     pg_restore = require_tool("pg_restore", **target.facts)
     base = [pg_restore, "--no-owner", "--exit-on-error", "--no-password", f"--dbname={target.tool_dbname}"]
     env, passfile = target.tool_env()
+    run = functools.partial(_run_restore, env=env, target=target)
     try:
-        with tempfile.TemporaryDirectory(prefix="drfleet-pgrestore-", dir=opts.get("temp_dir")) as spool:
-            path = os.path.join(spool, "dump.pgc")
-            with open(path, "wb") as out:
-                if mode == "stream":
-                    first = stream.read(COPY_CHUNK)
-                    _refuse_empty(len(first), target)
-                    tee = _TeeReader(stream, out, first)
-                    returncode, tail = run_tool(base + ["--section=pre-data", "--section=data"], stdin=tee,
-                                                env=env, secrets=[target.password])
-                    if returncode != 0:
-                        raise RestoreFailed("pg_restore", returncode, tail, **target.facts)
-                else:
+        with tempfile.TemporaryDirectory(prefix="drfleet-pgrestore-", dir=opts.get("temp_dir")) as spool_dir:
+            path = os.path.join(spool_dir, "dump.pgc")
+            if mode == "stream":
+                first = stream.read(COPY_CHUNK)
+                _refuse_empty(len(first), target)
+                _stream_schema_and_data(base, run, GrowingSpool(stream, path, first), spool_dir, jobs)
+                run(base + [f"--jobs={jobs}", "--section=post-data", path])
+            else:
+                with open(path, "wb") as out:
                     shutil.copyfileobj(stream, out, COPY_CHUNK)
                     _refuse_empty(out.tell(), target)
-            argv = base + [f"--jobs={jobs}"]
-            if mode == "stream":
-                argv.append("--section=post-data")
-            elif opts.get("clean"):
-                argv += ["--clean", "--if-exists"]
-            returncode, tail = run_tool(argv + [path], env=env, secrets=[target.password])
+                clean = ["--clean", "--if-exists"] if opts.get("clean") else []
+                run(base + [f"--jobs={jobs}", *clean, path])
     finally:
         if passfile:
             passfile.remove()
+
+
+def _run_restore(argv: list[str], stdin: BinaryIO | None = None, *, env, target: "_Target") -> None:
+    """Run one pg_restore; raise RestoreFailed with its stderr tail if it fails."""
+    returncode, tail = run_tool(argv, stdin=stdin, env=env, secrets=[target.password])
     if returncode != 0:
         raise RestoreFailed("pg_restore", returncode, tail, **target.facts)
+
+
+def _stream_schema_and_data(base: list[str], run, spool: GrowingSpool, spool_dir: str, jobs: int) -> None:
+    """Schema, then the data entries on ``jobs`` parallel loaders, all following ``spool``;
+    returns once the spool is complete (its stream read to the end and checked)."""
+    spool.start()
+    try:
+        run(base + ["--section=pre-data"], spool.follower())
+        listing = os.path.join(spool_dir, "data.list")
+        run([base[0], "--list", "--section=data", f"--file={listing}"], spool.follower())
+        with open(listing, encoding="utf-8") as fh:
+            entries = [line for line in fh if line.strip() and not line.startswith(";")]
+        shares = [entries[i::jobs] for i in range(min(jobs, len(entries)))]
+        loaders = []
+        for number, share in enumerate(shares):
+            share_path = os.path.join(spool_dir, f"data-{number}.list")
+            with open(share_path, "w", encoding="utf-8") as fh:
+                fh.writelines(share)
+            loaders.append(_Loader(run, base + ["--section=data", f"--use-list={share_path}"],
+                                   spool.follower(), spool.cancel))
+        for loader in loaders:
+            loader.start()
+        for loader in loaders:
+            loader.join()
+        errors = [loader.error for loader in loaders if loader.error is not None]
+        if errors:  # the stream's own error (corrupt chunk, wrong hash) first, then a loader's
+            spool.close()
+            raise spool.error or next((e for e in errors if not isinstance(e, SpoolCancelled)), errors[0])
+        spool.wait()
+    except BaseException:
+        spool.cancel()
+        raise
+    finally:
+        spool.close()
+
+
+class _Loader(threading.Thread):
+    """One data-loading pg_restore on a thread; a failure cancels the shared spool (so the
+    other loaders stop) and is kept in ``error``."""
+
+    def __init__(self, run, argv: list[str], stdin: BinaryIO, cancel) -> None:
+        super().__init__(name="drfleet-pg-loader", daemon=True)
+        self.run_restore, self.argv, self.stdin, self.cancel = run, argv, stdin, cancel
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.run_restore(self.argv, self.stdin)
+        except BaseException as exc:  # noqa: BLE001 - raised by the restoring thread
+            self.error = exc
+            self.cancel()
 
 
 def _refuse_empty(size: int, target: "_Target") -> None:
     if size == 0:
         raise RestoreFailed("pg_restore", None, [], message="the dump stream is empty", **target.facts)
-
-
-class _TeeReader:
-    """Hands out ``first``, then reads ``source``; writes every byte it hands out to
-    ``copy`` as well."""
-
-    def __init__(self, source: BinaryIO, copy: BinaryIO, first: bytes = b"") -> None:
-        self.source, self.copy, self.first = source, copy, first
-
-    def read(self, n: int = -1) -> bytes:
-        data, self.first = (self.first, b"") if self.first else (self.source.read(n), b"")
-        if data:
-            self.copy.write(data)
-        return data
 
 
 def fingerprint(conn: str, options: Mapping[str, Any] | None = None, *,

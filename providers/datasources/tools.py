@@ -132,7 +132,13 @@ def widen_pipe(pipe: BinaryIO, size: int = PIPE_BUFFER) -> int:
 
 
 def _copy_into(source: BinaryIO, sink: BinaryIO) -> None:
+    """Copy ``source`` into ``sink`` and close it; a source with ``send_to(fd)`` (a spool
+    follower) moves its bytes inside the kernel."""
     try:
+        if hasattr(source, "send_to"):
+            sink.flush()
+            source.send_to(sink.fileno())
+            return
         while True:
             chunk = source.read(COPY_CHUNK)
             if not chunk:

@@ -245,3 +245,30 @@ def test_a_fingerprint_taken_the_older_way_is_reproduced_when_asked_like_it(pg_c
     assert postgres.fingerprint(dsn, like=now) == now
     pg_cluster.psql("UPDATE plain SET name = 'c' WHERE id = 2", "ds_older")
     assert postgres.fingerprint(dsn, like=recorded)["per_table"]["public.plain"] != recorded["per_table"]["public.plain"]
+
+
+def test_a_data_loader_that_fails_stops_the_restore_with_its_words_before_post_data(
+        pg_cluster, source_db, monkeypatch):
+    """Streamed restore loads table data on parallel pg_restore processes; when one is
+    refused (here: a check constraint added to a table between schema and data), the
+    others are stopped, that refusal is the error, and no index is built."""
+    with postgres.dump(pg_cluster.dsn(source_db)) as producer:
+        data = read_all(producer)
+    pg_cluster.create_database("ds_loader_refused")
+    real_run, loaders = postgres._run_restore, []
+
+    def run(argv, stdin=None, **kwargs):
+        if any(a.startswith("--use-list=") for a in argv):
+            loaders.append(argv)
+        real_run(argv, stdin, **kwargs)
+        if "--section=pre-data" in argv:
+            pg_cluster.psql("ALTER TABLE billing.invoices ADD CONSTRAINT refuse_all CHECK (false) NOT VALID",
+                            "ds_loader_refused")
+
+    monkeypatch.setattr(postgres, "_run_restore", run)
+    with pytest.raises(RestoreFailed) as caught:
+        postgres.restore(pg_cluster.dsn("ds_loader_refused"), io.BytesIO(data), {"jobs": 2})
+    assert len(loaders) == 2
+    assert any("refuse_all" in line for line in caught.value.stderr_tail)
+    assert pg_cluster.psql(INDEXES, "ds_loader_refused") == []
+    assert pg_cluster.psql("SELECT count(*) FROM billing.invoices", "ds_loader_refused") == [(0,)]
