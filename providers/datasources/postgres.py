@@ -415,7 +415,7 @@ def _fingerprint_in(db: psycopg.Connection, like: Mapping[str, Any] | None = Non
     for schema, name in db.execute(_USER_TABLES).fetchall():
         table = sql.Identifier(schema, name)
         wanted = (recorded.get(f"{schema}.{name}") or {}).get("method")
-        order = [wanted] if wanted in _TABLE_SUMS else []
+        order = [wanted if wanted in _TABLE_SUMS else DEFAULT_FINGERPRINT_METHOD]
         order += [m for m in _TABLE_SUMS if m not in order]
         for method in order:
             try:
