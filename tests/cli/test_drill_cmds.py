@@ -2,6 +2,7 @@
 real worker (or --local), state in a real Redis."""
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -49,8 +50,10 @@ def test_drill_run_wait_list_report_and_audit(site_fleet, tmp_path):
     audited = run("audit", "--action", "drill", "--json", "--plan", plan)
     assert [json.loads(line)["outcome"] for line in audited.output.splitlines()] == ["passed", "failed"]
 
+    # The month under review is the one the drill was recorded in, never the calendar's today.
+    month = time.strftime("%Y-%m", time.gmtime(record["started_at"]))
     html = tmp_path / "report.html"
-    report = run("report", "--json", "--html", str(html), "--month", "2026-11", "--plan", plan)
+    report = run("report", "--json", "--html", str(html), "--month", month, "--plan", plan)
     doc = json.loads(report.stdout)
     assert {r["dataset"] for r in doc["rpo"]} == {"site"}
     assert [r["drill"] for r in doc["rto"]] == ["restore"]
@@ -58,8 +61,8 @@ def test_drill_run_wait_list_report_and_audit(site_fleet, tmp_path):
     assert doc["month"]["backups"]["runs"] == 1 and doc["month"]["backups"]["success_rate"] == 1.0
     assert html.read_text().count("<svg") == 2
 
-    text = run("report", "--month", "2026-11", "--plan", plan)
-    assert "Monthly review 2026-11" in text.output and "success rate 100.0%" in text.output
+    text = run("report", "--month", month, "--plan", plan)
+    assert f"Monthly review {month}" in text.output and "success rate 100.0%" in text.output
 
 
 def test_bad_input_is_a_clear_error(site_fleet):
