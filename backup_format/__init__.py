@@ -7,5 +7,5 @@
     manifest   the signed JSON document that describes and commits a backup
     errors     everything above raises, all ``fleet.errors.DrfleetError``
 
-Submodules are imported explicitly (``from backup_format.envelope import ...``).
+Submodules are imported explicitly (``from drfleet.backup_format.envelope import ...``).
 """

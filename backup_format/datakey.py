@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from backup_format.errors import InvalidKeyMaterial, SecretNotSerializable, WrongKey
-from backup_format.keyring import Keyring, MasterKey
+from drfleet.backup_format.errors import InvalidKeyMaterial, SecretNotSerializable, WrongKey
+from drfleet.backup_format.keyring import Keyring, MasterKey
 
 DATA_KEY_BYTES = 32
 DATA_KEY_ID_BYTES = 8

@@ -20,10 +20,9 @@ from typing import BinaryIO, Iterator, NamedTuple
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from backup_format.datakey import DataKey, unwrap_data_key, wrap_data_key
-from backup_format.errors import (EnvelopeCorrupt, EnvelopeTruncated, NotAnEnvelope, SealingMisuse,
-                                  TrailingData)
-from backup_format.layout import check_object_name
+from drfleet.backup_format.datakey import DataKey, unwrap_data_key, wrap_data_key
+from drfleet.backup_format.errors import EnvelopeCorrupt, EnvelopeTruncated, NotAnEnvelope, SealingMisuse, TrailingData
+from drfleet.backup_format.layout import check_object_name
 
 __all__ = ["DataKey", "wrap_data_key", "unwrap_data_key", "ObjectSealer", "ObjectOpener",
            "encrypt_bytes", "decrypt_bytes", "sealed_size", "MAGIC", "ENVELOPE_VERSION",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from fleet.errors import DrfleetError
+from drfleet.errors import DrfleetError
 
 
 class BackupFormatError(DrfleetError):

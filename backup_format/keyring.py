@@ -21,9 +21,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from backup_format.errors import (InvalidKeyMaterial, InvalidName, KeyFilePermissionError, KeyNotInKeyring, KeyringError,
-                                  KeyringExists, KeyringInvalid, KeyringNotFound, SecretNotSerializable)
-from backup_format.layout import check_category
+from drfleet.backup_format.errors import (
+    InvalidKeyMaterial,
+    InvalidName,
+    KeyFilePermissionError,
+    KeyNotInKeyring,
+    KeyringError,
+    KeyringExists,
+    KeyringInvalid,
+    KeyringNotFound,
+    SecretNotSerializable,
+)
+from drfleet.backup_format.layout import check_category
 
 KEYRING_FORMAT = "drfleet-keyring"
 KEYRING_VERSION = 1

@@ -15,7 +15,7 @@ import re
 import secrets
 from datetime import datetime, timezone
 
-from backup_format.errors import InvalidName, NaiveTimestamp, NotAManifestKey
+from drfleet.backup_format.errors import InvalidName, NaiveTimestamp, NotAManifestKey
 
 DATASET_MAX_LEN = 128
 OBJECT_NAME_MAX_LEN = 200

@@ -16,13 +16,28 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_serializer,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
-from backup_format.datakey import DataKey
-from backup_format.errors import (InvalidName, ManifestInvalid, ManifestTampered, NaiveTimestamp,
-                                  NotAManifestKey, UnknownManifestVersion)
-from backup_format.layout import check_backup_id, check_dataset, check_object_name, parse_manifest_key
+from drfleet.backup_format.datakey import DataKey
+from drfleet.backup_format.errors import (
+    InvalidName,
+    ManifestInvalid,
+    ManifestTampered,
+    NaiveTimestamp,
+    NotAManifestKey,
+    UnknownManifestVersion,
+)
+from drfleet.backup_format.layout import check_backup_id, check_dataset, check_object_name, parse_manifest_key
 
 MANIFEST_FORMAT = "drfleet-manifest"
 MANIFEST_VERSION = 1

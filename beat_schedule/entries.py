@@ -16,13 +16,13 @@ re-seeds missing or damaged copies weekly (Sunday 05:00 UTC) from the primary re
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from plan.models import Plan
-from plan.triggers import Trigger, parse_trigger
-from workers.queues import queue_name
+from drfleet import settings
+from drfleet.plan.models import Plan
+from drfleet.plan.triggers import Trigger, parse_trigger
+from drfleet.workers.queues import queue_name
 
 BACKUP_TASK = "drfleet.backup"
 DRILL_TASK = "drfleet.drill"
@@ -35,9 +35,7 @@ WAL_LAG_TASK = "drfleet.wal_lag"
 WAL_LAG_SECONDS = 60
 COPIES_CHECK_TASK = "drfleet.copies_check"
 COPIES_CHECK_TRIGGER = "weekly on sunday at 05:00"
-WATCH_INTERVALS = {"continuous": 15, "on-change": 60}
-WATCH_INTERVAL_ENV = {"continuous": "DRFLEET_WATCH_CONTINUOUS_SECONDS",
-                      "on-change": "DRFLEET_WATCH_ON_CHANGE_SECONDS"}
+WATCH_INTERVALS = {"continuous": settings.WATCH_CONTINUOUS_SECONDS, "on-change": settings.WATCH_ON_CHANGE_SECONDS}
 
 
 def watch_interval(trigger_kind: str) -> int:
@@ -45,7 +43,7 @@ def watch_interval(trigger_kind: str) -> int:
     committed backup within 60 s while the backup itself takes under ~30 s), 60 for
     on-change. DRFLEET_WATCH_CONTINUOUS_SECONDS / DRFLEET_WATCH_ON_CHANGE_SECONDS override
     them (compressed clocks in tests and soak runs)."""
-    return int(os.environ.get(WATCH_INTERVAL_ENV[trigger_kind], WATCH_INTERVALS[trigger_kind]))
+    return int(WATCH_INTERVALS[trigger_kind].get())
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
 def _wal_entries(dataset: str, region: str, policy) -> list[ScheduleEntry]:
     """Base backups (the starting points of point-in-time recovery) and the archive-lag
     measurement of one WAL-archived PostgreSQL dataset."""
-    trigger = parse_trigger(os.environ.get("DRFLEET_BASEBACKUP_TRIGGER", "daily at 01:00"))
+    trigger = parse_trigger(settings.BASEBACKUP_TRIGGER.get())
     kwargs = {"dataset": dataset, "policy": policy.name, "region": region}
     return [
         ScheduleEntry(name=f"base-backup {dataset} {policy.name}", kind="base-backup", task=BASE_BACKUP_TASK,

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -25,11 +24,12 @@ from kombu.exceptions import OperationalError
 from redbeat import RedBeatScheduler
 from redis.exceptions import LockNotOwnedError
 
-from beat_schedule.entries import beat_schedule, schedule_entries
-from plan.triggers import Trigger
-from state import missed
-from state.store import key, state_client
-from workers.plan_context import current_plan
+from drfleet import settings
+from drfleet.beat_schedule.entries import beat_schedule, schedule_entries
+from drfleet.plan.triggers import Trigger
+from drfleet.state import missed
+from drfleet.state.store import key, state_client
+from drfleet.workers.plan_context import current_plan
 
 logger = logging.getLogger("drfleet.beat")
 
@@ -47,8 +47,8 @@ return old
 def catchup_window(trigger: Trigger) -> float:
     """How late the latest missed slot may still run: half a period, within [60 s, 6 h]
     (overridable with DRFLEET_CATCHUP_SECONDS)."""
-    if os.environ.get("DRFLEET_CATCHUP_SECONDS"):
-        return float(os.environ["DRFLEET_CATCHUP_SECONDS"])
+    if settings.CATCHUP_SECONDS.get() is not None:
+        return settings.CATCHUP_SECONDS.get()
     period = trigger.period_seconds() or 3600.0
     return max(min(period / 2, MAX_CATCHUP_SECONDS), min(60.0, period))
 

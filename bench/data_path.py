@@ -77,7 +77,7 @@ def make_database(cluster, size_gb: float) -> tuple[str, int]:
 
 def write_plan(directory: Path, dsn_env: str, s3: dict | None) -> Path:
     (directory / "keys").mkdir(parents=True, mode=0o700)
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
     create_keyring(directory / "keys" / "db.keyring", "db")
     s3_block = ""
     if s3:
@@ -156,7 +156,7 @@ def run(size_gb: float = 0.2, levels: tuple[int, ...] = (-1, 1, 2, 3, 6), s3: bo
         dump_bytes = table[0]["mb_per_s"] * table[0]["seconds"] * 1e6
         out["dump_bytes"] = int(dump_bytes)
         by_level = {row["level"]: row for row in table}
-        from datapath.streams import DEFAULT_LEVEL
+        from drfleet.datapath.streams import DEFAULT_LEVEL
         default_row = by_level.get(DEFAULT_LEVEL) or _child("backup", env, "fs-store")
         out["default_level"] = DEFAULT_LEVEL
         if 3 in by_level:

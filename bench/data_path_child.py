@@ -7,16 +7,16 @@ line with the wall time around the whole operation (fingerprint and manifest inc
 
 CHILD = r"""
 import json, os, resource, sys, time
-import workers  # noqa: F401  - a worker's baseline memory
-from plan.loader import load_plan
+import drfleet.workers  # noqa: F401  - a worker's baseline memory
+from drfleet.plan.loader import load_plan
 plan = load_plan(os.environ["DRFLEET_PLAN"])
 action = sys.argv[1]
 started = time.monotonic()
 if action == "backup":
-    from datapath.backup import run_backup
+    from drfleet.datapath.backup import run_backup
     result = run_backup(plan, "bench-db", "daily", region="bench", location=sys.argv[2])
 else:
-    from datapath.restore import restore_backup
+    from drfleet.datapath.restore import restore_backup
     result = restore_backup(plan, sys.argv[2], sys.argv[3])
 result["stream_seconds"] = result.get("seconds")
 result["seconds"] = round(time.monotonic() - started, 2)

@@ -75,7 +75,7 @@ def run(n: int = 2000) -> dict:
         env = dict(os.environ, DRFLEET_PLAN=str(plan), DRFLEET_BROKER_URL=broker, DRFLEET_STATE_URL=broker,
                    BENCH_BROKER=broker, PYTHONPATH=f"{tmp}:{ROOT}")
         env.pop("DRFLEET_REGION", None)
-        fleet_worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "worker", "--region",
+        fleet_worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "drfleet.workers", "worker", "--region",
                                          "eu-central", "-c", "2", "-l", "WARNING", "-n", "fleet@bench"],
                                         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
@@ -88,8 +88,9 @@ def run(n: int = 2000) -> dict:
                           BENCH_BROKER=broker)
         sys.path.insert(0, str(tmp))
         import bare_app
-        from tasks.probe import noop
-        from workers import app
+
+        from drfleet.tasks.probe import noop
+        from drfleet.workers import app
         app.conf.broker_url = app.conf.result_backend = broker
         _wait(lambda: len(app.control.ping(timeout=0.5) or []) >= 2, timeout=60)
         run_id = uuid.uuid4().hex[:8]

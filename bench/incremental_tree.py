@@ -87,7 +87,7 @@ def change_files(paths: list[Path], fraction: float, rng: random.Random) -> int:
 
 
 def write_plan(work: Path, src: Path) -> Path:
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
 
     (work / "keys").mkdir(mode=0o700)
     create_keyring(work / "keys" / "bench.keyring", "bench")
@@ -125,8 +125,8 @@ def rsync(args: list[str]) -> None:
 
 def run(files: int = 20_000, size: int = 400 << 20, fraction: float = 0.01, directory: str | None = None,
         seed: int = 4) -> dict:
-    from datapath.backup import run_backup
-    from plan.loader import load_plan
+    from drfleet.datapath.backup import run_backup
+    from drfleet.plan.loader import load_plan
 
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="drfleet-bench-incr-", dir=directory))

@@ -65,9 +65,9 @@ def _free_port() -> int:
 def _lay_out(store_root: Path, count: int, now: datetime) -> None:
     """``count`` committed backups of ``orders``, newest at ``now``, one per hour; the one
     made at 02:00 each day belongs to the daily policy."""
-    from backup_format.datakey import DataKey
-    from backup_format.layout import manifest_key, new_backup_id, object_key
-    from backup_format.manifest import Manifest
+    from drfleet.backup_format.datakey import DataKey
+    from drfleet.backup_format.layout import manifest_key, new_backup_id, object_key
+    from drfleet.backup_format.manifest import Manifest
 
     data_key = DataKey.generate()
     blob = os.urandom(256)
@@ -100,10 +100,10 @@ def run(backups: int = 10_000) -> dict:
         os.environ["DRFLEET_STATE_URL"] = f"redis://127.0.0.1:{port}/0"
         import redis
 
-        from datapath.catalog import list_backups
-        from datapath.prune import prune_location
-        from datapath.retention import Candidate, decide
-        from plan.loader import load_plan_text
+        from drfleet.datapath.catalog import list_backups
+        from drfleet.datapath.prune import prune_location
+        from drfleet.datapath.retention import Candidate, decide
+        from drfleet.plan.loader import load_plan_text
 
         client = redis.Redis(port=port)
         deadline = time.monotonic() + 10

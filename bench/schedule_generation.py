@@ -30,8 +30,8 @@ def big_plan_document(datasets: int = 1000, regions: tuple[str, ...] = ("eu-cent
 
 
 def run() -> dict:
-    from beat_schedule.entries import beat_schedule, schedule_entries
-    from plan.loader import validate_document
+    from drfleet.beat_schedule.entries import beat_schedule, schedule_entries
+    from drfleet.plan.loader import validate_document
 
     doc = big_plan_document()
     t0 = time.perf_counter()

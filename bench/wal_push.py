@@ -40,7 +40,7 @@ def _timed(argv: list[str], env: dict | None = None) -> float:
 
 def push_cost(setup, runs: int = 5) -> dict:
     """Start-up and per-segment cost of ``drfleet wal push`` run as the server user."""
-    from pitr.walnames import Segment
+    from drfleet.pitr.walnames import Segment
     start = [_timed(setup.as_owner([setup.launcher, "--version"])) for _ in range(runs)]
     spool = setup.base / "spool"
     spool.mkdir(exist_ok=True)
@@ -60,7 +60,7 @@ def push_cost(setup, runs: int = 5) -> dict:
 
 def load_and_lag(setup, scale: int, seconds: int) -> dict:
     """pgbench load on the primary; WAL generation vs archiving, and the archive lag."""
-    from pitr.walnames import Segment
+    from drfleet.pitr.walnames import Segment
     pgbench = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
     dsn_args = ["-h", "127.0.0.1", "-p", str(setup.port), "-U", "postgres", "postgres"]
     subprocess.run([str(pgbench), "-i", "-q", "-s", str(scale), *dsn_args], check=True, capture_output=True)
@@ -111,9 +111,9 @@ def load_and_lag(setup, scale: int, seconds: int) -> dict:
 
 def restore_times(setup) -> dict:
     """drfleet restore-to-latest vs pg_basebackup by hand, each to accepting connections."""
-    from pitr import cluster
-    from pitr.basebackup import run_base_backup
-    from pitr.recovery import restore_to
+    from drfleet.pitr import cluster
+    from drfleet.pitr.basebackup import run_base_backup
+    from drfleet.pitr.recovery import restore_to
     from tests.fixtures.util import free_port
 
     backup = run_base_backup(setup.plan, setup.dataset)

@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from fleet.errors import DrfleetError
+from drfleet import settings
+from drfleet.errors import DrfleetError
 
 plan_option = click.option(
     "--plan", "plan_path", envvar="DRFLEET_PLAN", type=click.Path(dir_okay=False),
@@ -19,13 +20,13 @@ def use_plan(plan_path: str | None):
     """Load the plan for a command (and export it for the Celery app)."""
     if plan_path:
         os.environ["DRFLEET_PLAN"] = os.path.abspath(plan_path)
-    if not os.environ.get("DRFLEET_BROKER_URL"):
+    if not settings.BROKER_URL.get():
         # a local fleet (`drfleet up`) leaves its embedded broker's URL in DRFLEET_HOME
-        from fleet.home import drfleet_home
+        from drfleet.paths import drfleet_home
         marker = drfleet_home() / "broker-url"
         if marker.exists():
             os.environ["DRFLEET_BROKER_URL"] = marker.read_text().strip()
-    from workers.plan_context import current_plan
+    from drfleet.workers.plan_context import current_plan
     return current_plan()
 
 
@@ -38,11 +39,11 @@ def reports_errors(fn):
             return fn(*args, **kwargs)
         except DrfleetError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
-            from plan.loader import PlanInvalid
+            from drfleet.plan.loader import PlanInvalid
             sys.exit(2 if isinstance(exc, PlanInvalid) else 1)
         except Exception as exc:  # Redis refusing credentials or unreachable: say which, hide the password
-            from state.redis_security import explain_failure
-            from workers.settings import redis_urls
+            from drfleet.state.redis_security import explain_failure
+            from drfleet.workers.settings import redis_urls
             explained = explain_failure(exc, redis_urls())
             if explained is None:
                 raise

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
 @click.group("copies")
@@ -30,7 +30,7 @@ def copies_check(plan_path, dataset, as_json, repair):
     store's first) unless --no-repair. Runs here: this machine needs the plan's stores and
     keyrings. Exit 0 when every copy is good (after repair), 1 otherwise."""
     plan = use_plan(plan_path)
-    from datapath.copies_check import check_copies
+    from drfleet.datapath.copies_check import check_copies
 
     report = check_copies(plan, dataset, repair=repair)
     if as_json:

@@ -9,7 +9,7 @@ import uuid
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
 def _wait(result, *, label: str, timeout: float):
@@ -44,7 +44,7 @@ def _wait(result, *, label: str, timeout: float):
 def backup(plan_path, dataset, policy, wait, timeout):
     """Enqueue a backup of DATASET now, on its home region's data lane."""
     plan = use_plan(plan_path)
-    from tasks.backup import backup as backup_task
+    from drfleet.tasks.backup import backup as backup_task
 
     ds = plan.dataset(dataset)
     policy = policy or ds.policies[0].name
@@ -67,7 +67,7 @@ def backup(plan_path, dataset, policy, wait, timeout):
 def trigger(plan_path, dataset, event, event_id):
     """Take an on-event backup of DATASET now (e.g. after a deployment)."""
     plan = use_plan(plan_path)
-    from tasks.restore import trigger as trigger_task
+    from drfleet.tasks.backup import trigger as trigger_task
 
     ds = plan.dataset(dataset)
     if not any(p.trigger.kind == "on-event" for p in ds.policies):
@@ -95,7 +95,7 @@ def backups_group():
 def backups_list(plan_path, dataset, location, as_json):
     """List the backups of DATASET (or all datasets) in every storage location."""
     plan = use_plan(plan_path)
-    from datapath.catalog import list_backups
+    from drfleet.datapath.catalog import list_backups
 
     listing = list_backups(plan, dataset, locations=list(location) or None)
     if as_json:
@@ -117,7 +117,7 @@ def backups_list(plan_path, dataset, location, as_json):
 
 
 def _region_of(plan, backup_id):
-    from datapath.catalog import find_backup
+    from drfleet.datapath.catalog import find_backup
     record = find_backup(plan, backup_id)
     return record, plan.dataset(record.dataset).region
 
@@ -144,10 +144,10 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
     unless --yes is given; a directory target must be empty."""
     plan = use_plan(plan_path)
     if at is not None:  # point-in-time recovery (pitr.recovery), runs here
-        from pitr.recovery import restore_to
+        from drfleet.pitr.recovery import restore_to
         click.echo(json.dumps(restore_to(plan, backup_id, target, at, port=port, timeout=timeout), indent=2))
         return
-    from datapath.restore import describe_restore, restore_backup
+    from drfleet.datapath.restore import describe_restore, restore_backup
 
     plan_of_restore = describe_restore(plan, backup_id, target, location=location)
     if dry_run:
@@ -155,13 +155,13 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
         return
     _confirm_restore(plan_of_restore, yes)
     if local:
-        from state import audit
+        from drfleet.state import audit
         summary = restore_backup(plan, backup_id, target, location=location)
         _audit_quietly(audit, "drfleet.restore", dataset=summary["dataset"], backup_id=summary["backup_id"],
                        location=summary["location"], target=summary["target"], local=True)
         click.echo(json.dumps(summary, indent=2))
         return
-    from tasks.restore import restore as restore_task
+    from drfleet.tasks.restore import restore as restore_task
     record, region = _region_of(plan, backup_id)
     result = restore_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
                                               "target": target, "region": region, "location": location},
@@ -200,10 +200,10 @@ def verify(plan_path, backup_id, depth, location, local, timeout):
     a scratch restore's fingerprint with the one recorded at backup time. Exit 1 on damage."""
     plan = use_plan(plan_path)
     if local:
-        from datapath.verify import verify_backup
+        from drfleet.datapath.verify import verify_backup
         report = verify_backup(plan, backup_id, depth=depth, location=location)
     else:
-        from tasks.restore import verify as verify_task
+        from drfleet.tasks.restore import verify as verify_task
         record, region = _region_of(plan, backup_id)
         result = verify_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
                                                  "region": region, "depth": depth, "location": location})
@@ -224,8 +224,8 @@ def keys_group():
 def keys_create(plan_path, category):
     """Create the keyring file of CATEGORY (mode 0600; refuses to overwrite)."""
     plan = use_plan(plan_path)
-    from backup_format.keyring import create_keyring
-    from state import audit
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.state import audit
 
     ref = _key_ref(plan, category)
     key_id = create_keyring(ref.file, category)
@@ -241,8 +241,8 @@ def keys_rotate(plan_path, category):
     """Add a new master key to CATEGORY's keyring and make it active; old backups stay
     readable while their key remains in the keyring."""
     plan = use_plan(plan_path)
-    from backup_format.keyring import rotate_keyring
-    from state import audit
+    from drfleet.backup_format.keyring import rotate_keyring
+    from drfleet.state import audit
 
     ref = _key_ref(plan, category)
     key_id = rotate_keyring(ref.file)
@@ -279,7 +279,7 @@ def _audit_quietly(audit, action, **details):
 def audit_cmd(plan_path, action, dataset, as_json, limit):
     """Query the append-only audit log."""
     use_plan(plan_path)
-    from state import audit
+    from drfleet.state import audit
 
     match = {"dataset": dataset} if dataset else {}
     for rec in audit.entries(action=action, limit=limit, **match):

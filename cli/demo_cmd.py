@@ -9,7 +9,7 @@ import time
 
 import click
 
-from cli.common import reports_errors
+from drfleet.cli.common import reports_errors
 
 
 @click.command("demo")
@@ -19,9 +19,9 @@ def demo(keep_running):
     """Run a local two-region fleet on the embedded demo plan: back up a file tree and a
     Redis database on their regions' workers, list, verify (deep) and restore them, show
     the schedule, then stop everything that was started."""
-    from fleet.demo import demo_root, ensure_demo_plan
-    from fleet.local import LocalFleet
-    from plan.loader import load_plan
+    from drfleet.fleet.local import LocalFleet
+    from drfleet.plan.demo import demo_root, ensure_demo_plan
+    from drfleet.plan.loader import load_plan
 
     os.environ.pop("DRFLEET_BROKER_URL", None)
     os.environ.pop("DRFLEET_STATE_URL", None)
@@ -36,7 +36,7 @@ def demo(keep_running):
         broker = fleet.env["DRFLEET_BROKER_URL"]
         os.environ["DRFLEET_BROKER_URL"] = broker
         os.environ["DEMO_REDIS_URL"] = fleet.env["DEMO_REDIS_URL"]
-        from workers import app
+        from drfleet.workers import app
         app.conf.broker_url = app.conf.result_backend = broker
         _wait_for_workers(app, len(plan.region_names) * 2)
         _run_tour(plan, plan_file)
@@ -51,8 +51,8 @@ def demo(keep_running):
 
 def _show_copies(plan, results: dict, timeout: float = 60) -> None:
     """Wait until each new backup is in every location its policy copies it to; print where."""
-    from datapath.catalog import list_backups
-    from datapath.locations import copy_locations
+    from drfleet.datapath.catalog import list_backups
+    from drfleet.datapath.locations import copy_locations
 
     click.secho("== copies (queued by each committed backup: other regions, offsite)", bold=True)
     deadline = time.monotonic() + timeout
@@ -69,7 +69,7 @@ def _show_copies(plan, results: dict, timeout: float = 60) -> None:
 
 
 def _ensure_keyrings(plan) -> None:
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
     for category, ref in plan.keys.items():
         if ref.file and not os.path.exists(ref.file):
             os.makedirs(os.path.dirname(ref.file), mode=0o700, exist_ok=True)
@@ -88,9 +88,10 @@ def _wait_for_workers(app, count: int, timeout: float = 90) -> None:
 
 def _run_tour(plan, plan_file) -> None:
     from click.testing import CliRunner  # noqa: F401  (commands are called directly below)
-    from datapath.restore import restore_backup
-    from tasks.backup import backup
-    from tasks.restore import verify
+
+    from drfleet.datapath.restore import restore_backup
+    from drfleet.tasks.backup import backup
+    from drfleet.tasks.restore import verify
 
     results = {}
     for dataset in plan.datasets:
@@ -120,7 +121,7 @@ def _run_tour(plan, plan_file) -> None:
                    f"{sorted(os.listdir(target))}")
     _show_copies(plan, results)
     click.secho("== restore drill (a random dataset's random backup into a scratch target, timed)", bold=True)
-    from tasks.drills import drill
+    from drfleet.tasks.drills import drill
     record = drill.apply_async(kwargs={"kind": "restore", "region": plan.primary_region},
                                headers={"drfleet_actor": "cli"}).get(timeout=300)
     for outcome in record.get("datasets", []):
@@ -129,14 +130,14 @@ def _run_tour(plan, plan_file) -> None:
                    f"{outcome.get('reason') or ''}".rstrip())
     click.echo(f"   result={record['result']} measured RTO {record.get('rto_seconds')}s {record.get('reason') or ''}")
     click.secho("== report (RPO and RTO against the plan's targets)", bold=True)
-    from cli.drill_cmds import _print_text
-    from report.build import build_report
+    from drfleet.cli.drill_cmds import _print_text
+    from drfleet.report.build import build_report
     _print_text(build_report(plan))
     click.secho("== schedule (what beat fires while the fleet is up)", bold=True)
-    from beat_schedule.entries import schedule_entries
+    from drfleet.beat_schedule.entries import schedule_entries
     for entry in schedule_entries(plan):
         click.echo(f"   {entry.name:32s} {entry.queue:20s} {entry.trigger.cron or entry.trigger.kind}")
     click.secho("== audit log", bold=True)
-    from state import audit
+    from drfleet.state import audit
     for rec in audit.entries(limit=50):
         click.echo(f"   {rec['action']:16s} {rec['outcome']:10s} {json.dumps(rec['details'], sort_keys=True)[:90]}")

@@ -9,7 +9,8 @@ import uuid
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.statuses import DrillResult
 
 KINDS = ("restore", "failover", "region", "full")
 
@@ -38,20 +39,20 @@ def drill_run(plan_path, kind, dataset, region, scenario, wait, local, timeout):
     if region not in plan.region_names:
         raise click.ClickException(f"region {region!r} is not in the plan (regions: {', '.join(plan.region_names)})")
     if local:
-        from datapath.drills import run_drill
+        from drfleet.runbooks.drills import run_drill
         record = run_drill(plan, kind, region=region, dataset=dataset, scenario=scenario, actor="cli").to_json()
     else:
-        from tasks.drills import drill
+        from drfleet.tasks.drills import drill
         result = drill.apply_async(kwargs={"kind": kind, "region": region, "dataset": dataset, "scenario": scenario,
                                            "slot": f"manual:{uuid.uuid4().hex}"},
                                    headers={"drfleet_actor": "cli"})
         click.echo(f"{kind} drill queued on {region}.data as task {result.id}", err=True)
         if not wait:
             return
-        from cli.data_cmds import _wait
+        from drfleet.cli.data_cmds import _wait
         record = _wait(result, label=f"{kind} drill", timeout=timeout)
     click.echo(json.dumps(record, indent=2))
-    sys.exit(0 if record["result"] == "passed" else 1)
+    sys.exit(0 if record["result"] == DrillResult.PASSED else 1)
 
 
 @drill_group.command("list")
@@ -63,8 +64,8 @@ def drill_run(plan_path, kind, dataset, region, scenario, wait, local, timeout):
 def drill_list(plan_path, kind, as_json, limit):
     """Past drills, newest last: result, measured RTO/RPO, reason."""
     use_plan(plan_path)
-    from plan.durations import format_duration
-    from state import drills
+    from drfleet.plan.durations import format_duration
+    from drfleet.state import drills
 
     for record in drills.history(kind=kind)[-limit:]:
         if as_json:
@@ -88,11 +89,11 @@ def report(plan_path, as_json, html_file, month, days):
     drills; with --month the monthly review (success rate, completion time, recovery time,
     integrity). Exit 1 when any target is missed."""
     plan = use_plan(plan_path)
-    from report.build import build_report
+    from drfleet.report.build import build_report
 
     doc = build_report(plan, window_days=days, month=month)
     if html_file:
-        from report.html import render_html
+        from drfleet.report.html import render_html
         with open(html_file, "w", encoding="utf-8") as out:
             out.write(render_html(doc))
         click.echo(f"wrote {html_file}", err=True)
@@ -106,7 +107,7 @@ def report(plan_path, as_json, html_file, month, days):
 
 
 def _print_text(doc: dict) -> None:
-    from plan.durations import format_duration as d
+    from drfleet.plan.durations import format_duration as d
 
     click.echo(f"DR report for plan {doc['plan']}")
     click.echo("\nRPO (newest verified recovery point)")

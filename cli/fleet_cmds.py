@@ -8,7 +8,7 @@ import uuid
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
 @click.command("up")
@@ -21,8 +21,8 @@ def up(plan_path, no_flower, flower_port, beats):
     """Run a whole local fleet in the foreground: an embedded redis-server (unless
     DRFLEET_BROKER_URL is set), a data and a control worker per region, beat and Flower.
     Ctrl-C stops everything it started."""
-    from fleet.local import LocalFleet
-    from workers.plan_context import plan_path as current_plan_path
+    from drfleet.fleet.local import LocalFleet
+    from drfleet.workers.plan_context import plan_path as current_plan_path
 
     plan = use_plan(plan_path)
     fleet = LocalFleet(plan, current_plan_path(), flower=not no_flower, flower_port=flower_port, beats=beats)
@@ -39,7 +39,7 @@ def up(plan_path, no_flower, flower_port, beats):
 def status(plan_path, as_json, timeout):
     """Show workers (and the queues they consume), queue depths and missed slots."""
     plan = use_plan(plan_path)
-    from fleet.status import fleet_status
+    from drfleet.fleet.status import fleet_status
 
     report = fleet_status(plan, timeout=timeout)
     if as_json:
@@ -65,7 +65,7 @@ def status(plan_path, as_json, timeout):
 def ping(plan_path, region, timeout):
     """Send a probe task to REGION and print which worker ran it."""
     use_plan(plan_path)
-    from tasks.probe import probe
+    from drfleet.tasks.probe import probe
 
     result = probe.apply_async(kwargs={"region": region, "tag": uuid.uuid4().hex})
     click.echo(json.dumps(result.get(timeout=timeout), indent=2))

@@ -8,9 +8,9 @@ import sys
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
-from cli.data_cmds import keys_group
-from fleet.errors import DrfleetError
+from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.data_cmds import keys_group
+from drfleet.errors import DrfleetError
 
 COMMANDS: list = []  # both commands join the existing `keys` group instead
 
@@ -36,7 +36,7 @@ def keys_rewrap(plan_path, category, dry_run, yes, as_json):
     Run `drfleet keys rotate CATEGORY` first; remove an old key from the keyring only after
     this reports nothing pending. Exit 1 if any manifest could not be re-wrapped."""
     plan = use_plan(plan_path)
-    from datapath.rewrap import find_old_wrappings, rewrap_category
+    from drfleet.datapath.rewrap import find_old_wrappings, rewrap_category
 
     found = find_old_wrappings(plan, category)
     if dry_run or not found.pending:
@@ -48,7 +48,7 @@ def keys_rewrap(plan_path, category, dry_run, yes, as_json):
                f"from {', '.join(old)} to {found.active_key_id}; data objects are not touched", err=True)
     if not yes:
         click.confirm("re-wrap now?", abort=True, err=True)
-    from state import audit
+    from drfleet.state import audit
     try:
         audit.record("keys.rewrap", actor="cli", outcome="started", category=category,
                      manifests=len(found.pending), to_key=found.active_key_id)
@@ -99,7 +99,7 @@ def keys_check(plan_path, as_json):
     its category, and shares neither its file, its variable nor any key with another
     category. Exit 1 on any problem."""
     plan = use_plan(plan_path)
-    from datapath.key_checks import check_key_separation
+    from drfleet.datapath.key_checks import check_key_separation
 
     report = check_key_separation(plan)
     if as_json:

@@ -9,10 +9,10 @@ import importlib
 
 import click
 
-from cli.data_cmds import audit_cmd, backup, backups_group, keys_group, restore, trigger, verify
-from cli.demo_cmd import demo
-from cli.fleet_cmds import ping, status, up
-from cli.plan_cmds import plan_group, schedule
+from drfleet.cli.data_cmds import audit_cmd, backup, backups_group, keys_group, restore, trigger, verify
+from drfleet.cli.demo_cmd import demo
+from drfleet.cli.fleet_cmds import ping, status, up
+from drfleet.cli.plan_cmds import plan_group, schedule
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,8 +32,8 @@ for command in (demo, backup, trigger, backups_group, restore, verify, keys_grou
     main.add_command(command)
 
 # Each of these modules exposes COMMANDS, the click commands it adds.
-COMMAND_MODULES = ("cli.retention_cmds", "cli.copy_cmds", "cli.drill_cmds", "cli.wal_cmds", "cli.runbook_cmds",
-                   "cli.key_cmds")
+COMMAND_MODULES = ("drfleet.cli.retention_cmds", "drfleet.cli.copy_cmds", "drfleet.cli.drill_cmds", "drfleet.cli.wal_cmds", "drfleet.cli.runbook_cmds",
+                   "drfleet.cli.key_cmds")
 for module_name in COMMAND_MODULES:
     for command in importlib.import_module(module_name).COMMANDS:
         main.add_command(command)

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
 @click.group("plan")
@@ -22,13 +22,13 @@ def plan_check(plan_file):
 
     Exit status 0 when the plan is valid, 2 when it is not.
     """
-    from plan.loader import PlanInvalid, load_plan
-    from fleet.errors import DrfleetError
+    from drfleet.errors import DrfleetError
+    from drfleet.plan.loader import PlanInvalid, load_plan
 
     try:
         plan = load_plan(plan_file)
         if plan.recovery:
-            from runbooks.config import recovery_config
+            from drfleet.plan.recovery import recovery_config
             recovery_config(plan)  # the runbooks' section: services, DNS, clouds, standbys
     except PlanInvalid as exc:
         click.secho(f"{plan_file}: {len(exc.issues)} problem(s)", fg="red", err=True)
@@ -48,7 +48,7 @@ def plan_check(plan_file):
 @plan_group.command("schema")
 def plan_schema():
     """Print the JSON Schema of a plan document."""
-    from plan.loader import plan_json_schema
+    from drfleet.plan.loader import plan_json_schema
     click.echo(json.dumps(plan_json_schema(), indent=2))
 
 
@@ -62,15 +62,15 @@ def schedule(plan_path, as_json, missed):
     plus drills and checks."""
     plan = use_plan(plan_path)
     if missed:
-        from state.missed import missed_slots
+        from drfleet.state.missed import missed_slots
         rows = list(missed_slots())
         for row in rows:
             click.echo(json.dumps(row) if as_json else f"{row['slot']}  {row['entry']}  ({row['reason']})")
         if not rows and not as_json:
             click.echo("no missed slots recorded")
         return
-    from beat_schedule.entries import schedule_entries
-    from plan.durations import format_duration
+    from drfleet.beat_schedule.entries import schedule_entries
+    from drfleet.plan.durations import format_duration
 
     entries = schedule_entries(plan)
     if as_json:
@@ -97,19 +97,20 @@ def schedule(plan_path, as_json, missed):
               help="Write the plan reference here instead of printing it.")
 @click.option("--all", "docs_dir", type=click.Path(file_okay=False),
               help="Write every generated page into this docs directory: plan-reference.md, "
-                   "runbooks/SCENARIO.md and recovery-checklists.md.")
+                   "settings.md, runbooks/SCENARIO.md and recovery-checklists.md.")
 def plan_docs(out_file, docs_dir):
     """Print the plan reference (generated from the plan's JSON Schema), or write it and the
     runbook and recovery-checklist pages. `make docs` runs `drfleet plan docs --all docs`."""
     from pathlib import Path
 
-    from plan.reference import plan_reference_markdown
+    from drfleet.plan.reference import plan_reference_markdown
 
     reference = plan_reference_markdown()
     if docs_dir:
-        from runbooks.docs import generated_pages
+        from drfleet import settings
+        from drfleet.runbooks.docs import generated_pages
 
-        pages = {"plan-reference.md": reference, **generated_pages()}
+        pages = {"plan-reference.md": reference, "settings.md": settings.reference_markdown(), **generated_pages()}
         for rel, text in pages.items():
             path = Path(docs_dir) / rel
             path.parent.mkdir(parents=True, exist_ok=True)

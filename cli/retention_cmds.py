@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
 @click.command("prune")
@@ -27,7 +27,7 @@ def prune_cmd(plan_path, dry_run, dataset, locations, wait_seconds, as_json, yes
     incremental. Without --yes it first shows what would go and asks. Exit 1 if a
     location could not be pruned completely."""
     plan = use_plan(plan_path)
-    from datapath.prune import prune_location
+    from drfleet.pitr.prune import prune_location
 
     if dataset:
         plan.dataset(dataset)
@@ -87,7 +87,7 @@ def hold_cmd(plan_path, backup_id, reason, by):
     location, until `drfleet release`. The hold is stored next to the backup in every store
     that has it, so it survives the loss of the fleet's Redis."""
     plan = use_plan(plan_path)
-    from datapath.holds import place_hold
+    from drfleet.datapath.holds import place_hold
 
     hold = place_hold(plan, backup_id, by=by or getpass.getuser(), reason=reason)
     _audit_quietly("hold", dataset=hold.dataset, backup_id=hold.backup_id, by=hold.by)
@@ -103,7 +103,7 @@ def release_cmd(plan_path, backup_id):
     """Lift the legal hold on BACKUP_ID (an id or DATASET/ID) in every location; the next
     prune treats it like any other backup."""
     plan = use_plan(plan_path)
-    from datapath.holds import release_hold
+    from drfleet.datapath.holds import release_hold
 
     released = release_hold(plan, backup_id)
     if not released:
@@ -121,7 +121,7 @@ def release_cmd(plan_path, backup_id):
 def holds_cmd(plan_path, dataset, as_json):
     """List the backups on legal hold (of DATASET, or of every dataset)."""
     plan = use_plan(plan_path)
-    from datapath.holds import list_holds
+    from drfleet.datapath.holds import list_holds
 
     holds = list_holds(plan, dataset)
     for hold in holds:
@@ -135,7 +135,7 @@ def holds_cmd(plan_path, dataset, as_json):
 
 
 def _audit_quietly(action, **details):
-    from state import audit
+    from drfleet.state import audit
     try:
         audit.record(action, actor="cli", outcome="succeeded", **details)
     except Exception:  # noqa: BLE001 - the hold itself is in the stores; say it was not logged

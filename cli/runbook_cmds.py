@@ -7,7 +7,7 @@ import time
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
 @click.group("runbook")
@@ -28,7 +28,7 @@ def runbook_group():
 def start(plan_path, scenario, service, dataset, region, force, dry_run):
     """Start SCENARIO; prints the run id. Destructive steps wait for `drfleet runbook approve`."""
     use_plan(plan_path)
-    from tasks.runbooks import runbook
+    from drfleet.tasks.runbooks import runbook
 
     canvas = runbook(scenario, service=service, dataset=dataset, region=region, force=force or None)
     if dry_run:
@@ -52,8 +52,8 @@ def _ts(value) -> str:
 def status(plan_path, run_id, as_json):
     """Every step of RUN_ID: status, timings, attempts, output or error; the run's RTO."""
     use_plan(plan_path)
-    from runbooks.records import RunStore
-    from runbooks.runner import run_report
+    from drfleet.runbooks.records import RunStore
+    from drfleet.runbooks.runner import run_report
 
     store = RunStore()
     report = run_report(store.get(run_id), store)
@@ -83,7 +83,7 @@ def status(plan_path, run_id, as_json):
 def resume(plan_path, run_id):
     """Continue RUN_ID from its first unfinished step; completed steps are not repeated."""
     use_plan(plan_path)
-    from tasks.runbooks import resume as resume_run
+    from drfleet.tasks.runbooks import resume as resume_run
 
     resume_run(run_id)
     click.echo(f"resumed {run_id}")
@@ -96,8 +96,8 @@ def resume(plan_path, run_id):
 def cancel(plan_path, run_id):
     """Stop RUN_ID before its next step (a running step finishes first)."""
     use_plan(plan_path)
-    from runbooks.runner import cancel_run
-    from tasks.runbooks import operator
+    from drfleet.runbooks.runner import cancel_run
+    from drfleet.tasks.runbooks import operator
 
     run = cancel_run(run_id, by=operator())
     click.echo(f"run {run_id}: {run.status}")
@@ -111,8 +111,8 @@ def cancel(plan_path, run_id):
 def approve(plan_path, run_id, step):
     """Approve destructive STEP of RUN_ID (promotion, overwriting, deleting servers)."""
     use_plan(plan_path)
-    from runbooks.runner import approve_step
-    from tasks.runbooks import operator
+    from drfleet.runbooks.runner import approve_step
+    from drfleet.tasks.runbooks import operator
 
     approval = approve_step(run_id, step, by=operator())
     click.echo(f"approved {step} of {run_id} as {approval['by']} (token {approval['token'][:8]})")
@@ -125,7 +125,7 @@ def approve(plan_path, run_id, step):
 def list_runs(plan_path, limit):
     """Recent runs, newest first."""
     use_plan(plan_path)
-    from runbooks.records import RunStore
+    from drfleet.runbooks.records import RunStore
 
     for run in RunStore().list_runs(limit):
         rto = f"RTO {run.rto_seconds:.1f}s" if run.rto_seconds is not None else ""

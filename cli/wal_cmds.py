@@ -18,7 +18,7 @@ import sys
 
 import click
 
-from cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 dataset_option = click.option("--dataset", "dataset", envvar="DRFLEET_WAL_DATASET",
                               help="Dataset whose archive this is (default: $DRFLEET_WAL_DATASET).")
@@ -26,11 +26,11 @@ dataset_option = click.option("--dataset", "dataset", envvar="DRFLEET_WAL_DATASE
 
 def _wal_plan(plan_path: str | None, dataset: str | None):
     """The plan for push/fetch: never the demo plan (a wrong archive is worse than none)."""
-    from pitr.errors import WalPlanUnknown
+    from drfleet.pitr.errors import WalPlanUnknown
     if not plan_path or not dataset:
         raise WalPlanUnknown("drfleet wal needs a plan and a dataset",
                              plan=plan_path or "(none)", dataset=dataset or "(none)")
-    from plan.loader import load_plan
+    from drfleet.plan.loader import load_plan
     plan = load_plan(plan_path)
     plan.dataset(dataset)
     return plan
@@ -53,10 +53,10 @@ def wal_group():
 @click.option("-v", "--verbose", is_flag=True, help="Say what was done.")
 def wal_push(plan_path, dataset, path, verbose):
     """Archive the WAL file PATH (archive_command's %p); exit 0 once durably stored."""
-    from fleet.errors import DrfleetError
+    from drfleet.errors import DrfleetError
     try:
         plan = _wal_plan(plan_path, dataset)
-        from pitr.wal import push_wal
+        from drfleet.pitr.wal import push_wal
         result = push_wal(plan, dataset, path)
     except DrfleetError as exc:
         _fail(exc)
@@ -73,11 +73,11 @@ def wal_push(plan_path, dataset, path, verbose):
 def wal_fetch(plan_path, dataset, name, destination):
     """Restore archived WAL file NAME to DESTINATION (restore_command's %f %p); exit 1
     when it is not archived, as PostgreSQL expects."""
-    from fleet.errors import DrfleetError
-    from pitr.errors import WalNotArchived
+    from drfleet.errors import DrfleetError
+    from drfleet.pitr.errors import WalNotArchived
     try:
         plan = _wal_plan(plan_path, dataset)
-        from pitr.wal import fetch_wal
+        from drfleet.pitr.wal import fetch_wal
         fetch_wal(plan, dataset, name, destination)
     except WalNotArchived:
         click.echo(f"drfleet wal fetch: {name} is not archived for {dataset}", err=True)
@@ -95,9 +95,9 @@ def wal_check(plan_path, dataset, as_json):
     """Find gaps and timeline breaks in DATASET's archived WAL, and which base backups can
     still be restored. Exit 1 when something is wrong."""
     plan = use_plan(plan_path)
-    from pitr.archive import check_archive, reachable_end, scan_archive
-    from pitr.basebackup import list_base_backups
-    from pitr.walnames import Segment
+    from drfleet.pitr.archive import check_archive, reachable_end, scan_archive
+    from drfleet.pitr.basebackup import list_base_backups
+    from drfleet.pitr.walnames import Segment
 
     report = check_archive(plan, dataset)
     state = scan_archive(plan, dataset)
@@ -140,13 +140,13 @@ def wal_basebackup(plan_path, dataset, policy, local, timeout):
     """Take a physical base backup of DATASET (pg_basebackup, streamed, WAL from the archive)."""
     plan = use_plan(plan_path)
     if local:
-        from pitr.basebackup import run_base_backup
+        from drfleet.pitr.basebackup import run_base_backup
         click.echo(json.dumps(run_base_backup(plan, dataset, policy=policy), indent=2))
         return
     import uuid
 
-    from cli.data_cmds import _wait
-    from tasks.wal import base_backup
+    from drfleet.cli.data_cmds import _wait
+    from drfleet.tasks.wal import base_backup
     region = plan.dataset(dataset).region
     result = base_backup.apply_async(kwargs={"dataset": dataset, "region": region, "policy": policy,
                                              "slot": f"manual:{uuid.uuid4().hex}"})
@@ -160,7 +160,7 @@ def wal_basebackup(plan_path, dataset, policy, local, timeout):
 def wal_lag(plan_path, dataset):
     """Measure the archive lag (achieved RPO) of DATASET against its RPO target."""
     plan = use_plan(plan_path)
-    from pitr.rpo import measure_archive_lag
+    from drfleet.pitr.rpo import measure_archive_lag
     lag = measure_archive_lag(plan, dataset)
     click.echo(json.dumps(lag.to_dict(), indent=2))
     sys.exit(0 if lag.within_target else 1)
@@ -177,7 +177,7 @@ def wal_prune(plan_path, dataset, keep, dry_run, yes):
     """Delete archived WAL that none of the kept base backups (--keep ID ...) needs. Without
     --yes it first shows what would go and asks. (Scheduled prunes do this by themselves.)"""
     plan = use_plan(plan_path)
-    from pitr.archive import prune_wal
+    from drfleet.pitr.archive import prune_wal
     if not dry_run and not yes:
         preview = prune_wal(plan, dataset, list(keep), dry_run=True)
         click.echo(json.dumps(preview, indent=2))
@@ -203,7 +203,7 @@ def standby_group():
 def standby_create(plan_path, dataset, host, data_dir, port, backup_id):
     """Build a standby of DATASET that streams from the primary and catches up from the archive."""
     plan = use_plan(plan_path)
-    from pitr.standby import create_standby
+    from drfleet.pitr.standby import create_standby
     click.echo(json.dumps(create_standby(plan, dataset, data_dir=data_dir, host=host, port=port,
                                          backup_id=backup_id).to_dict(), indent=2))
 
@@ -217,7 +217,7 @@ def standby_create(plan_path, dataset, host, data_dir, port, backup_id):
 def standby_promote(plan_path, dataset, data_dir, timeout):
     """Promote DATASET's standby to a primary and wait until it accepts writes."""
     plan = use_plan(plan_path)
-    from pitr.standby import promote_standby
+    from drfleet.pitr.standby import promote_standby
     click.echo(json.dumps(promote_standby(plan, dataset, data_dir=data_dir, timeout=timeout), indent=2))
 
 
@@ -225,7 +225,7 @@ def standby_promote(plan_path, dataset, data_dir, timeout):
 @click.argument("dataset")
 def standby_list(dataset):
     """The standbys drfleet built for DATASET."""
-    from pitr.standby import list_standbys
+    from drfleet.pitr.standby import list_standbys
     for info in list_standbys(dataset):
         click.echo(json.dumps(info.to_dict()))
 

@@ -32,7 +32,7 @@ chmod 644 orders_db_password catalog_db_password
 
 for category in content offsite; do
   if [ -e "keyring_$category" ]; then echo "keep   secrets/keyring_$category"; else
-    $PYTHON -c "import sys; from backup_format.keyring import create_keyring; print(create_keyring(sys.argv[1], sys.argv[2]))" \
+    $PYTHON -c "import sys; from drfleet.backup_format.keyring import create_keyring; print(create_keyring(sys.argv[1], sys.argv[2]))" \
       "keyring_$category" "$category" >/dev/null
     echo "create secrets/keyring_$category (mode 0600)"
   fi

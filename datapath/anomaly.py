@@ -13,8 +13,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from backup_format.manifest import Manifest
-from plan.models import Plan
+from drfleet.backup_format.manifest import Manifest
+from drfleet.plan.models import Plan
 
 HISTORY = 10
 MIN_HISTORY = 3
@@ -65,7 +65,7 @@ def check_size(plan: Plan, manifest: Manifest, earlier: list[Manifest]) -> SizeC
 def size_check_for(plan: Plan, dataset: str, backup_id: str, location: str) -> SizeCheck | None:
     """Judge one backup against the other backups of its dataset in the same location;
     None when its manifest cannot be read there (the verification reports that)."""
-    from datapath.catalog import list_backups
+    from drfleet.datapath.catalog import list_backups
 
     listing = list_backups(plan, dataset, locations=[location])
     manifests = [r.manifest for r in listing.backups]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backup_format.layout import manifest_key, manifests_prefix, parse_manifest_key
-from backup_format.manifest import Manifest
-from datapath.errors import BackupNotFound
-from datapath.locations import store_for
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from providers.storage import ObjectNotFound, Store
+from drfleet.backup_format.layout import manifest_key, manifests_prefix, parse_manifest_key
+from drfleet.backup_format.manifest import Manifest
+from drfleet.datapath.errors import BackupNotFound
+from drfleet.datapath.locations import store_for
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.providers.storage import ObjectNotFound, Store
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,16 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from backup_format.errors import KeyringError, ManifestError
-from backup_format.layout import manifests_prefix, object_key, parse_manifest_key
-from backup_format.manifest import Manifest
-from datapath.catalog import read_manifest
-from datapath.copy import CHUNK, copy_backup
-from datapath.locations import copy_locations, home_location, store_for
-from datapath.reading import data_key_for
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from providers.storage import ObjectArchived, ObjectNotFound, StoreError
+from drfleet.backup_format.errors import KeyringError, ManifestError
+from drfleet.backup_format.layout import manifests_prefix, object_key, parse_manifest_key
+from drfleet.backup_format.manifest import Manifest
+from drfleet.datapath.catalog import read_manifest
+from drfleet.datapath.copy import CHUNK, copy_backup
+from drfleet.datapath.locations import copy_locations, home_location, store_for
+from drfleet.datapath.reading import data_key_for
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.providers.storage import ObjectArchived, ObjectNotFound, StoreError
 
 BAD = ("missing", "damaged")
 
@@ -181,7 +181,7 @@ def _held(plan: Plan, dataset: str, backup_ids: set[str]) -> set[str]:
     """Backups on legal hold; all of them when the holds cannot be read (the safe side)."""
     if not backup_ids:
         return set()
-    from datapath.holds import held_backup_ids
+    from drfleet.datapath.holds import held_backup_ids
     try:
         return held_backup_ids(plan, dataset)
     except DrfleetError:

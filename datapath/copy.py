@@ -24,18 +24,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from backup_format.datakey import DataKey, wrap_data_key
-from backup_format.errors import ManifestError
-from backup_format.layout import manifest_key, object_key
-from backup_format.manifest import Manifest
-from datapath.catalog import find_backup, read_manifest
-from datapath.errors import DataPathError, IntegrityError, WrongRegion
-from datapath.locations import copy_locations, home_location, key_category_for_location, keyring_for, store_for
-from datapath.reading import data_key_for
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from plan.rules import location_region
-from providers.storage import ObjectArchived, ObjectExists, ObjectNotFound, Store
+from drfleet.backup_format.datakey import DataKey, wrap_data_key
+from drfleet.backup_format.errors import ManifestError
+from drfleet.backup_format.layout import manifest_key, object_key
+from drfleet.backup_format.manifest import Manifest
+from drfleet.datapath.catalog import find_backup, read_manifest
+from drfleet.datapath.errors import DataPathError, IntegrityError, WrongRegion
+from drfleet.datapath.locations import copy_locations, home_location, key_category_for_location, keyring_for, store_for
+from drfleet.datapath.reading import data_key_for
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.plan.rules import location_region
+from drfleet.providers.storage import ObjectArchived, ObjectExists, ObjectNotFound, Store
 
 logger = logging.getLogger("drfleet.copy")
 

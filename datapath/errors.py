@@ -1,15 +1,11 @@
 """Errors of the data path. Each names the dataset, backup id, location or key it
 concerns; none ever holds a secret value."""
 
-from fleet.errors import DrfleetError
+from drfleet.errors import DrfleetError
 
 
 class DataPathError(DrfleetError):
     pass
-
-
-class SecretUnavailable(DataPathError):
-    hint = "set the environment variable or create the secret file the plan names, on the worker"
 
 
 class BackupNotFound(DataPathError):

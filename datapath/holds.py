@@ -15,13 +15,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from backup_format.layout import check_backup_id, check_dataset, manifest_key
-from backup_format.manifest import format_timestamp
-from datapath.catalog import find_backup
-from datapath.errors import DataPathError
-from datapath.locations import store_for
-from fleet.errors import DrfleetError
-from plan.models import Plan
+from drfleet.backup_format.layout import check_backup_id, check_dataset, manifest_key
+from drfleet.backup_format.manifest import format_timestamp
+from drfleet.datapath.catalog import find_backup
+from drfleet.datapath.errors import DataPathError
+from drfleet.datapath.locations import store_for
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
 
 HOLD_FORMAT = "drfleet-hold"
 HOLD_VERSION = 1

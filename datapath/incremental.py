@@ -24,17 +24,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from backup_format.layout import manifests_prefix, parse_manifest_key
-from backup_format.manifest import Manifest
-from datapath.backup import OBJECT_NAME, BackupRun, _close_quietly
-from datapath.catalog import read_manifest
-from datapath.reading import data_key_for, open_object
-from datapath.remote_trees import staged_tree
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from providers.datasources import files
-from providers.datasources.files_index import FileIndex
-from providers.storage import Store
+from drfleet.backup_format.layout import manifests_prefix, parse_manifest_key
+from drfleet.backup_format.manifest import Manifest
+from drfleet.datapath.backup_run import OBJECT_NAME, BackupRun, close_quietly
+from drfleet.datapath.catalog import read_manifest
+from drfleet.datapath.reading import data_key_for, open_object
+from drfleet.datapath.remote_trees import staged_tree
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.providers.datasources import files
+from drfleet.providers.datasources.support.files_index import FileIndex
+from drfleet.providers.storage import Store
 
 logger = logging.getLogger("drfleet.incremental")
 
@@ -152,7 +152,7 @@ def _store_objects(run: BackupRun, producer) -> None:
         run.seal(OBJECT_NAME, producer)
     except BaseException:
         producer.kill()
-        _close_quietly(producer)
+        close_quietly(producer)
         run.discard()
         raise
     try:

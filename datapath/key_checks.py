@@ -9,9 +9,9 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from datapath.locations import keyring_for
-from fleet.errors import DrfleetError
-from plan.models import Plan
+from drfleet.datapath.locations import keyring_for
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from backup_format.keyring import Keyring, load_keyring
-from datapath.secrets import resolve_secret
-from plan.models import Plan, StorageLocation
-from plan.rules import resolve_copy_target
-from providers.storage import Store, open_store
+from drfleet.backup_format.keyring import Keyring, load_keyring
+from drfleet.plan.models import Plan, StorageLocation
+from drfleet.plan.rules import resolve_copy_target
+from drfleet.providers.storage import Store, open_store
+from drfleet.secrets import resolve_secret
 
 
 def store_for(plan: Plan, location: str) -> Store:
@@ -20,14 +20,14 @@ def store_for(plan: Plan, location: str) -> Store:
 @lru_cache(maxsize=64)
 def _store(name: str, loc: StorageLocation) -> Store:
     if loc.kind == "filesystem":
-        return open_store("filesystem", root=loc.path, name=name)
+        return open_store("filesystem", {"root": loc.path, "name": name})
     settings = {"bucket": loc.bucket, "prefix": loc.prefix, "endpoint_url": loc.endpoint_url,
                 "region": loc.s3_region, "storage_class": loc.storage_class, "name": name}
     if loc.access_key:
         settings["access_key_id"] = resolve_secret(loc.access_key, what=f"location {name} access key")
     if loc.secret_key:
         settings["secret_access_key"] = resolve_secret(loc.secret_key, what=f"location {name} secret key")
-    return open_store("s3", **settings)
+    return open_store("s3", settings)
 
 
 def home_location(plan: Plan, dataset: str) -> str:

@@ -37,7 +37,6 @@ and each chunk's deletions are audited in one round trip once they are done.
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,23 +44,23 @@ from typing import Callable
 
 import redis
 
-from backup_format.layout import manifests_prefix, parse_manifest_key
-from backup_format.manifest import Manifest
-from datapath.errors import DataPathError
-from datapath.holds import HoldsUnreadable, held_backup_ids
-from datapath.locations import store_for
-from datapath.prune_lock import LOCK_TTL_SECONDS, PruneBusy, PruneLock, PruneLockLost  # noqa: F401 (re-exported)
-from datapath.retention import Candidate, Decision, decide
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from providers.storage import Store, innermost
-from state import audit, verifications
-from state.store import key, state_client
-from workers.settings import Limits
+from drfleet import settings
+from drfleet.backup_format.layout import manifests_prefix, parse_manifest_key
+from drfleet.backup_format.manifest import Manifest
+from drfleet.datapath.errors import DataPathError
+from drfleet.datapath.holds import HoldsUnreadable, held_backup_ids
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.prune_lock import LOCK_TTL_SECONDS, PruneBusy, PruneLock, PruneLockLost  # noqa: F401 (re-exported)
+from drfleet.datapath.retention import Candidate, Decision, decide
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.providers.storage import Store, innermost
+from drfleet.state import audit, verifications
+from drfleet.state.store import key, state_client
 
 logger = logging.getLogger("drfleet.prune")
 
-PRUNE_THREADS = int(os.environ.get("DRFLEET_PRUNE_THREADS", 8))  # store deletions in flight
+PRUNE_THREADS = settings.PRUNE_THREADS.get()  # store deletions in flight
 CHUNK = 256  # deletions between two lock checks
 
 
@@ -74,11 +73,8 @@ class PruneIncomplete(DataPathError):
 
 
 def default_orphan_grace() -> int:
-    """Seconds an object must stay manifest-less before prune removes it: the longest a
-    data-lane task may run, plus an hour (DRFLEET_ORPHAN_GRACE_SECONDS overrides)."""
-    if "DRFLEET_ORPHAN_GRACE_SECONDS" in os.environ:
-        return int(os.environ["DRFLEET_ORPHAN_GRACE_SECONDS"])
-    return Limits.from_env().data_hard + 3600
+    """Seconds an object must stay manifest-less before prune removes it (``settings.orphan_grace_seconds``)."""
+    return settings.orphan_grace_seconds()
 
 
 def locations_of_region(plan: Plan, region: str) -> list[str]:
@@ -86,6 +82,21 @@ def locations_of_region(plan: Plan, region: str) -> list[str]:
     with no region when ``region`` is the primary."""
     return [name for name, loc in plan.storage.items()
             if loc.region == region or (loc.region is None and region == plan.primary_region)]
+
+
+@dataclass(frozen=True)
+class PrunedDataset:
+    """One dataset just pruned at one location, for ``after_dataset``: the decision, the
+    committed manifests by backup id, and the report to add deletions and problems to."""
+
+    plan: Plan
+    store: Store
+    location: str
+    dataset: str
+    decision: Decision
+    manifests: dict[str, Manifest]
+    report: "LocationReport"
+    actor: str
 
 
 @dataclass
@@ -118,26 +129,29 @@ def prune_location(plan: Plan, location: str, *, dataset: str | None = None, dry
                    now: datetime | None = None, actor: str = "api", store: Store | None = None,
                    client: redis.Redis | None = None, wait_seconds: float = 0.0,
                    lock_ttl: float = LOCK_TTL_SECONDS, orphan_grace: float | None = None,
-                   on_decided: Callable[[str, Decision], None] | None = None) -> LocationReport:
+                   on_decided: Callable[[str, Decision], None] | None = None,
+                   after_dataset: Callable[["PrunedDataset"], None] | None = None) -> LocationReport:
     """Prune ``location`` (every dataset, or ``dataset``) as of ``now`` (default: the clock).
 
     Returns a LocationReport; per-dataset read problems are reported there, not raised.
     Raises PruneBusy / PruneLockLost (above), the store's errors when a deletion fails (what
     was deleted so far is audited; run again to finish), and PruneStateUnavailable when the
     fleet's Redis cannot be reached. ``store`` replaces the plan's store (tests); ``on_decided`` is
-    called after each dataset's decision, before anything of it is deleted.
+    called after each dataset's decision, before anything of it is deleted; ``after_dataset``
+    after its backups were deleted, still under the prune lock (``pitr.prune`` passes the
+    WAL retention this way).
     """
     try:
         return _prune_location(plan, location, dataset=dataset, dry_run=dry_run, now=now, actor=actor,
                                store=store, client=client, wait_seconds=wait_seconds, lock_ttl=lock_ttl,
-                               orphan_grace=orphan_grace, on_decided=on_decided)
+                               orphan_grace=orphan_grace, on_decided=on_decided, after_dataset=after_dataset)
     except redis.RedisError as exc:
         raise PruneStateUnavailable(f"cannot prune {location}: the fleet state (Redis) is unreachable",
                                     location=location, error=str(exc)) from exc
 
 
 def _prune_location(plan, location, *, dataset, dry_run, now, actor, store, client, wait_seconds, lock_ttl,
-                    orphan_grace, on_decided) -> LocationReport:
+                    orphan_grace, on_decided, after_dataset) -> LocationReport:
     now = now or datetime.now(timezone.utc)
     store = store or store_for(plan, location)
     client = client or state_client()
@@ -149,7 +163,8 @@ def _prune_location(plan, location, *, dataset, dry_run, now, actor, store, clie
             for ds in [dataset] if dataset else list(plan.datasets):
                 plan.dataset(ds)
                 _prune_dataset(plan, store, location, ds, now=now, actor=actor, client=client, lock=lock,
-                               grace=grace, report=report, on_decided=on_decided, pool=pool)
+                               grace=grace, report=report, on_decided=on_decided, after_dataset=after_dataset,
+                               pool=pool)
         if not dry_run:
             report.reaped = _reap_writer_leftovers(store, location, grace, report)
     finally:
@@ -180,7 +195,8 @@ def _reap_writer_leftovers(store, location: str, grace: float, report: LocationR
     return reaped
 
 
-def _prune_dataset(plan, store, location, dataset, *, now, actor, client, lock, grace, report, on_decided, pool):
+def _prune_dataset(plan, store, location, dataset, *, now, actor, client, lock, grace, report, on_decided,
+                   after_dataset, pool):
     manifests, problems = _committed(store, dataset)
     try:
         held = held_backup_ids(plan, dataset)
@@ -229,31 +245,9 @@ def _prune_dataset(plan, store, location, dataset, *, now, actor, client, lock, 
     _remove_orphans(store, location, dataset, objects, committed, pending, now=now, grace=grace, actor=actor,
                     client=client, lock=lock, pending_key=pending_key, report=report, pool=pool,
                     recorded_here=recorded_here)
-    _prune_wal(plan, store, location, dataset, decision, {m.backup_id: m for m, _ in manifests}, report, actor)
-
-
-def _prune_wal(plan, store, location, dataset, decision, manifests, report, actor) -> None:
-    """For a WAL-archived dataset at its home location: delete archived WAL that no kept
-    base backup needs (pitr.archive.prune_wal; with no kept base backup, nothing)."""
-    ds = plan.dataset(dataset)
-    if ds.kind != "postgres" or not any(p.mode == "wal" for p in ds.policies):
-        return
-    from datapath.locations import home_location
-    if location != home_location(plan, dataset):
-        return  # WAL is archived to the home store only
-    from pitr.archive import prune_wal
-
-    kept = [manifests[v.backup.backup_id] for v in decision.kept
-            if manifests[v.backup.backup_id].labels.get("type") == "basebackup"]
-    try:
-        outcome = prune_wal(plan, dataset, kept, store=store)
-    except DrfleetError as exc:
-        report.problems.append(f"{dataset}: WAL retention failed: {exc.message}")
-        return
-    if outcome.get("deleted"):
-        audit.record("prune.wal", actor=actor, outcome="succeeded", dataset=dataset, location=location,
-                     needed_from=outcome.get("needed_from"), deleted=len(outcome["deleted"]))
-        report.deleted.extend(f"{dataset}/wal/{name}" for name in outcome["deleted"])
+    if after_dataset:
+        after_dataset(PrunedDataset(plan, store, location, dataset, decision,
+                                    {m.backup_id: m for m, _ in manifests}, report, actor))
 
 
 def _remove_orphans(store, location, dataset, objects, committed, pending, *, now, grace, actor, client,

@@ -17,8 +17,8 @@ import uuid
 import redis
 from redis.exceptions import LockError
 
-from datapath.errors import DataPathError
-from state.store import key, state_client
+from drfleet.datapath.errors import DataPathError
+from drfleet.state.store import key, state_client
 
 logger = logging.getLogger("drfleet.prune")
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import io
 from typing import BinaryIO, Iterator
 
-from backup_format.datakey import DataKey, unwrap_data_key
-from backup_format.envelope import ObjectOpener
-from backup_format.errors import WrongKey
-from backup_format.layout import object_key
-from backup_format.manifest import Manifest, ObjectEntry
-from datapath.errors import IntegrityError
-from datapath.locations import keyring_for
-from datapath.streams import ChunksReader, HashingReader, decompressing_reader
-from plan.models import Plan
-from providers.storage import Store
+from drfleet.backup_format.datakey import DataKey, unwrap_data_key
+from drfleet.backup_format.envelope import ObjectOpener
+from drfleet.backup_format.errors import WrongKey
+from drfleet.backup_format.layout import object_key
+from drfleet.backup_format.manifest import Manifest, ObjectEntry
+from drfleet.datapath.errors import IntegrityError
+from drfleet.datapath.locations import keyring_for
+from drfleet.datapath.streams import ChunksReader, HashingReader, decompressing_reader
+from drfleet.plan.models import Plan
+from drfleet.providers.storage import Store
 
 
 def data_key_for(plan: Plan, manifest: Manifest) -> DataKey:

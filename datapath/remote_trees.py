@@ -44,11 +44,10 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from datapath.errors import DataPathError
-from fleet.home import drfleet_home
-from plan.models import Plan
-from providers.ssh import (RemoteCommandFailed, RsyncFailed, SshSession, SshTarget, rsync_pull,
-                           with_retries)
+from drfleet.datapath.errors import DataPathError
+from drfleet.paths import drfleet_home
+from drfleet.plan.models import Plan
+from drfleet.providers.ssh import RemoteCommandFailed, RsyncFailed, SshSession, SshTarget, rsync_pull, with_retries
 
 logger = logging.getLogger("drfleet.remote_trees")
 
@@ -66,10 +65,6 @@ class RemoteTreeUnavailable(DataPathError):
 
     hint = ("nothing was committed; if `transient` is true the next run retries and resumes, "
             "otherwise read stderr_tail and fix the cause first")
-
-    @property
-    def transient(self) -> bool:
-        return bool(self.facts.get("transient"))
 
 
 class RemoteTreeMissing(DataPathError):
@@ -139,10 +134,10 @@ def staged_tree(plan: Plan, dataset: str) -> Iterator[StagedTree]:
             error = RemoteTreeUnavailable(
                 f"cannot stage the remote tree of dataset {dataset}: {exc.meaning}",
                 dataset=dataset, host=source.host, address=f"{target.host}:{target.port}",
-                remote_path=source.path, exit_code=exc.exit_code, transient=exc.is_transient,
+                remote_path=source.path, exit_code=exc.exit_code, transient=exc.transient,
                 presented_fingerprint=exc.facts.get("presented_fingerprint"),
                 stderr_tail=exc.stderr_tail.splitlines() or None)
-            error.is_transient = exc.is_transient
+            error.transient = exc.transient
             raise error from exc
         logger.info("staged %s from %s:%s: %d files (%d bytes) transferred, %d deleted",
                     dataset, source.host, source.path, result.files_transferred,

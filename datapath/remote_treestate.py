@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import time
 
-from datapath.treestate import Entry, Survey, TreeMissing, TreeUnreadable, digest_entries
-from plan.models import Plan
-from providers.ssh import SshSession, SshTarget
+from drfleet.datapath.treestate import Entry, Survey, TreeMissing, TreeUnreadable, digest_entries
+from drfleet.plan.models import Plan
+from drfleet.providers.ssh import SshSession, SshTarget
 
 FIND_FORMAT = "%y\\0%P\\0%m\\0%U\\0%G\\0%s\\0%T@\\0%C@\\0%i\\0%l\\0"
 FIELDS = 10

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
-from datapath.catalog import find_backup
-from datapath.errors import RestoreTargetInvalid
-from datapath.locations import store_for
-from datapath.reading import BackupReader, data_key_for
-from datapath.secrets import parse_target
-from plan.models import Plan
-from providers.datasources import get_source
+from drfleet.datapath.catalog import find_backup
+from drfleet.datapath.errors import RestoreTargetInvalid
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.reading import BackupReader, data_key_for
+from drfleet.plan.models import Plan
+from drfleet.providers.datasources import open_source
+from drfleet.secrets import parse_target
 
 logger = logging.getLogger("drfleet.restore")
 
@@ -44,12 +44,12 @@ def restore_backup(plan: Plan, backup_id: str, target: str, *, location: str | N
     conn = parse_target(target, what=f"restore target of {m.backup_id}")
     extra = {}
     if m.kind == "files":
-        from datapath.tree_restore import restore_tree
+        from drfleet.datapath.tree_restore import restore_tree
 
         owners = (options or {}).get("owners")
         extra = {"chain": restore_tree(plan, record, conn, owners=owners)["chain"]}
     else:
-        module = get_source(m.kind)
+        module = open_source(m.kind)
         reader = BackupReader(store_for(plan, record.location), m, data_key_for(plan, m))
         module.restore(conn, reader, options or {})
         reader.finish()

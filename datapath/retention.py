@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable
 
-from plan.models import Plan
-from plan.retention import Retention
+from drfleet.plan.models import Plan
+from drfleet.plan.retention import Retention
 
 HOLD = "on legal hold"
 

@@ -19,14 +19,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from backup_format.datakey import unwrap_data_key, wrap_data_key
-from backup_format.keyring import Keyring
-from backup_format.layout import manifest_key
-from backup_format.manifest import Manifest
-from datapath.catalog import list_backups
-from datapath.locations import keyring_for, store_for
-from fleet.errors import DrfleetError
-from plan.models import Plan
+from drfleet.backup_format.datakey import unwrap_data_key, wrap_data_key
+from drfleet.backup_format.keyring import Keyring
+from drfleet.backup_format.layout import manifest_key
+from drfleet.backup_format.manifest import Manifest
+from drfleet.datapath.catalog import list_backups
+from drfleet.datapath.locations import keyring_for, store_for
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
 
 logger = logging.getLogger("drfleet.rewrap")
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from datapath.errors import DataPathError
+from drfleet.datapath.errors import DataPathError
 
 
 class ScratchUnavailable(DataPathError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from datapath.secrets import resolve_secret
-from plan.models import Plan
-from providers.datasources import get_source
+from drfleet.plan.models import Plan
+from drfleet.providers.datasources import open_source
+from drfleet.secrets import resolve_secret
 
 
 def source_for(plan: Plan, dataset: str) -> tuple[ModuleType, str, dict]:
@@ -18,9 +18,9 @@ def source_for(plan: Plan, dataset: str) -> tuple[ModuleType, str, dict]:
     resume area out; a backup refreshes the mirror first (``remote_trees.staged_tree``).
     """
     ds = plan.dataset(dataset)
-    module = get_source(ds.kind)
+    module = open_source(ds.kind)
     if ds.kind == "files":
-        from datapath.remote_trees import tree_location
+        from drfleet.datapath.remote_trees import tree_location
 
         tree = tree_location(plan, dataset)
         return module, tree.path, ({"exclude": list(tree.exclude)} if tree.exclude else {})

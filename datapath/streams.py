@@ -19,7 +19,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import zstandard
 
-from backup_format.envelope import ObjectSealer
+from drfleet.backup_format.envelope import ObjectSealer
 
 READ_SIZE = 1 << 20
 QUEUE_DEPTH = 8

@@ -17,15 +17,15 @@ import os
 import shutil
 import tarfile
 
-from datapath.catalog import BackupRecord, find_backup
-from datapath.errors import BackupNotFound, IntegrityError
-from datapath.incremental import has_index, read_index
-from datapath.locations import store_for
-from datapath.reading import BackupReader, data_key_for
-from plan.models import Plan
-from providers.datasources.errors import RestoreFailed, UnsafeArchiveMember
-from providers.datasources.files_extract import Extractor, safe_member_name
-from providers.datasources.files_index import FileIndex
+from drfleet.datapath.catalog import BackupRecord, find_backup
+from drfleet.datapath.errors import BackupNotFound, IntegrityError
+from drfleet.datapath.incremental import has_index, read_index
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.reading import BackupReader, data_key_for
+from drfleet.plan.models import Plan
+from drfleet.providers.datasources.errors import RestoreFailed, UnsafeArchiveMember
+from drfleet.providers.datasources.support.files_extract import Extractor, safe_member_name
+from drfleet.providers.datasources.support.files_index import FileIndex
 
 TOOL = "tar (drfleet)"
 

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from datapath.errors import DataPathError
+from drfleet.datapath.errors import DataPathError
 
 DIGESTS = ("stat", "content")
 _KEPT_TYPES = {stat.S_IFDIR: "d", stat.S_IFREG: "f", stat.S_IFLNK: "l"}

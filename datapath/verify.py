@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import time
 
-from backup_format.layout import object_key
-from datapath.catalog import BackupRecord, find_backup
-from datapath.locations import store_for
-from datapath.reading import BackupReader, data_key_for
-from datapath.scratch import scratch_target
-from datapath.sources import source_for
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from providers.datasources import get_source
-from providers.storage import ObjectNotFound
+from drfleet.backup_format.layout import object_key
+from drfleet.datapath.catalog import BackupRecord, find_backup
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.reading import BackupReader, data_key_for
+from drfleet.datapath.scratch import scratch_target
+from drfleet.datapath.sources import source_for
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.providers.datasources import open_source
+from drfleet.providers.storage import ObjectNotFound
 
 
 def quick_check(plan: Plan, record: BackupRecord) -> list[str]:
@@ -82,9 +82,9 @@ NOT_LOGICAL = ("basebackup", "oplog-slice")  # manifest labels.type of backups n
 def _restored_fingerprint(plan: Plan, record: BackupRecord) -> dict:
     """Restore ``record`` into a scratch target (files: with its chain) and fingerprint it."""
     m = record.manifest
-    module = get_source(m.kind)
+    module = open_source(m.kind)
     if m.kind == "files":
-        from datapath.tree_restore import restore_tree
+        from drfleet.datapath.tree_restore import restore_tree
 
         with scratch_target(m.kind, "") as (target, _):
             restore_tree(plan, record, target)
@@ -100,7 +100,7 @@ def _restored_fingerprint(plan: Plan, record: BackupRecord) -> dict:
 def _chain_problems(plan: Plan, record: BackupRecord) -> list[str]:
     """Problems with the backups an incremental needs where it is: missing, mismatching,
     damaged (a copy whose chain is incomplete at its location is reported)."""
-    from datapath.tree_restore import resolve_chain
+    from drfleet.datapath.tree_restore import resolve_chain
 
     try:
         links = resolve_chain(plan, record, same_location=True)[:-1]

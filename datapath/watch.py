@@ -41,35 +41,24 @@ TreeUnreadable) and, for remote trees, the ``providers.ssh`` errors.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import redis
-from prometheus_client import Gauge
 
-from datapath.errors import DataPathError, WrongRegion
-from datapath.treestate import Survey, survey
-from plan.models import Plan
-from state.store import key, state_client
-from workers.settings import Limits
+from drfleet import metrics, settings
+from drfleet.datapath.errors import DataPathError, WrongRegion
+from drfleet.datapath.treestate import Survey, survey
+from drfleet.plan.models import Plan
+from drfleet.settings import Limits
+from drfleet.state.store import key, state_client
 
 DIGEST_FOR = {"continuous": "stat", "on-change": "content"}
 DEFAULT_RESEND_AFTER = 3600
 DEFAULT_RETRY_BASE = 15.0
 MAX_RETRY_BACKOFF = 600.0
-
-continuous_lag = Gauge(
-    "drfleet_continuous_lag_seconds",
-    "Seconds from a change being written to the committed backup holding it, at the latest commit "
-    "(continuous policies)", ["dataset", "policy"], multiprocess_mode="mostrecent")
-unbacked_age = Gauge(
-    "drfleet_watch_unbacked_seconds",
-    "Age of the oldest change not yet in a committed backup, at the latest watch; 0 when backed up "
-    "(continuous and on-change policies)", ["dataset", "policy"], multiprocess_mode="mostrecent")
-
 
 class WatchUnsupported(DataPathError):
     hint = ("continuous and on-change policies are watched for files datasets; "
@@ -78,12 +67,12 @@ class WatchUnsupported(DataPathError):
 
 def resend_after() -> float:
     """Seconds a sent backup may stay unstarted before it counts as lost and is resent."""
-    return float(os.environ.get("DRFLEET_WATCH_RESEND_SECONDS", DEFAULT_RESEND_AFTER))
+    return settings.WATCH_RESEND_SECONDS.get(default=DEFAULT_RESEND_AFTER)
 
 
 def retry_base() -> float:
     """The first backoff after a failed backup (DRFLEET_WATCH_RETRY_SECONDS, default 15)."""
-    return float(os.environ.get("DRFLEET_WATCH_RETRY_SECONDS", DEFAULT_RETRY_BASE))
+    return settings.WATCH_RETRY_SECONDS.get(default=DEFAULT_RETRY_BASE)
 
 
 @dataclass(frozen=True)
@@ -231,7 +220,7 @@ def _surveyor(plan: Plan, source) -> Callable[..., Survey]:
     """survey(kind=, since=, hashes=) of the source's tree, local or on its host."""
     if not source.host:
         return lambda **kw: survey(source.path, **kw)
-    from datapath.remote_treestate import ssh_target, survey_remote
+    from drfleet.datapath.remote_treestate import ssh_target, survey_remote
     target = ssh_target(plan, source.host)
     return lambda **kw: survey_remote(target, source.path, **kw)
 
@@ -290,6 +279,6 @@ def _abandon(client: redis.Redis, skey: str, task_id: str) -> None:
 
 def _export(dataset: str, policy: str, trigger: str, state: WatchState, decision: Decision) -> None:
     if decision.lag_seconds is not None and trigger == "continuous":
-        continuous_lag.labels(dataset, policy).set(decision.lag_seconds)
+        metrics.continuous_lag.labels(dataset, policy).set(decision.lag_seconds)
     oldest = state.oldest_unbacked()
-    unbacked_age.labels(dataset, policy).set(max(0.0, time.time() - oldest) if oldest else 0.0)
+    metrics.unbacked_age.labels(dataset, policy).set(max(0.0, time.time() - oldest) if oldest else 0.0)

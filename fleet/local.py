@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.errors import DrfleetError
-from fleet.home import drfleet_home
-from plan.models import Plan
+from drfleet import settings
+from drfleet.errors import DrfleetError
+from drfleet.paths import drfleet_home
+from drfleet.plan.models import Plan
 
 
 class FleetStartFailed(DrfleetError):
@@ -75,7 +76,7 @@ class LocalFleet:
         env = dict(os.environ, DRFLEET_PLAN=str(self.plan_path), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
                    DRFLEET_HOME=str(self.home), PYTHONUNBUFFERED="1", DRFLEET_TASK_EVENTS="1")
         try:
-            if not env.get("DRFLEET_BROKER_URL"):
+            if not settings.BROKER_URL.get(env):
                 port = _free_port()
                 redis_dir = self.home / "redis"
                 redis_dir.mkdir(exist_ok=True)
@@ -90,7 +91,7 @@ class LocalFleet:
                 echo(f"redis      embedded broker on 127.0.0.1:{port}")
                 (self.home / "broker-url").write_text(env["DRFLEET_BROKER_URL"])
             self.env = env
-            celery = [sys.executable, "-m", "celery", "-A", "workers"]
+            celery = [sys.executable, "-m", "celery", "-A", "drfleet.workers"]
             for region in self.plan.region_names:
                 for lane in ("data", "control"):
                     self._spawn(f"worker-{region}-{lane}", celery + [
@@ -102,8 +103,8 @@ class LocalFleet:
                                                    "-s", str(self.home / f"beat-{i}.schedule")], env, logs)
             echo(f"beat       {self.beats} process(es), RedBeat lock")
             if self.flower:
-                user = env.get("DRFLEET_FLOWER_USER", "drfleet")
-                password = env.get("DRFLEET_FLOWER_PASSWORD") or self._flower_password()
+                user = settings.FLOWER_USER.get(env)
+                password = settings.FLOWER_PASSWORD.get(env) or self._flower_password()
                 # credentials through Flower's environment, not argv: argv is readable by
                 # every local user in `ps`
                 self._spawn("flower", celery + ["flower", f"--port={self.flower_port}", "--address=127.0.0.1"],

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from kombu.utils.url import maybe_sanitize_url
 
-from plan.models import Plan
-from state.missed import MISSED_STREAM
-from state.store import state_client
-from workers.queues import region_queues
+from drfleet.plan.models import Plan
+from drfleet.state.missed import MISSED_STREAM
+from drfleet.state.store import state_client
+from drfleet.workers.queues import region_queues
 
 # kombu's Redis transport keeps priorities in extra lists named queue + sep + priority
 PRIORITY_SUFFIXES = ["", "\x06\x163", "\x06\x166", "\x06\x169"]
@@ -24,7 +24,7 @@ def queue_depths(client, queues: list[str]) -> dict[str, int]:
 
 
 def fleet_status(plan: Plan, timeout: float = 2.0) -> dict:
-    from workers.celery_app import app
+    from drfleet.workers.celery_app import app
 
     broker = app.conf.broker_url
     client = state_client(broker)

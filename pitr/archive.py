@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from pitr.walnames import DEFAULT_SEGMENT_SIZE, Segment, is_segment, parse_history, segment_of_lsn
-from plan.models import Plan
-from providers.storage import Store
+from drfleet.pitr.walnames import DEFAULT_SEGMENT_SIZE, Segment, is_segment, parse_history, segment_of_lsn
+from drfleet.plan.models import Plan
+from drfleet.providers.storage import Store
 
 
 @dataclass
@@ -46,7 +46,7 @@ def scan_archive(plan: Plan, dataset: str, *, store: Store | None = None,
                  read_histories: bool = True) -> ArchiveState:
     """List the archive of ``dataset`` (home store unless ``store``). History files are
     fetched and parsed when ``read_histories`` (they are small)."""
-    from pitr.wal import _home_store, list_records, read_wal
+    from drfleet.pitr.wal import _home_store, list_records, read_wal
 
     store = store or _home_store(plan, dataset)
     state = ArchiveState(dataset)
@@ -56,7 +56,7 @@ def scan_archive(plan: Plan, dataset: str, *, store: Store | None = None,
             segment = Segment.parse(name, state.segment_size)
             state.segments.setdefault(segment.timeline, set()).add(segment.segno)
             if sizes_seen is None:
-                from pitr.wal import read_record
+                from drfleet.pitr.wal import read_record
                 sizes_seen = read_record(store, dataset, name).plaintext_size
                 if sizes_seen != state.segment_size:
                     return _rescan(plan, dataset, store, sizes_seen, read_histories)
@@ -70,7 +70,7 @@ def scan_archive(plan: Plan, dataset: str, *, store: Store | None = None,
 
 def _rescan(plan: Plan, dataset: str, store: Store, size: int, read_histories: bool) -> ArchiveState:
     """Scan again with a non-default segment size (clusters made with initdb --wal-segsize)."""
-    from pitr.wal import list_records, read_wal
+    from drfleet.pitr.wal import list_records, read_wal
     state = ArchiveState(dataset, segment_size=size)
     for name, _ in list_records(store, dataset):
         if is_segment(name):
@@ -185,7 +185,7 @@ def _manifest_of(plan: Plan, dataset: str, item: Any) -> Any:
         return item.manifest
     if hasattr(item, "source_position"):
         return item
-    from datapath.catalog import find_backup
+    from drfleet.datapath.catalog import find_backup
     return find_backup(plan, str(item), dataset=dataset).manifest
 
 
@@ -199,7 +199,7 @@ def prune_wal(plan: Plan, dataset: str, kept_base_backups: Iterable[Any], *, dry
     With no kept base backup nothing is deleted (``{"kept_all": True}``). Returns counts
     and the names deleted (or that would be, with ``dry_run``).
     """
-    from pitr.wal import _home_store, list_objects, list_records, object_key, read_record, record_key
+    from drfleet.pitr.wal import _home_store, list_objects, list_records, object_key, read_record, record_key
 
     store = store or _home_store(plan, dataset)
     needed = wal_needed_from(plan, dataset, list(kept_base_backups))

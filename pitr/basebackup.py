@@ -16,12 +16,13 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from datapath.errors import WrongRegion
-from pitr.errors import BaseBackupFailed, NotAPostgresDataset
-from pitr.storing import Description, commit_stream
-from pitr.tarwatch import TarWatcher, WatchedReader
-from pitr.walnames import format_lsn, parse_lsn, segment_of_lsn
-from plan.models import Plan
+from drfleet.datapath.errors import WrongRegion
+from drfleet.pitr.errors import BaseBackupFailed, NotAPostgresDataset
+from drfleet.pitr.storing import Description, commit_stream
+from drfleet.pitr.tarwatch import TarWatcher, WatchedReader
+from drfleet.pitr.walnames import format_lsn, parse_lsn, segment_of_lsn
+from drfleet.plan.models import Plan
+from drfleet.statuses import JobStatus
 
 BASEBACKUP_LABEL = "basebackup"
 _START = re.compile(r"START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)")
@@ -87,10 +88,10 @@ def run_base_backup(plan: Plan, dataset: str, *, policy: str | None = None, regi
     pg_basebackup failed: its stderr tail), and the data path's keyring/store errors. In
     every failure case no manifest is written.
     """
-    from datapath.sources import source_for
-    from providers.datasources.postgres import _Target
-    from providers.datasources.producer import ProcessProducer
-    from providers.datasources.tools import require_tool, tool_version
+    from drfleet.datapath.sources import source_for
+    from drfleet.providers.datasources.postgres import _Target
+    from drfleet.providers.datasources.support.producer import ProcessProducer
+    from drfleet.providers.datasources.support.tools import require_tool, tool_version
 
     ds = plan.dataset(dataset)
     if ds.kind != "postgres":
@@ -128,7 +129,7 @@ def run_base_backup(plan: Plan, dataset: str, *, policy: str | None = None, regi
     watcher = TarWatcher({"backup_label", "backup_manifest"})
     manifest = commit_stream(plan, dataset, WatchedReader(producer, watcher), description, region=region, slot=slot,
                              finish=finish, abort=producer.kill)
-    return {"status": "committed", "backup_id": manifest.backup_id, "dataset": dataset, "policy": policy,
+    return {"status": JobStatus.COMMITTED, "backup_id": manifest.backup_id, "dataset": dataset, "policy": policy,
             "type": BASEBACKUP_LABEL, **manifest.source_position,
             "plaintext_size": manifest.plaintext_size, "stored_size": manifest.objects[0].size}
 
@@ -136,7 +137,7 @@ def run_base_backup(plan: Plan, dataset: str, *, policy: str | None = None, regi
 def list_base_backups(plan: Plan, dataset: str, *, location: str | None = None) -> list:
     """Committed base backups of ``dataset`` (BackupRecords), oldest first; home store
     first unless ``location`` is given."""
-    from datapath.catalog import list_backups
-    from datapath.locations import home_location
+    from drfleet.datapath.catalog import list_backups
+    from drfleet.datapath.locations import home_location
     listing = list_backups(plan, dataset, locations=[location or home_location(plan, dataset)])
     return [r for r in listing.backups if r.manifest.labels.get("type") == BASEBACKUP_LABEL]

@@ -16,7 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from pitr.errors import ClusterStartFailed, PromoteFailed
+from drfleet import settings
+from drfleet.pitr.errors import ClusterStartFailed, PromoteFailed
 
 LOG_NAME = "drfleet-server.log"
 
@@ -37,7 +38,7 @@ def server_user() -> pwd.struct_passwd | None:
     if os.geteuid() != 0:
         return None
     try:
-        return pwd.getpwnam(os.environ.get("DRFLEET_PG_USER", "postgres"))
+        return pwd.getpwnam(settings.PG_USER.get())
     except KeyError:
         raise ClusterStartFailed("running as root but there is no 'postgres' user to run PostgreSQL",
                                  hint="create the postgres user or run drfleet as the database owner") from None

@@ -1,7 +1,7 @@
 """Errors of point-in-time recovery. Each names the dataset, WAL file, LSN, directory or
 backup it concerns; none holds a secret (connection strings are never facts)."""
 
-from fleet.errors import DrfleetError
+from drfleet.errors import DrfleetError
 
 
 class PitrError(DrfleetError):

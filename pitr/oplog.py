@@ -25,9 +25,9 @@ from typing import Any, Iterable, Iterator
 import bson
 from bson.timestamp import Timestamp
 
-from pitr.errors import OplogError, OplogGap
-from pitr.storing import Description, commit_stream
-from plan.models import Plan
+from drfleet.pitr.errors import OplogError, OplogGap
+from drfleet.pitr.storing import Description, commit_stream
+from drfleet.plan.models import Plan
 
 SLICE_LABEL = "oplog-slice"
 MAX_INCREMENT = 0xFFFFFFFF
@@ -104,16 +104,16 @@ def read_oplog(client: Any, after: tuple[int, int] | None, *, tailable: bool = F
 
 def slices(plan: Plan, dataset: str) -> list[Any]:
     """The committed oplog slices of ``dataset`` (BackupRecords), oldest first."""
-    from datapath.catalog import list_backups
-    from datapath.locations import home_location
+    from drfleet.datapath.catalog import list_backups
+    from drfleet.datapath.locations import home_location
     listing = list_backups(plan, dataset, locations=[home_location(plan, dataset)])
     found = [r for r in listing.backups if r.manifest.labels.get("type") == SLICE_LABEL]
     return sorted(found, key=lambda r: ts_pair(r.manifest.source_position["first_ts"]))
 
 
 def full_dumps(plan: Plan, dataset: str) -> list[Any]:
-    from datapath.catalog import list_backups
-    from datapath.locations import home_location
+    from drfleet.datapath.catalog import list_backups
+    from drfleet.datapath.locations import home_location
     listing = list_backups(plan, dataset, locations=[home_location(plan, dataset)])
     return [r for r in listing.backups if r.manifest.labels.get("type") != SLICE_LABEL]
 
@@ -170,8 +170,8 @@ def _bson(entry: Any) -> bytes:
 
 def read_slice(plan: Plan, record: Any) -> Iterator[dict]:
     """The entries of a stored slice, decoded, in order (every check of the data path)."""
-    from datapath.locations import store_for
-    from datapath.reading import BackupReader, data_key_for
+    from drfleet.datapath.locations import store_for
+    from drfleet.datapath.reading import BackupReader, data_key_for
     reader = BackupReader(store_for(plan, record.location), record.manifest, data_key_for(plan, record.manifest))
     data = reader.read()
     reader.finish()
@@ -213,8 +213,8 @@ def restore_to_timestamp(plan: Plan, dataset: str, target_conn: str, at: str | t
     """Restore ``dataset`` into ``target_conn`` as it was at ``at`` (``latest``, ``T:I`` or
     an ISO time): the newest dump before it, then the oplog up to it. Returns a summary.
     Raises OplogGap, OplogError, BackupNotFound-like OplogError when no dump precedes it."""
-    from datapath.restore import restore_backup
-    from providers.datasources import mongodb
+    from drfleet.datapath.restore import restore_backup
+    from drfleet.providers.datasources import mongodb
 
     if at == "latest":
         chain = slices(plan, dataset)

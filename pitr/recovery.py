@@ -24,10 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pitr import cluster
-from pitr.errors import InvalidRecoveryTarget, NoBaseBackup, TargetDirNotEmpty, WalGap
-from pitr.walnames import Segment, format_lsn, parse_lsn, segment_of_lsn
-from plan.models import Plan
+from drfleet import settings
+from drfleet.pitr import cluster
+from drfleet.pitr.errors import InvalidRecoveryTarget, NoBaseBackup, TargetDirNotEmpty, WalGap
+from drfleet.pitr.walnames import Segment, format_lsn, parse_lsn, segment_of_lsn
+from drfleet.plan.models import Plan
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def parse_target(text: str | None) -> RecoveryTarget:
 def wal_executable() -> str:
     """How PostgreSQL calls drfleet: $DRFLEET_WAL_EXECUTABLE, else ``drfleet`` on PATH or
     beside this interpreter."""
-    configured = os.environ.get("DRFLEET_WAL_EXECUTABLE")
+    configured = settings.WAL_EXECUTABLE.get()
     if configured:
         return configured
     beside = Path(sys.executable).with_name("drfleet")
@@ -84,7 +85,7 @@ def wal_command(verb: str, plan_path: str, dataset: str) -> str:
 
 def choose_base_backup(plan: Plan, dataset: str, target: RecoveryTarget, backup_id: str | None = None):
     """The base backup (BackupRecord) to restore from. Raises NoBaseBackup."""
-    from pitr.basebackup import list_base_backups
+    from drfleet.pitr.basebackup import list_base_backups
     backups = list_base_backups(plan, dataset)
     if backup_id:
         chosen = [r for r in backups if r.backup_id == backup_id]
@@ -103,8 +104,8 @@ def choose_base_backup(plan: Plan, dataset: str, target: RecoveryTarget, backup_
 def check_reachable(plan: Plan, dataset: str, manifest: Any, target: RecoveryTarget) -> dict[str, Any]:
     """Raise WalGap unless the archive holds every segment recovery from ``manifest`` to
     ``target`` needs (as far as the archive can tell). Returns what it found."""
-    from pitr.archive import reachable_end, scan_archive
-    from pitr.wal import _home_store, read_record
+    from drfleet.pitr.archive import reachable_end, scan_archive
+    from drfleet.pitr.wal import _home_store, read_record
 
     pos = manifest.source_position
     state = scan_archive(plan, dataset)
@@ -138,8 +139,8 @@ def lay_down(plan: Plan, record: Any, data_dir: str) -> int:
     """Extract base backup ``record`` into ``data_dir`` (new or empty), owned by the server
     user, mode 0700. Returns bytes restored. Raises TargetDirNotEmpty and the data path's
     integrity errors (the directory is then removed again)."""
-    from datapath.locations import store_for
-    from datapath.reading import BackupReader, data_key_for
+    from drfleet.datapath.locations import store_for
+    from drfleet.datapath.reading import BackupReader, data_key_for
 
     path = Path(data_dir)
     if path.exists() and any(path.iterdir()):
@@ -219,7 +220,7 @@ def restore_to(plan: Plan, source: str, data_dir: str, at: str | None = "latest"
     target = parse_target(at)
     record = choose_base_backup(plan, dataset, target, backup_id)
     found = check_reachable(plan, dataset, record.manifest, target)
-    plan_path = plan_path or os.environ.get("DRFLEET_PLAN")
+    plan_path = plan_path or settings.PLAN.get()
     if not plan_path:
         raise InvalidRecoveryTarget("the restored cluster's restore_command needs the plan file",
                                     hint="pass --plan PLAN (or set DRFLEET_PLAN)")
@@ -246,7 +247,7 @@ def _split_source(plan: Plan, source: str) -> tuple[str, str | None]:
         return dataset, backup_id
     if source in plan.datasets:
         return source, None
-    from datapath.catalog import find_backup
+    from drfleet.datapath.catalog import find_backup
     record = find_backup(plan, source)
     return record.dataset, record.backup_id
 

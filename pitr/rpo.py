@@ -8,7 +8,7 @@ last archived file and time, failures) is reported beside the store's, and the l
 compared with the dataset's RPO target. ``archive_timeout`` must be below the target for
 an idle-but-not-silent primary to meet it; that is reported too.
 
-Gauges (prometheus_client, registered in the default registry):
+Gauges (``drfleet.metrics``):
 ``drfleet_wal_archive_lag_seconds{dataset}``, ``drfleet_wal_rpo_target_seconds{dataset}``,
 ``drfleet_wal_last_archived_timestamp_seconds{dataset}``, ``drfleet_wal_archive_failures{dataset}``.
 """
@@ -19,16 +19,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from prometheus_client import Gauge
-
-from plan.models import Plan
-
-archive_lag = Gauge("drfleet_wal_archive_lag_seconds",
-                    "Age of the newest archived WAL when the primary has written since (achieved RPO)", ["dataset"])
-rpo_target = Gauge("drfleet_wal_rpo_target_seconds", "The dataset's RPO target", ["dataset"])
-last_archived = Gauge("drfleet_wal_last_archived_timestamp_seconds",
-                      "When the newest archived WAL file was stored (unix time)", ["dataset"])
-archive_failures = Gauge("drfleet_wal_archive_failures", "pg_stat_archiver.failed_count", ["dataset"])
+from drfleet import metrics
+from drfleet.plan.models import Plan
 
 
 @dataclass(frozen=True)
@@ -52,7 +44,7 @@ class ArchiveLag:
 def lag_from(current_lsn: int, current_timeline: int, newest_name: str | None, newest_at: datetime | None,
              now: datetime, segment_size: int) -> float:
     """The lag given the primary's position and the newest archived segment (pure)."""
-    from pitr.walnames import Segment
+    from drfleet.pitr.walnames import Segment
     if newest_name is None or newest_at is None:
         return float("inf")
     newest = Segment.parse(newest_name, segment_size)
@@ -68,10 +60,10 @@ def measure_archive_lag(plan: Plan, dataset: str, *, conn: str | None = None,
     to the primary and reading the store raise."""
     import psycopg
 
-    from datapath.sources import source_for
-    from pitr.archive import scan_archive
-    from pitr.wal import _home_store, read_record
-    from pitr.walnames import parse_lsn
+    from drfleet.datapath.sources import source_for
+    from drfleet.pitr.archive import scan_archive
+    from drfleet.pitr.wal import _home_store, read_record
+    from drfleet.pitr.walnames import parse_lsn
 
     conn = conn or source_for(plan, dataset)[1]
     with psycopg.connect(conn, connect_timeout=10, autocommit=True) as db:
@@ -95,12 +87,12 @@ def measure_archive_lag(plan: Plan, dataset: str, *, conn: str | None = None,
                         f"within the {target}s RPO target; set archive_timeout below it")
     if failed:
         warnings.append(f"the archiver has failed {failed} time(s) (pg_stat_archiver)")
-    archive_lag.labels(dataset).set(lag)
+    metrics.archive_lag.labels(dataset).set(lag)
     if target is not None:
-        rpo_target.labels(dataset).set(target)
+        metrics.rpo_target.labels(dataset).set(target)
     if newest_at:
-        last_archived.labels(dataset).set(newest_at.timestamp())
-    archive_failures.labels(dataset).set(failed or 0)
+        metrics.last_archived.labels(dataset).set(newest_at.timestamp())
+    metrics.archive_failures.labels(dataset).set(failed or 0)
     return ArchiveLag(dataset=dataset, lag_seconds=lag if lag != float("inf") else -1.0,
                       rpo_target_seconds=target, within_target=target is None or lag <= target,
                       current_wal=walfile, newest_archived=newest.name if newest else None,

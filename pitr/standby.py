@@ -16,10 +16,27 @@ error names the command to run on that host (``drfleet standby create ... --on l
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import tempfile
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from plan.models import Plan
+from drfleet import settings
+from drfleet.pitr import cluster
+from drfleet.pitr.errors import NotAPostgresDataset, StandbyNotFound
+from drfleet.pitr.recovery import (
+    RecoveryTarget,
+    check_reachable,
+    choose_base_backup,
+    lay_down,
+    wal_command,
+    write_settings,
+)
+from drfleet.plan.models import Plan
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,38 @@ class StandbyInfo:
         return asdict(self)
 
 
+def _registry(dataset: str) -> Path:
+    from drfleet.paths import drfleet_home
+    return drfleet_home() / "standbys" / f"{dataset}.json"
+
+
+def list_standbys(dataset: str) -> list[StandbyInfo]:
+    """The registered standbys of ``dataset``, oldest first (empty when none)."""
+    path = _registry(dataset)
+    try:
+        return [StandbyInfo(**entry) for entry in json.loads(path.read_text())]
+    except FileNotFoundError:
+        return []
+
+
+def _save(dataset: str, standbys: list[StandbyInfo]) -> None:
+    path = _registry(dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{dataset}.")
+    with os.fdopen(fd, "w") as handle:
+        json.dump([s.to_dict() for s in standbys], handle, indent=2)
+    os.replace(temp, path)
+
+
+def _primary_conninfo(conn: str, dataset: str) -> str:
+    """libpq keyword form of the dataset's connection, without dbname, with an application_name."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    params = conninfo_to_dict(conn)
+    params.pop("dbname", None)
+    params["application_name"] = f"drfleet-standby-{dataset}"
+    return make_conninfo(**params)
+
+
 def create_standby(plan: Plan, dataset: str, *, data_dir: str, host: str | None = "local",
                    port: int | None = None, backup_id: str | None = None,
                    primary_conninfo: str | None = None, start: bool = True,
@@ -52,9 +101,71 @@ def create_standby(plan: Plan, dataset: str, *, data_dir: str, host: str | None 
     cannot bring the base backup to a consistent state), TargetDirNotEmpty, and
     ClusterStartFailed (with the server log's tail) when the standby does not come up.
     """
-    from pitr.standby_impl import create_standby as _create
-    return _create(plan, dataset, data_dir=data_dir, host=host, port=port, backup_id=backup_id,
-                   primary_conninfo=primary_conninfo, start=start, timeout=timeout)
+    ds = plan.dataset(dataset)
+    if ds.kind != "postgres":
+        raise NotAPostgresDataset(f"dataset {dataset} is of kind {ds.kind}", dataset=dataset)
+    host = host or "local"
+    if host != "local":
+        return _create_remote(plan, dataset, data_dir=data_dir, host=host, port=port, backup_id=backup_id)
+    plan_path = settings.PLAN.get()
+    if not plan_path:
+        raise StandbyNotFound("the standby's restore_command needs the plan file", dataset=dataset,
+                              hint="pass --plan PLAN (or set DRFLEET_PLAN)")
+    if primary_conninfo is None:
+        from drfleet.datapath.sources import source_for
+        primary_conninfo = _primary_conninfo(source_for(plan, dataset)[1], dataset)
+    target = RecoveryTarget("latest")
+    record = choose_base_backup(plan, dataset, target, backup_id)
+    check_reachable(plan, dataset, record.manifest, RecoveryTarget("lsn", lsn=_stop_lsn(record.manifest)))
+    from drfleet.pitr.recovery import _free_port
+    port = port or _free_port()
+    lay_down(plan, record, data_dir)
+    write_settings(data_dir, {
+        "restore_command": wal_command("fetch", plan_path, dataset),
+        "primary_conninfo": primary_conninfo, "recovery_target_timeline": "latest",
+        "hot_standby": True, "archive_mode": "off", "port": port, "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": os.path.abspath(data_dir)}, "standby.signal")
+    if start:
+        cluster.start(data_dir, port, until="streaming", timeout=timeout)
+    info = StandbyInfo(dataset=dataset, host=host, data_dir=os.path.abspath(data_dir), port=port,
+                       backup_id=record.backup_id, created_at=datetime.now(timezone.utc).isoformat())
+    _save(dataset, [s for s in list_standbys(dataset) if s.data_dir != info.data_dir] + [info])
+    return info
+
+
+def _stop_lsn(manifest: Any) -> int:
+    from drfleet.pitr.walnames import parse_lsn
+    return parse_lsn(manifest.source_position["stop_lsn"])
+
+
+def _create_remote(plan: Plan, dataset: str, *, data_dir: str, host: str, port: int | None,
+                   backup_id: str | None) -> StandbyInfo:
+    """Not built: says the command to run on ``host`` (drfleet, plan and keyring there)."""
+    if host not in plan.hosts:
+        raise StandbyNotFound(f"host {host!r} is not in the plan", dataset=dataset,
+                              hint=f"use a host of the plan ({', '.join(sorted(plan.hosts)) or 'none'}) or 'local'")
+    argv = ["drfleet", "standby", "create", dataset, "--on", "local", "--to", data_dir]
+    if port:
+        argv += ["--port", str(port)]
+    if backup_id:
+        argv += ["--backup", backup_id]
+    raise StandbyNotFound("remote standbys are created by running drfleet on the host itself",
+                          dataset=dataset, host=host,
+                          hint=f"on {host}, with the plan and keyring installed, run: {shlex.join(argv)}")
+
+
+def _find(dataset: str, data_dir: str | None) -> StandbyInfo:
+    standbys = list_standbys(dataset)
+    if data_dir:
+        wanted = os.path.abspath(data_dir)
+        for info in standbys:
+            if info.data_dir == wanted:
+                return info
+        raise StandbyNotFound(f"no standby of {dataset} is registered in {data_dir}", dataset=dataset,
+                              data_dir=data_dir)
+    if not standbys:
+        raise StandbyNotFound(f"no standby of {dataset} is registered", dataset=dataset)
+    return standbys[-1]
 
 
 def promote_standby(plan: Plan, dataset: str, *, data_dir: str | None = None,
@@ -69,11 +180,25 @@ def promote_standby(plan: Plan, dataset: str, *, data_dir: str | None = None,
     Raises StandbyNotFound (no registered standby / no such directory) and PromoteFailed
     (with the server log's tail) when it does not leave recovery within ``timeout``.
     """
-    from pitr.standby_impl import promote_standby as _promote
-    return _promote(plan, dataset, data_dir=data_dir, host=host, timeout=timeout)
-
-
-def list_standbys(dataset: str) -> list[StandbyInfo]:
-    """The registered standbys of ``dataset``, oldest first (empty when none)."""
-    from pitr.standby_impl import list_standbys as _list
-    return _list(dataset)
+    plan.dataset(dataset)
+    info = _find(dataset, data_dir)
+    if host not in (None, "local", info.host):
+        raise StandbyNotFound(f"the registered standby of {dataset} is on {info.host}, not {host}",
+                              dataset=dataset, host=host)
+    in_recovery = None
+    try:
+        in_recovery = cluster.query(info.port, "SELECT pg_is_in_recovery()")[0]
+    except Exception:  # noqa: BLE001 - not running: promote cannot work either
+        pass
+    if in_recovery is None:
+        from drfleet.pitr.errors import PromoteFailed
+        raise PromoteFailed(f"the standby of {dataset} does not accept connections", dataset=dataset,
+                            data_dir=info.data_dir, port=info.port, log_tail=cluster.log_tail(info.data_dir))
+    seconds, already = 0.0, not in_recovery
+    if in_recovery:
+        seconds = cluster.promote(info.data_dir, info.port, timeout=timeout)
+        promoted = StandbyInfo(**{**info.to_dict(), "promoted_at": datetime.now(timezone.utc).isoformat()})
+        _save(dataset, [promoted if s.data_dir == info.data_dir else s for s in list_standbys(dataset)])
+    timeline, = cluster.query(info.port, "SELECT timeline_id FROM pg_control_checkpoint()")
+    return {"dataset": dataset, "host": info.host, "data_dir": info.data_dir, "port": info.port,
+            "promoted": True, "already_primary": already, "timeline": timeline, "seconds": round(seconds, 3)}

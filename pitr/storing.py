@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, Callable
 
-from backup_format.datakey import DataKey, wrap_data_key
-from backup_format.envelope import ObjectSealer
-from backup_format.layout import manifest_key, new_backup_id, object_key
-from backup_format.manifest import Compression, Manifest, ObjectEntry
-from datapath.locations import home_location, keyring_for, store_for
-from datapath.streams import DEFAULT_THREADS, seal_stream
-from plan.models import Plan
+from drfleet.backup_format.datakey import DataKey, wrap_data_key
+from drfleet.backup_format.envelope import ObjectSealer
+from drfleet.backup_format.layout import manifest_key, new_backup_id, object_key
+from drfleet.backup_format.manifest import Compression, Manifest, ObjectEntry
+from drfleet.datapath.locations import home_location, keyring_for, store_for
+from drfleet.datapath.streams import DEFAULT_THREADS, seal_stream
+from drfleet.plan.models import Plan
 
 logger = logging.getLogger("drfleet.pitr")
 

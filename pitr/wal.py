@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from backup_format.datakey import DataKey, unwrap_data_key, wrap_data_key
-from backup_format.envelope import decrypt_bytes, encrypt_bytes
-from backup_format.errors import WrongKey
-from backup_format.layout import check_dataset
-from backup_format.manifest import canonical_json, format_timestamp
-from datapath.locations import home_location, keyring_for, store_for
-from pitr.errors import (NotAPostgresDataset, WalConflict, WalFileUnreadable, WalNotArchived,
-                         WalRecordInvalid)
-from pitr.walnames import check_wal_name, timeline_of
-from plan.models import Plan
-from providers.storage import ObjectExists, ObjectNotFound, Store
+from drfleet import settings
+from drfleet.backup_format.datakey import DataKey, unwrap_data_key, wrap_data_key
+from drfleet.backup_format.envelope import decrypt_bytes, encrypt_bytes
+from drfleet.backup_format.errors import WrongKey
+from drfleet.backup_format.layout import check_dataset
+from drfleet.backup_format.manifest import canonical_json, format_timestamp
+from drfleet.datapath.locations import home_location, keyring_for, store_for
+from drfleet.pitr.errors import NotAPostgresDataset, WalConflict, WalFileUnreadable, WalNotArchived, WalRecordInvalid
+from drfleet.pitr.walnames import check_wal_name, timeline_of
+from drfleet.plan.models import Plan
+from drfleet.providers.storage import ObjectExists, ObjectNotFound, Store
 
 RECORD_FORMAT = "drfleet-wal-record"
 RECORD_VERSION = 1
@@ -57,7 +57,7 @@ def object_key(dataset: str, name: str, object_name: str) -> str:
 
 
 def compression_level() -> int:
-    return int(os.environ.get("DRFLEET_WAL_ZSTD_LEVEL", DEFAULT_LEVEL))
+    return settings.WAL_ZSTD_LEVEL.get(default=DEFAULT_LEVEL)
 
 
 @dataclass(frozen=True)

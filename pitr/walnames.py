@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pitr.errors import InvalidRecoveryTarget, WalFileUnreadable
+from drfleet.pitr.errors import InvalidRecoveryTarget, WalFileUnreadable
 
 DEFAULT_SEGMENT_SIZE = 16 << 20
 

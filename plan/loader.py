@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from plan.rules import check_references
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.plan.rules import check_references
 
 
 @dataclass(frozen=True)

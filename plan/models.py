@@ -12,11 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
-from fleet.errors import DrfleetError
-from plan.copies import CopyTarget, parse_copy_target
-from plan.durations import parse_duration
-from plan.retention import Retention, parse_retention
-from plan.triggers import Trigger, parse_trigger
+from drfleet.errors import DrfleetError
+from drfleet.plan.copies import CopyTarget, parse_copy_target
+from drfleet.plan.durations import parse_duration
+from drfleet.plan.retention import Retention, parse_retention
+from drfleet.plan.triggers import Trigger, parse_trigger
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -402,7 +402,7 @@ class Plan(Strict):
     verification: Verification = Field(Verification(), description=(
         "How backups are checked after they are written and on a schedule. Default: a quick "
         "check after every backup, no scheduled cold-storage check."))
-    # services, DNS, clouds and standbys the runbooks use; validated by runbooks.config
+    # services, DNS, clouds and standbys the runbooks use; validated by plan.recovery
     recovery: dict[str, Any] = Field({}, description=(
         "What the recovery runbooks act on: services, DNS, clouds, standbys (see "
         "[recovery section](#recovery-section)). Default empty: the runbooks have nothing to act on."))

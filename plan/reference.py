@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import yaml
 
-from plan import copies, retention, triggers
-from plan.loader import plan_json_schema
+from drfleet.plan import copies, retention, triggers
+from drfleet.plan.loader import plan_json_schema
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_FILES = ("examples/microservices.yaml", "examples/plugspace.yaml")
@@ -259,9 +259,8 @@ def plan_reference_markdown(schema: dict | None = None, docs: list[Any] | None =
 
 
 def _recovery_sections() -> list[str]:
-    """The ``recovery:`` section (validated by ``runbooks.config``), same table format."""
-    from runbooks.config import Recovery
-    from runbooks.docs import EXAMPLE_RECOVERY
+    """The ``recovery:`` section (validated by ``plan.recovery``), same table format."""
+    from drfleet.plan.recovery import EXAMPLE_RECOVERY, Recovery
 
     schema = Recovery.model_json_schema(mode="validation")
     schema["title"] = "Recovery"
@@ -269,8 +268,8 @@ def _recovery_sections() -> list[str]:
              for (m, f), v in collect_examples(schema, [EXAMPLE_RECOVERY]).items()}
     lines = ["## Recovery section", "",
              "`recovery:` holds what the runbooks act on (services, DNS, clouds, standbys); "
-             "`drfleet plan check` validates it with `runbooks.config.recovery_config`. Its "
-             "examples come from the illustrative recovery section in `runbooks/docs.py`.", ""]
+             "`drfleet plan check` validates it with `plan.recovery.recovery_config`. Its "
+             "examples come from the illustrative recovery section in `plan/recovery.py`.", ""]
     for model in model_order(schema):
         if model in plan_json_schema().get("$defs", {}):
             continue  # documented above (SecretRef)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from plan.durations import parse_duration
+from drfleet.plan.durations import parse_duration
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from plan.copies import CopyTarget, parse_copy_target
+from drfleet.plan.copies import CopyTarget, parse_copy_target
 
 Issue = tuple[tuple, str]  # (path in the document, message)
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from plan.cron import Cron, CronError
+from drfleet.plan.cron import Cron, CronError
 
 TRIGGER_KINDS = ("cron", "interval", "continuous", "on-change", "on-event")
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import time
 
-from plan.models import Plan
-from report.monthly import month_bounds, month_review
-from report.rpo import freshness_series, peak, recovery_points, rpo_now, trend
-from report.rto import drill_rows, rto_rows
-from state import drills
+from drfleet.plan.models import Plan
+from drfleet.report.monthly import month_bounds, month_review
+from drfleet.report.rpo import freshness_series, peak, recovery_points, rpo_now, trend
+from drfleet.report.rto import drill_rows, rto_rows
+from drfleet.state import drills
 
 DEFAULT_WINDOW_DAYS = 30
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import time
 
-from plan.durations import format_duration
+from drfleet.plan.durations import format_duration
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 640, 170, 56, 12, 14, 26
 

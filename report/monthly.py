@@ -11,8 +11,9 @@ import re
 import statistics
 from datetime import datetime, timezone
 
-from fleet.errors import DrfleetError
-from state import audit, drills
+from drfleet.errors import DrfleetError
+from drfleet.state import audit, drills
+from drfleet.statuses import DrillResult, TaskOutcome, VerificationResult
 
 
 class MonthInvalid(DrfleetError):
@@ -46,11 +47,11 @@ def month_review(month: str, *, client=None) -> dict:
     """Raises MonthInvalid for a malformed month."""
     start, end = month_bounds(month)
     runs: dict[str, list[dict]] = {}
-    checks = {"ok": 0, "damaged": 0, "size-anomaly": 0}
+    checks = {result: 0 for result in VerificationResult}
     for rec in audit.entries(since=start, limit=10_000_000, client=client):
         if rec["at"] >= end:
             break
-        if rec["action"] == "drfleet.backup" and rec["outcome"] in ("succeeded", "failed"):
+        if rec["action"] == "drfleet.backup" and rec["outcome"] in (TaskOutcome.SUCCEEDED, TaskOutcome.FAILED):
             runs.setdefault(rec["details"].get("dataset", "?"), []).append(rec)
         elif rec["action"] == "verification" and rec["outcome"] in checks:
             checks[rec["outcome"]] += 1
@@ -61,7 +62,7 @@ def month_review(month: str, *, client=None) -> dict:
                         "completion_seconds": summary([float(r["details"].get("seconds") or 0)
                                                        for r in rs if r["outcome"] == "succeeded"])}
                    for ds, rs in sorted(runs.items())}
-    held = [d for d in drills.history(since=start, until=end, client=client) if d.result != "running"]
+    held = [d for d in drills.history(since=start, until=end, client=client) if d.result != DrillResult.RUNNING]
     timed = [d.rto_seconds for d in held if d.rto_seconds is not None]
     kinds = sorted({d.kind for d in held})
     total_checks = sum(checks.values())
@@ -71,9 +72,9 @@ def month_review(month: str, *, client=None) -> dict:
                     "success_rate": rate(len(succeeded), len(all_runs)),
                     "completion_seconds": summary([float(r["details"].get("seconds") or 0) for r in succeeded]),
                     "per_dataset": per_dataset},
-        "drills": {"runs": len(held), "passed": sum(d.result == "passed" for d in held),
-                   "failed": sum(d.result == "failed" for d in held),
-                   "not_available": sum(d.result == "not-available" for d in held),
+        "drills": {"runs": len(held), "passed": sum(d.result == DrillResult.PASSED for d in held),
+                   "failed": sum(d.result == DrillResult.FAILED for d in held),
+                   "not_available": sum(d.result == DrillResult.NOT_AVAILABLE for d in held),
                    "recovery_seconds": summary(timed),
                    "per_kind": {k: {"runs": sum(d.kind == k for d in held),
                                     "passed": sum(d.kind == k and d.passed for d in held),
@@ -81,7 +82,9 @@ def month_review(month: str, *, client=None) -> dict:
                                                                  if d.kind == k and d.rto_seconds is not None])}
                                 for k in kinds},
                    "failures": [{"drill_id": d.drill_id, "kind": d.kind, "at": d.started_at, "reason": d.reason}
-                                for d in held if d.result == "failed"]},
-        "integrity": {"verifications": total_checks, "ok": checks["ok"], "damaged": checks["damaged"],
-                      "size_anomalies": checks["size-anomaly"], "ok_rate": rate(checks["ok"], total_checks)},
+                                for d in held if d.result == DrillResult.FAILED]},
+        "integrity": {"verifications": total_checks, "ok": checks[VerificationResult.OK],
+                      "damaged": checks[VerificationResult.DAMAGED],
+                      "size_anomalies": checks[VerificationResult.SIZE_ANOMALY],
+                      "ok_rate": rate(checks[VerificationResult.OK], total_checks)},
     }

@@ -13,9 +13,9 @@ import importlib
 import logging
 from datetime import datetime
 
-from backup_format.layout import backup_time
-from plan.models import Plan
-from state import verifications
+from drfleet.backup_format.layout import backup_time
+from drfleet.plan.models import Plan
+from drfleet.state import verifications
 
 logger = logging.getLogger("drfleet.report")
 

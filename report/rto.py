@@ -9,9 +9,10 @@ scenario when it has one (``region``; ``catastrophic``/``full-disaster``;
 
 from __future__ import annotations
 
-from plan.models import Plan
-from report.rpo import target_or_none, trend
-from state.drills import DrillRecord
+from drfleet.plan.models import Plan
+from drfleet.report.rpo import target_or_none, trend
+from drfleet.state.drills import DrillRecord
+from drfleet.statuses import DrillResult
 
 SCENARIOS_FOR_KIND = {
     "region": ("region", "server"),
@@ -61,7 +62,7 @@ def drill_rows(plan: Plan, drills: list[DrillRecord]) -> list[dict]:
     and how many passed and failed."""
     by_kind: dict[str, list[DrillRecord]] = {}
     for drill in drills:
-        if drill.result != "running":
+        if drill.result != DrillResult.RUNNING:
             by_kind.setdefault(drill.kind, []).append(drill)
     rows = []
     for kind, records in sorted(by_kind.items()):
@@ -74,9 +75,9 @@ def drill_rows(plan: Plan, drills: list[DrillRecord]) -> list[dict]:
                      "latest_result": latest.result, "latest_reason": latest.reason,
                      "latest_at": latest.started_at, "latest_seconds": latest.rto_seconds,
                      "worst_seconds": max((d.rto_seconds for d in timed), default=None),
-                     "passed": sum(d.result == "passed" for d in records),
-                     "failed": sum(d.result == "failed" for d in records),
-                     "not_available": sum(d.result == "not-available" for d in records),
+                     "passed": sum(d.result == DrillResult.PASSED for d in records),
+                     "failed": sum(d.result == DrillResult.FAILED for d in records),
+                     "not_available": sum(d.result == DrillResult.NOT_AVAILABLE for d in records),
                      "trend": trend(timed[-2].rto_seconds if len(timed) > 1 else None,
                                     timed[-1].rto_seconds if timed else None)})
     return rows

@@ -2,8 +2,8 @@
 appendix A recovery checklists (docs/recovery-checklists.md), generated so they cannot drift.
 
 Each runbook page lists the steps ``runbooks.scenarios.build_steps`` produces for
-``examples/microservices.yaml`` plus ``EXAMPLE_RECOVERY`` (the example plans carry no
-``recovery:`` section, so an illustrative one lives here), with each action's docstring.
+``examples/microservices.yaml`` plus ``plan.recovery.EXAMPLE_RECOVERY`` (the example plans
+carry no ``recovery:`` section, so an illustrative one lives there), with each action's docstring.
 The checklists are the seed's scenarios as data (``CHECKLISTS``): every item names the
 runbook step or drfleet command that performs it, or says it is the operator's job.
 Raises what ``build_steps`` raises (UnknownScenario, RecoveryConfigInvalid) when the
@@ -15,55 +15,18 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from plan.loader import validate_document
-from plan.models import Plan
-from runbooks.scenarios import SCENARIOS, build_steps
-from runbooks.steps import StepSpec
+from drfleet.plan.loader import validate_document
+from drfleet.plan.models import Plan
+from drfleet.plan.recovery import EXAMPLE_HOSTS, EXAMPLE_RECOVERY
+from drfleet.runbooks.scenarios import SCENARIOS, build_steps
+from drfleet.runbooks.steps import StepSpec
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PLAN = "examples/microservices.yaml"
 
-_KEYS = {"key_file": "/etc/drfleet/ssh/id_ed25519", "known_hosts": "/etc/drfleet/ssh/known_hosts", "user": "drfleet"}
-EXAMPLE_HOSTS: dict[str, dict[str, Any]] = {
-    "auth-eu-1": {"address": "10.0.1.5", "region": "eu-central", **_KEYS},
-    "auth-us-1": {"address": "10.1.1.5", "region": "us-east", **_KEYS},
-    "web-us-1": {"address": "10.1.1.10", "region": "us-east", **_KEYS},
-    "db-eu-2": {"address": "10.0.1.41", "region": "eu-central", **_KEYS},
-}
-EXAMPLE_RECOVERY: dict[str, Any] = {
-    "ssh": {"user": "drfleet", "key_file": "/etc/drfleet/ssh/id_ed25519", "known_hosts": "/etc/drfleet/ssh/known_hosts"},
-    "clouds": {
-        "eu-central": {"provider": "hetzner", "token_env": "HCLOUD_TOKEN", "region": "fsn1", "size": "cx22", "image": "ubuntu-24.04"},
-        "ap-southeast": {"provider": "vultr", "token_env": "VULTR_API_KEY", "region": "sgp", "size": "vc2-1c-2gb", "image": "ubuntu-24.04"},
-    },
-    "fallback_region": "ap-southeast",
-    "dns": {"provider": "cloudflare", "zone": "example.com", "token_env": "CLOUDFLARE_API_TOKEN"},
-    "services": {
-        "auth": {"region": "eu-central", "host": "auth-eu-1", "instances": {"us-east": "auth-us-1"},
-                 "dns": {"name": "auth.example.com", "type": "A", "ttl": 60},
-                 "health": ["curl", "-fsS", "http://127.0.0.1:8080/health"],
-                 "restart": ["systemctl", "restart", "auth"],
-                 "config": {"local": "/etc/drfleet/services/auth", "remote": "{root}/etc/auth"},
-                 "restore": {"auth-db": "env:AUTH_DB_URL"}, "critical": True, "priority": 1},
-        "ghost": {"region": "eu-central", "host": "web-eu-1", "instances": {"us-east": "web-us-1"},
-                  "dns": {"name": "blog.example.com"},
-                  "health": ["curl", "-fsS", "http://127.0.0.1:2368/"],
-                  "restart": ["systemctl", "restart", "ghost"],
-                  "config": {"local": "/etc/drfleet/services/ghost", "remote": "{root}/etc/ghost"},
-                  "restore": {"ghost-db": "env:GHOST_DB_URL", "ghost-content": "host:{root}/var/lib/ghost/content"},
-                  "priority": 2},
-    },
-    "restore_targets": {"auth-db": {"us-east": "env:AUTH_DB_US_URL"}, "ghost-db": {"us-east": "env:GHOST_DB_US_URL"}},
-    "databases": {
-        "auth-db": {"standby": {"env": "AUTH_DB_STANDBY_URL"}, "dns": {"name": "auth-db.example.com"},
-                    "endpoint_file": {"host": "auth-eu-1", "path": "/etc/auth/database-endpoint"},
-                    "new_standby": {"host": "db-eu-2", "data_dir": "/var/lib/postgresql/standby"}},
-    },
-}
 # the parameters each scenario page is built with (what `drfleet runbook start` takes)
 EXAMPLE_PARAMS: dict[str, dict[str, str]] = {
     "service-failure": {"service": "ghost"}, "database-failure": {"dataset": "auth-db"},
@@ -78,11 +41,11 @@ def example_plan() -> Plan:
     doc = yaml.safe_load((REPO / EXAMPLE_PLAN).read_text())
     doc["hosts"] = {**doc.get("hosts", {}), **EXAMPLE_HOSTS}
     doc["recovery"] = EXAMPLE_RECOVERY
-    return validate_document(doc, source=f"{EXAMPLE_PLAN} + runbooks/docs.py EXAMPLE_RECOVERY")
+    return validate_document(doc, source=f"{EXAMPLE_PLAN} + plan/recovery.py EXAMPLE_RECOVERY")
 
 
 def _action_doc(action: str) -> str:
-    from runbooks.actions import ACTIONS, _load
+    from drfleet.runbooks.actions import ACTIONS, _load
     _load()
     fn = ACTIONS.get(action)
     return " ".join((inspect.getdoc(fn) or "").split()) if fn else ""
@@ -99,7 +62,7 @@ def runbook_page(scenario: str, plan: Plan | None = None) -> str:
     steps = build_steps(plan, scenario, **EXAMPLE_PARAMS[scenario])
     start = _start_command(scenario)
     lines = [f"# Runbook: {scenario}", "",
-             f"<!-- generated by `drfleet plan docs --all docs`; do not edit by hand -->", "",
+             "<!-- generated by `drfleet plan docs --all docs`; do not edit by hand -->", "",
              f"The seed plan's *{SEED_SCENARIO[scenario]}*. Steps as `build_steps` produces them for "
              f"`{EXAMPLE_PLAN}` with the example recovery section in `runbooks/docs.py` "
              f"(parameters: {EXAMPLE_PARAMS[scenario] or 'none'}); your plan's services, datasets and "

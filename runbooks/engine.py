@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.errors import DrfleetError
-from runbooks.actions import ACTIONS, SkipStep, StepContext
-from runbooks.config import recovery_config
-from runbooks.records import Run, RunStore, heartbeat_seconds
-from runbooks.steps import RunStatus, StepStatus
-from state import audit
+from drfleet.errors import DrfleetError
+from drfleet.plan.recovery import recovery_config
+from drfleet.runbooks.actions import ACTIONS, SkipStep, StepContext
+from drfleet.runbooks.records import Run, RunStore, heartbeat_seconds
+from drfleet.state import audit
+from drfleet.statuses import RunStatus, StepStatus
 
 logger = logging.getLogger("drfleet.runbooks")
 

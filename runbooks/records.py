@@ -20,7 +20,6 @@ Keys (all under ``drfleet:runbook:``):
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,14 +27,17 @@ from typing import Any
 
 import redis
 
-from fleet.errors import DrfleetError
-from runbooks.steps import RunStatus, StepSpec, StepStatus
-from state.store import key, state_client
+from drfleet import settings
+from drfleet.errors import DrfleetError
+from drfleet.runbooks.steps import StepSpec
+from drfleet.state.store import key, state_client
+from drfleet.statuses import RunStatus, StepStatus
+
 
 def stale_after_seconds() -> float:
     """A running step whose heartbeat is older than this is taken to be dead (its worker was
     killed): ``DRFLEET_RUNBOOK_STALE_SECONDS``, default 30."""
-    return float(os.environ.get("DRFLEET_RUNBOOK_STALE_SECONDS") or 30)
+    return settings.RUNBOOK_STALE_SECONDS.get()
 
 
 def heartbeat_seconds() -> float:

@@ -10,13 +10,13 @@ import time
 import uuid
 from typing import Any
 
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from runbooks.engine import ApprovalPending, StepFailed, execute_step
-from runbooks.records import Run, RunStore, stale_after_seconds
-from runbooks.scenarios import build_steps
-from runbooks.steps import RunStatus, StepStatus
-from state import audit
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.runbooks.engine import ApprovalPending, StepFailed, execute_step
+from drfleet.runbooks.records import Run, RunStore, stale_after_seconds
+from drfleet.runbooks.scenarios import build_steps
+from drfleet.state import audit
+from drfleet.statuses import RunStatus, StepStatus
 
 
 class CannotResume(DrfleetError):

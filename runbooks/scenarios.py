@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.errors import DrfleetError
-from plan.models import Plan
-from runbooks.config import Recovery, recovery_config
-from runbooks.steps import StepSpec
+from drfleet.errors import DrfleetError
+from drfleet.plan.models import Plan
+from drfleet.plan.recovery import Recovery, recovery_config
+from drfleet.runbooks.steps import StepSpec
 
 SCENARIOS = ("service-failure", "database-failure", "region-failure", "catastrophic")
 

@@ -1,5 +1,5 @@
 """What a runbook is made of: an ordered list of ``StepSpec`` (built by ``runbooks.scenarios``)
-and, per step, a record of how it went (``StepStatus``).
+and, per step, a record of how it went (``drfleet.statuses.StepStatus``).
 
 A step names an *action* (``runbooks.actions``) and its *target* (a service, a dataset, a
 host); ``params`` are names, paths and references only, because they travel in the run
@@ -13,31 +13,7 @@ whose condition is false is recorded as skipped.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any
-
-
-class StepStatus(str, Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting-approval"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-    @property
-    def done(self) -> bool:
-        """Finished for good: never run again (resume starts after it)."""
-        return self in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
-
-
-class RunStatus(str, Enum):
-    RUNNING = "running"
-    WAITING = "waiting-approval"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import redis
 
-from state.store import key, state_client
+from drfleet.state.store import key, state_client
 
 AUDIT_STREAM = key("audit")
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import redis
 
-from state.store import key, state_client
+from drfleet.state.store import key, state_client
+from drfleet.statuses import DrillResult
 
 INDEX = key("drills")
-RESULTS = ("running", "passed", "failed", "not-available")
+RESULTS = tuple(DrillResult)
 
 
 def _drill_key(drill_id: str) -> str:
@@ -63,7 +64,7 @@ class DrillRecord:
     task_id: str | None = None
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
-    result: str = "running"
+    result: str = DrillResult.RUNNING
     reason: str = ""
     steps: list[DrillStep] = field(default_factory=list)
     datasets: list[DatasetOutcome] = field(default_factory=list)
@@ -82,7 +83,7 @@ class DrillRecord:
 
     @property
     def passed(self) -> bool:
-        return self.result == "passed"
+        return self.result == DrillResult.PASSED
 
 
 def save(record: DrillRecord, *, client: redis.Redis | None = None) -> DrillRecord:
@@ -122,6 +123,6 @@ def history(*, since: float | None = None, until: float | None = None, kind: str
 def latest(kind: str | None = None, *, client: redis.Redis | None = None) -> DrillRecord | None:
     """The most recently started finished drill (of ``kind``), or None."""
     for record in reversed(history(kind=kind, client=client)):
-        if record.result != "running":
+        if record.result != DrillResult.RUNNING:
             return record
     return None

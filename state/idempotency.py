@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import redis
 
-from state.store import key, state_client
+from drfleet import settings
+from drfleet.state.store import key, state_client
 
 logger = logging.getLogger("drfleet.idempotency")
 
@@ -80,8 +81,6 @@ def release(job: str, task_id: str, *, client: redis.Redis | None = None) -> Non
 # renews it while it works, so a live lease means "still running elsewhere" and an
 # expired one means "the previous attempt died".
 
-LEASE_ENV = "DRFLEET_CLAIM_LEASE_SECONDS"
-DEFAULT_LEASE_SECONDS = 60
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -95,7 +94,7 @@ return 0
 
 def lease_seconds() -> float:
     """The lease TTL: DRFLEET_CLAIM_LEASE_SECONDS, default 60."""
-    return float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_SECONDS))
+    return settings.CLAIM_LEASE_SECONDS.get()
 
 
 class Lease:

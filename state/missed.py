@@ -9,7 +9,7 @@ from typing import Iterator
 
 import redis
 
-from state.store import key, state_client
+from drfleet.state.store import key, state_client
 
 MISSED_STREAM = key("missed-slots")
 

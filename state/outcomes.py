@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from state.store import key, state_client
+from drfleet.state.store import key, state_client
 
 BACKUP = key("outcome", "backup")
 COPY = key("outcome", "copy")

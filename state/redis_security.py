@@ -24,7 +24,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import redis
 
-from fleet.errors import DrfleetError
+from drfleet import settings
+from drfleet.errors import DrfleetError
 
 
 class RedisConfigInvalid(DrfleetError):
@@ -66,12 +67,12 @@ def with_credentials(url: str, env=os.environ) -> str:
     """``url`` with the configured ACL user and password filled in, unless it carries a
     password already. Raises RedisConfigInvalid when the password file is unreadable or
     empty."""
-    password_file = env.get("DRFLEET_REDIS_PASSWORD_FILE")
+    password_file = settings.REDIS_PASSWORD_FILE.get(env)
     parts = urlsplit(url)
     if not password_file or parts.password is not None or parts.scheme not in ("redis", "rediss"):
         return url
     password = _read_secret_file(password_file, "Redis password file (DRFLEET_REDIS_PASSWORD_FILE)")
-    user = env.get("DRFLEET_REDIS_USERNAME") or unquote(parts.username or "")
+    user = settings.REDIS_USERNAME.get(env) or unquote(parts.username or "")
     host = parts.netloc.rsplit("@", 1)[-1]
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
@@ -84,12 +85,12 @@ def tls_options(url: str, env=os.environ) -> dict:
     if not url.startswith("rediss://"):
         return {}
     options: dict = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    for name, option in (("DRFLEET_REDIS_CA_FILE", "ssl_ca_certs"), ("DRFLEET_REDIS_CERT_FILE", "ssl_certfile"),
-                         ("DRFLEET_REDIS_KEY_FILE", "ssl_keyfile")):
-        path = env.get(name)
+    for setting, option in ((settings.REDIS_CA_FILE, "ssl_ca_certs"), (settings.REDIS_CERT_FILE, "ssl_certfile"),
+                            (settings.REDIS_KEY_FILE, "ssl_keyfile")):
+        path = setting.get(env)
         if path:
             if not Path(path).is_file():
-                raise RedisConfigInvalid(f"{name} names a file that does not exist", path=path)
+                raise RedisConfigInvalid(f"{setting.name} names a file that does not exist", path=path)
             options[option] = path
     if ("ssl_certfile" in options) != ("ssl_keyfile" in options):
         raise RedisConfigInvalid("give both DRFLEET_REDIS_CERT_FILE and DRFLEET_REDIS_KEY_FILE, or neither")
@@ -130,9 +131,9 @@ def _reason(exc: BaseException, url: str, env) -> str:
     password = urlsplit(url).password
     if password:
         secrets.add(password)
-    if env.get("DRFLEET_REDIS_PASSWORD_FILE"):
+    if settings.REDIS_PASSWORD_FILE.get(env):
         try:
-            secrets.add(Path(env["DRFLEET_REDIS_PASSWORD_FILE"]).read_text().strip())
+            secrets.add(Path(settings.REDIS_PASSWORD_FILE.get(env)).read_text().strip())
         except OSError:
             pass
     for secret in filter(None, secrets):

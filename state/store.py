@@ -8,7 +8,8 @@ import threading
 
 import redis
 
-from state.redis_security import connect
+from drfleet import settings
+from drfleet.state.redis_security import connect
 
 PREFIX = "drfleet:"
 _clients: dict[str, redis.Redis] = {}
@@ -17,7 +18,7 @@ _lock = threading.Lock()
 
 def state_url() -> str:
     """Where fleet state lives: DRFLEET_STATE_URL, else DRFLEET_BROKER_URL, else local Redis."""
-    return (os.environ.get("DRFLEET_STATE_URL") or os.environ.get("DRFLEET_BROKER_URL")
+    return (settings.STATE_URL.get() or settings.BROKER_URL.get()
             or "redis://127.0.0.1:6379/0")
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
-from state.store import key, state_client
+from drfleet.state.store import key, state_client
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,41 @@
 """Backup tasks: ``backup`` (one dataset, one policy, one slot) on the dataset's region's
-data lane. The work itself is ``datapath.backup.run_backup``; this module only adapts it to
-Celery (progress as task state, so Flower and ``drfleet backup --wait`` show it). Once a
+data lane, and ``trigger`` (an event starting the on-event policies of a dataset). The
+work itself is ``datapath.backup.run_backup``; this module only adapts it to Celery
+(progress as task state, so Flower and ``drfleet backup --wait`` show it). Once a
 backup commits, its follow-ups are queued: a verify, and a copy per location its policy
 names (``tasks.copy.send_followups``).
 
 A failure that a later attempt can get past (a store unavailable, a remote host dropping
-the connection, a database restarting under pg_dump) is retried within the slot, with
-backoff: DRFLEET_BACKUP_RETRIES attempts more (default 3), the first after
-DRFLEET_BACKUP_RETRY_SECONDS (default 30), doubling. A retry keeps its task id and so its
-idempotency claim; any other failure fails the task at once.
+the connection, a database restarting under pg_dump) is retried within the slot by the
+task base's one retry policy: DRFLEET_BACKUP_RETRIES attempts more (default 3), the first
+after DRFLEET_BACKUP_RETRY_SECONDS (default 30), doubling. A retry keeps its task id and so
+its idempotency claim; any other failure fails the task at once.
 """
 
 from __future__ import annotations
 
-import os
+import uuid
 
-from workers.celery_app import app
-from workers.plan_context import current_plan
-from workers.settings import Limits
+from drfleet import settings
+from drfleet.retry import Backoff
+from drfleet.settings import Limits
+from drfleet.statuses import JobStatus
+from drfleet.workers.celery_app import app
+from drfleet.workers.plan_context import current_plan
 
 _limits = Limits.from_env()
 
 
 @app.task(bind=True, name="drfleet.backup", label="backup", lane="data", track_started=True,
           idempotent_on=("dataset", "policy", "slot"), audited=True,
+          transient_retries=settings.BACKUP_RETRIES,
+          transient_backoff=Backoff(first=settings.BACKUP_RETRY_SECONDS, cap=600.0),
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def backup(self, dataset: str, policy: str, region: str, slot: str | None = None) -> dict:
     """Back ``dataset`` up under ``policy``; returns the committed manifest's summary, with
     the ids of the follow-up tasks under ``followups``."""
-    from datapath.backup import run_backup
-    from tasks.copy import send_followups
+    from drfleet.datapath.backup import run_backup
+    from drfleet.tasks.copy import send_followups
 
     def progress(meta: dict) -> None:
         if self.request.id:
@@ -42,28 +48,10 @@ def backup(self, dataset: str, policy: str, region: str, slot: str | None = None
         # it could record so; one slot must not become two backups
         summary = committed_by_task(plan, dataset, self.request.id, slot)
     if summary is None:
-        try:
-            summary = run_backup(plan, dataset, policy, region=region, slot=slot,
-                                 task_id=self.request.id, progress=progress)
-        except Exception as exc:
-            retries = int(os.environ.get("DRFLEET_BACKUP_RETRIES", 3))
-            if is_transient(exc) and self.request.retries < retries:
-                first = float(os.environ.get("DRFLEET_BACKUP_RETRY_SECONDS", 30))
-                raise self.retry(exc=exc, countdown=min(600.0, first * 2 ** self.request.retries),
-                                 max_retries=retries)
-            raise
+        summary = run_backup(plan, dataset, policy, region=region, slot=slot,
+                             task_id=self.request.id, progress=progress)
     summary["followups"] = send_followups(summary, region)  # copies are idempotent per location
     return summary
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a later attempt of the same backup may succeed: the error says so
-    (``DrfleetError.transient``: an unavailable store, a cut transfer, a source tool that
-    lost its connection). Wrong keys, bad plans, full disks, refused logins and corrupt
-    data are not."""
-    from fleet.errors import DrfleetError
-
-    return isinstance(exc, DrfleetError) and exc.transient
 
 
 def committed_by_task(plan, dataset: str, task_id: str, slot: str | None) -> dict | None:
@@ -72,9 +60,9 @@ def committed_by_task(plan, dataset: str, task_id: str, slot: str | None) -> dic
     or after ``slot`` are read."""
     from datetime import datetime, timedelta
 
-    from backup_format.layout import backup_time, manifests_prefix, parse_manifest_key
-    from datapath.catalog import read_manifest
-    from datapath.locations import home_location, store_for
+    from drfleet.backup_format.layout import backup_time, manifests_prefix, parse_manifest_key
+    from drfleet.datapath.catalog import read_manifest
+    from drfleet.datapath.locations import home_location, store_for
 
     location = home_location(plan, dataset)
     store = store_for(plan, location)
@@ -88,8 +76,25 @@ def committed_by_task(plan, dataset: str, task_id: str, slot: str | None) -> dic
             continue
         manifest = read_manifest(store, dataset, backup_id)
         if manifest.labels.get("task_id") == task_id:
-            return {"status": "committed", "backup_id": backup_id, "dataset": dataset,
+            return {"status": JobStatus.COMMITTED, "backup_id": backup_id, "dataset": dataset,
                     "policy": manifest.policy, "location": location, "slot": manifest.slot,
                     "plaintext_size": manifest.plaintext_size,
                     "stored_size": sum(o.size for o in manifest.objects), "resumed": True}
     return None
+
+
+@app.task(bind=True, name="drfleet.trigger", label="trigger", audited=True)
+def trigger(self, dataset: str, region: str, event: str | None = None, event_id: str | None = None) -> list[str]:
+    """Start a backup of every on-event policy of ``dataset`` (matching ``event`` when
+    given). ``event_id`` makes repeated deliveries of one event take one backup."""
+    plan = current_plan()
+    ds = plan.dataset(dataset)
+    # Without an event id, the message's own id: a redelivered message takes no second backup.
+    event_id = event_id or self.request.id or uuid.uuid4().hex
+    sent = []
+    for policy in ds.policies:
+        if policy.trigger.kind == "on-event" and (event is None or policy.trigger.event == event):
+            result = backup.apply_async(kwargs={"dataset": dataset, "policy": policy.name,
+                                                "region": ds.region, "slot": f"event:{event_id}"})
+            sent.append(result.id)
+    return sent

@@ -3,20 +3,20 @@ the follow-ups every committed backup gets (copies to its policy's locations, a 
 
 ``drfleet.copy`` runs on the dataset's home region's data lane, is idempotent on
 (backup id, location), and retries with backoff while the destination store is
-unavailable (a retry keeps its task id, so it keeps its idempotency claim). A copy that
+unavailable, or fails transiently otherwise (the task base's retry policy; a retry keeps its task id, so it keeps its idempotency claim). A copy that
 fails leaves no manifest at the destination; ``drfleet copies check`` re-seeds it later.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
-from fleet.errors import DrfleetError
-from providers.storage import StoreUnavailable
-from workers.celery_app import app
-from workers.plan_context import current_plan
-from workers.settings import Limits
+from drfleet import settings
+from drfleet.errors import DrfleetError
+from drfleet.retry import Backoff
+from drfleet.settings import Limits
+from drfleet.workers.celery_app import app
+from drfleet.workers.plan_context import current_plan
 
 logger = logging.getLogger("drfleet.copy")
 _limits = Limits.from_env()
@@ -24,14 +24,13 @@ _limits = Limits.from_env()
 
 @app.task(bind=True, name="drfleet.copy", label="copy", lane="data", track_started=True,
           idempotent_on=("backup_id", "location"), audited=True,
-          autoretry_for=(StoreUnavailable,), max_retries=int(os.environ.get("DRFLEET_COPY_RETRIES", 5)),
-          retry_backoff=2, retry_backoff_max=600, retry_jitter=True,
+          transient_retries=settings.COPY_RETRIES, transient_backoff=Backoff(first=2.0, cap=600.0, jitter=True),
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def copy(self, backup_id: str, location: str, region: str, source: str | None = None) -> dict:
     """Copy ``backup_id`` (DATASET/ID) to ``location``, then queue a quick verify of the
     copy. Raises what ``datapath.copy.copy_backup`` raises (SovereigntyViolation before
     anything is written, CopyHashMismatch, WrongRegion, store errors after the retries)."""
-    from datapath.copy import copy_backup
+    from drfleet.datapath.copy import copy_backup
 
     result = copy_backup(current_plan(), backup_id, location, source=source, region=region).as_dict()
     if result["status"] == "copied":
@@ -41,7 +40,7 @@ def copy(self, backup_id: str, location: str, region: str, source: str | None = 
 
 
 def _send_verify(backup_ref: str, region: str, depth: str, location: str) -> str:
-    from tasks.restore import verify
+    from drfleet.tasks.restore import verify
     return verify.apply_async(kwargs={"backup_id": backup_ref, "region": region, "depth": depth,
                                       "location": location}).id
 
@@ -61,7 +60,7 @@ def send_followups(summary: dict, region: str) -> dict:
 
 
 def _send_followups(summary: dict, region: str) -> dict:
-    from datapath.locations import copy_locations
+    from drfleet.datapath.locations import copy_locations
 
     plan = current_plan()
     dataset, backup_id, here = summary["dataset"], summary["backup_id"], summary["location"]
@@ -86,7 +85,7 @@ def copies_check(self, region: str, slot: str | None = None, repair: bool = True
     """Beat's weekly ``drfleet copies check``: every copy of every backup checked against its
     manifest, missing or damaged copies re-seeded from a good one. Returns the summary (what
     was repaired, what is still bad); a copy still bad fails the task so it alerts."""
-    from datapath.copies_check import check_copies
+    from drfleet.datapath.copies_check import check_copies
 
     report = check_copies(current_plan(), repair=repair)
     summary = {"ok": report.ok, "healthy": report.healthy, "repaired": report.repaired,

@@ -12,9 +12,10 @@ as a task: its result is the drill record, with ``result`` "failed" and the reas
 
 from __future__ import annotations
 
-from workers.celery_app import app
-from workers.plan_context import current_plan
-from workers.settings import Limits
+from drfleet.settings import Limits
+from drfleet.statuses import VerificationResult
+from drfleet.workers.celery_app import app
+from drfleet.workers.plan_context import current_plan
 
 _limits = Limits.from_env()
 
@@ -25,7 +26,7 @@ _limits = Limits.from_env()
 def drill(self, kind: str, region: str, scope: str | None = None, slot: str | None = None,
           dataset: str | None = None, scenario: str | None = None, drill_id: str | None = None) -> dict:
     """Run a ``kind`` drill about ``region``; returns the drill record."""
-    from datapath.drills import run_drill
+    from drfleet.runbooks.drills import run_drill
 
     headers = self.request.headers or {}
     actor = headers.get("drfleet_actor") or ("beat" if headers.get("celery_beat_task") else "api")
@@ -39,12 +40,12 @@ def drill(self, kind: str, region: str, scope: str | None = None, slot: str | No
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def verify_cold(self, region: str, slot: str | None = None) -> dict:
     """Verify (depth full) every backup stored in a cold location the plan copies to."""
-    from datapath.drills import cold_locations
-    from datapath.catalog import list_backups
-    from datapath.verify import verify_backup
-    from state import audit
-    from state.verifications import record_result
-    from workers import metrics
+    from drfleet import metrics
+    from drfleet.datapath.catalog import list_backups
+    from drfleet.datapath.verify import verify_backup
+    from drfleet.runbooks.drills import cold_locations
+    from drfleet.state import audit
+    from drfleet.state.verifications import record_result
 
     plan = current_plan()
     locations = cold_locations(plan)
@@ -55,7 +56,7 @@ def verify_cold(self, region: str, slot: str | None = None) -> dict:
         record_result(result["dataset"], result["backup_id"], result["location"], depth="full",
                       ok=result["ok"], problems=result["problems"])
         metrics.observe_verification(result["dataset"], "cold", ok=result["ok"])
-        audit.record("verification", actor="beat" if slot else "api", outcome="ok" if result["ok"] else "damaged",
+        audit.record("verification", actor="beat" if slot else "api", outcome=VerificationResult.of(result["ok"]),
                      dataset=result["dataset"], backup_id=result["backup_id"], location=result["location"],
                      depth="full", cold=True, problems=len(result["problems"]))
         checked += 1

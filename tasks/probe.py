@@ -7,8 +7,9 @@ import json
 import os
 import socket
 
-from state.store import key, state_client
-from workers.celery_app import app
+from drfleet import settings
+from drfleet.state.store import key, state_client
+from drfleet.workers.celery_app import app
 
 
 @app.task(name="drfleet.noop", label="noop", idempotent_on=("tag",))
@@ -20,7 +21,7 @@ def noop(region: str, tag: str | None = None) -> str:
 def probe(self, region: str, tag: str) -> dict:
     """Append who ran this message to ``drfleet:probe:<tag>`` and return it."""
     seen = {"task_id": self.request.id, "message_region": region,
-            "worker_region": os.environ.get("DRFLEET_REGION"),
+            "worker_region": settings.REGION.get(),
             "hostname": self.request.hostname or socket.gethostname(), "pid": os.getpid(),
             "queue": (self.request.delivery_info or {}).get("routing_key")}
     state_client().rpush(key("probe", tag), json.dumps(seen))

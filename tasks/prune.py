@@ -9,9 +9,9 @@ failed. The result carries counts and ids only.
 
 from __future__ import annotations
 
-from workers.celery_app import app
-from workers.plan_context import current_plan
-from workers.settings import Limits
+from drfleet.settings import Limits
+from drfleet.workers.celery_app import app
+from drfleet.workers.plan_context import current_plan
 
 _limits = Limits.from_env()
 LOCK_WAIT_SECONDS = 30
@@ -28,7 +28,7 @@ def prune(self, region: str, slot: str | None = None, dry_run: bool = False) -> 
     state unreachable, a lock lost); what was deleted is audited and the next run finishes
     the job. A location busy with another prune is reported in the result, not raised.
     """
-    from datapath.prune import prune_region
+    from drfleet.pitr.prune import prune_region
 
     headers = self.request.headers or {}
     actor = headers.get("drfleet_actor") or ("beat" if headers.get("celery_beat_task") else "api")

@@ -6,7 +6,7 @@ a secret.
 
 From a Python shell::
 
-    from tasks.runbooks import database_failure
+    from drfleet.tasks.runbooks import database_failure
     handle = database_failure(dataset="auth-db").apply_async()
     handle.run_id                     # drfleet runbook status RUN_ID
 
@@ -18,20 +18,20 @@ Celery chain. Flower shows each step as ``runbook SCENARIO STEP``.
 from __future__ import annotations
 
 import getpass
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import chain
 
-from runbooks.engine import ApprovalPending, execute_step
-from runbooks.records import RunStore
-from runbooks.runner import prepare_resume, run_failover_drill  # noqa: F401 - the drills helper's entry point
-from runbooks.scenarios import build_steps
-from runbooks.steps import StepSpec
-from workers.celery_app import app
-from workers.plan_context import current_plan
-from workers.settings import Limits
+from drfleet import settings
+from drfleet.runbooks.engine import ApprovalPending, execute_step
+from drfleet.runbooks.records import RunStore
+from drfleet.runbooks.runner import prepare_resume, run_failover_drill  # noqa: F401 - the drills helper's entry point
+from drfleet.runbooks.scenarios import build_steps
+from drfleet.runbooks.steps import StepSpec
+from drfleet.settings import Limits
+from drfleet.workers.celery_app import app
+from drfleet.workers.plan_context import current_plan
 
 _limits = Limits.from_env()
 
@@ -74,7 +74,7 @@ def build_canvas(run_id: str, scenario: str, steps: list[StepSpec], generation: 
 
 
 def operator() -> str:
-    return os.environ.get("DRFLEET_OPERATOR") or getpass.getuser()
+    return settings.OPERATOR.get() or getpass.getuser()
 
 
 @dataclass

@@ -6,9 +6,9 @@ are resolved on the worker. The work lives in ``pitr``; these only adapt it to C
 
 from __future__ import annotations
 
-from workers.celery_app import app
-from workers.plan_context import current_plan
-from workers.settings import Limits
+from drfleet.settings import Limits
+from drfleet.workers.celery_app import app
+from drfleet.workers.plan_context import current_plan
 
 _limits = Limits.from_env()
 
@@ -18,7 +18,7 @@ _limits = Limits.from_env()
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def base_backup(self, dataset: str, region: str, policy: str | None = None, slot: str | None = None) -> dict:
     """Take a physical base backup of PostgreSQL ``dataset`` (see pitr.basebackup)."""
-    from pitr.basebackup import run_base_backup
+    from drfleet.pitr.basebackup import run_base_backup
     return run_base_backup(current_plan(), dataset, policy=policy, region=region, slot=slot,
                            task_id=self.request.id)
 
@@ -28,7 +28,7 @@ def base_backup(self, dataset: str, region: str, policy: str | None = None, slot
 def create_standby(self, dataset: str, region: str, data_dir: str, host: str | None = "local",
                    port: int | None = None, backup_id: str | None = None) -> dict:
     """Build a streaming standby of ``dataset`` in ``data_dir`` (see pitr.standby)."""
-    from pitr.standby import create_standby as create
+    from drfleet.pitr.standby import create_standby as create
     return create(current_plan(), dataset, data_dir=data_dir, host=host, port=port,
                   backup_id=backup_id).to_dict()
 
@@ -38,12 +38,12 @@ def create_standby(self, dataset: str, region: str, data_dir: str, host: str | N
 def promote_standby(self, dataset: str, region: str, data_dir: str | None = None,
                     host: str | None = None, timeout: float = 60.0) -> dict:
     """Promote the standby of ``dataset`` and wait until it accepts writes (idempotent)."""
-    from pitr.standby import promote_standby as promote
+    from drfleet.pitr.standby import promote_standby as promote
     return promote(current_plan(), dataset, data_dir=data_dir, host=host, timeout=timeout)
 
 
 @app.task(bind=True, name="drfleet.wal_lag", label="wal lag", lane="control")
 def wal_lag(self, dataset: str, region: str) -> dict:
     """Measure the archive lag (achieved RPO) of ``dataset`` and export it as a metric."""
-    from pitr.rpo import measure_archive_lag
+    from drfleet.pitr.rpo import measure_archive_lag
     return measure_archive_lag(current_plan(), dataset).to_dict()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from workers.celery_app import app
-from workers.plan_context import current_plan
+from drfleet.statuses import JobStatus
+from drfleet.workers.celery_app import app
+from drfleet.workers.plan_context import current_plan
 
 _RUNNING = ("STARTED", "PROGRESS", "RETRY", "RECEIVED")
 
@@ -20,7 +21,7 @@ _RUNNING = ("STARTED", "PROGRESS", "RETRY", "RECEIVED")
 def watch(self, dataset: str, policy: str, region: str) -> dict:
     """Survey ``dataset``'s tree for ``policy``; send a backup when it changed (see
     datapath.watch for what is raised)."""
-    from datapath.watch import watch_policy
+    from drfleet.datapath.watch import watch_policy
 
     return watch_policy(current_plan(), dataset, policy, region=region,
                         send_backup=lambda send: send_backup(dataset, policy, region, send),
@@ -28,7 +29,7 @@ def watch(self, dataset: str, policy: str, region: str) -> dict:
 
 
 def send_backup(dataset: str, policy: str, region: str, send) -> None:
-    from tasks.backup import backup
+    from drfleet.tasks.backup import backup
 
     backup.apply_async(kwargs={"dataset": dataset, "policy": policy, "region": region, "slot": send.slot},
                        task_id=send.task_id, headers={"drfleet_actor": "watch"})
@@ -39,13 +40,13 @@ def backup_outcome(task_id: str):
     taken by another message (``duplicate``) counts as failed: the watch sends a new one."""
     from celery.result import AsyncResult
 
-    from datapath.watch import Outcome
+    from drfleet.datapath.watch import Outcome
 
     result = AsyncResult(task_id, app=app)
     state = result.state
     if state == "SUCCESS":
         value = result.result if isinstance(result.result, dict) else {}
-        if value.get("status") == "duplicate":
+        if value.get("status") == JobStatus.DUPLICATE:
             return Outcome("failed")
         return Outcome("committed", finished_at=_epoch(result.date_done), backup_id=value.get("backup_id"))
     if state in ("FAILURE", "REVOKED", "REJECTED"):

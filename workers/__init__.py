@@ -1,9 +1,9 @@
 """Celery application, settings, queue topology and worker start-up.
 
-``celery -A workers worker --region eu-central`` starts a worker pinned to a region;
-``celery -A workers beat`` runs the plan's schedule through RedBeat.
+``celery -A drfleet.workers worker --region eu-central`` starts a worker pinned to a region;
+``celery -A drfleet.workers beat`` runs the plan's schedule through RedBeat.
 """
 
-from workers.celery_app import app
+from drfleet.workers.celery_app import app
 
 __all__ = ["app"]

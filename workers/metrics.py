@@ -1,9 +1,9 @@
-"""Prometheus metrics of the workers.
+"""The worker's side of the Prometheus metrics: the Celery signals that feed them.
 
 Two kinds, both served by ``workers.metrics_server`` from the worker's main process:
 
-* Event metrics (counters, histograms, the running-tasks gauge) defined here and updated in
-  whichever prefork child runs the task. They are multiprocess-safe when
+* Event metrics (counters, histograms, the running-tasks gauge) defined in
+  ``drfleet.metrics`` and updated in whichever prefork child runs the task. They are multiprocess-safe when
   PROMETHEUS_MULTIPROC_DIR is set before this module is imported (``drfleet up`` and
   compose/ set it; the exporter refuses to start without it).
 * Fleet-state gauges (``backup_job_success``, ``backup_last_success_timestamp``, RPO lag,
@@ -22,52 +22,13 @@ import os
 import time
 
 from celery import signals
-from prometheus_client import Counter, Gauge, Histogram
+
+from drfleet import settings
+from drfleet.errors import error_text
+from drfleet.metrics import backup_bytes, backup_duration, backup_runs, copy_runs, tasks_running
+from drfleet.statuses import JobStatus
 
 logger = logging.getLogger("drfleet.metrics")
-
-SECONDS_BUCKETS = (0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 4 * 3600, 12 * 3600)
-
-task_runs = Counter("drfleet_task_runs_total", "Task executions by outcome",
-                    ["task", "region", "outcome"])
-task_duration = Histogram("drfleet_task_duration_seconds", "Task wall time", ["task"],
-                          buckets=SECONDS_BUCKETS)
-task_rejected = Counter("drfleet_task_rejected_total", "Tasks refused (wrong region)",
-                        ["task", "region"])
-task_duplicates = Counter("drfleet_task_duplicates_total",
-                          "Tasks skipped because their job (dataset, policy, slot) already ran",
-                          ["task"])
-tasks_running = Gauge("drfleet_tasks_running", "Tasks executing right now", ["task"],
-                      multiprocess_mode="livesum")
-
-backup_runs = Counter("backup_runs_total", "Backup runs by outcome",
-                      ["dataset", "policy", "region", "outcome"])
-backup_duration = Histogram("backup_duration_seconds", "Wall time of successful backups",
-                            ["dataset", "policy", "region"], buckets=SECONDS_BUCKETS)
-backup_bytes = Counter("backup_bytes_total", "Plaintext bytes of successful backups",
-                       ["dataset", "policy", "region"])
-copy_runs = Counter("backup_copy_runs_total", "Copies to other locations by outcome",
-                    ["dataset", "location", "outcome"])
-verifications = Counter("backup_verifications_total", "Verification results (ok, damaged, size-anomaly)",
-                        ["dataset", "depth", "result"])
-size_anomalies = Counter("backup_size_anomalies_total", "Backups flagged far smaller or larger than recent ones",
-                         ["dataset", "policy"])
-drill_runs = Counter("drfleet_drill_runs_total", "Drills by result", ["kind", "result"])
-drill_duration = Histogram("drfleet_drill_duration_seconds", "Drill wall time (the measured RTO)",
-                           ["kind"], buckets=SECONDS_BUCKETS)
-
-
-def observe_verification(dataset: str, depth: str, *, ok: bool, anomaly: bool = False,
-                         policy: str | None = None) -> None:
-    verifications.labels(dataset, depth, "ok" if ok else ("size-anomaly" if anomaly else "damaged")).inc()
-    if anomaly:
-        size_anomalies.labels(dataset, policy or "-").inc()
-
-
-def observe_drill(kind: str, result: str, seconds: float | None) -> None:
-    drill_runs.labels(kind, result).inc()
-    if seconds is not None and result in ("passed", "failed"):
-        drill_duration.labels(kind).observe(seconds)
 
 
 @signals.task_prerun.connect
@@ -89,17 +50,17 @@ def _task_ended(sender=None, task=None, kwargs=None, retval=None, state=None, **
 
 
 def _skipped(retval) -> bool:
-    return isinstance(retval, dict) and retval.get("status") in ("duplicate", "already-succeeded")
+    return isinstance(retval, dict) and retval.get("status") in (JobStatus.DUPLICATE, JobStatus.ALREADY_SUCCEEDED)
 
 
 def record_backup_outcome(kwargs: dict, retval, state: str | None) -> None:
     """Count a finished backup run and store it as the dataset/policy's last outcome."""
-    from state import outcomes
+    from drfleet.state import outcomes
 
     dataset, policy, region = kwargs.get("dataset"), kwargs.get("policy"), kwargs.get("region") or "-"
     if not dataset or not policy or state not in ("SUCCESS", "FAILURE") or _skipped(retval):
         return
-    ok = state == "SUCCESS" and isinstance(retval, dict) and retval.get("status") == "committed"
+    ok = state == "SUCCESS" and isinstance(retval, dict) and retval.get("status") == JobStatus.COMMITTED
     backup_runs.labels(dataset, policy, region, "succeeded" if ok else "failed").inc()
     seconds = size = None
     if ok:
@@ -112,7 +73,7 @@ def record_backup_outcome(kwargs: dict, retval, state: str | None) -> None:
 def record_copy_outcome(kwargs: dict, retval, state: str | None) -> None:
     """Count a finished copy attempt and store it as the dataset/location's last copy
     outcome. A retry (the store is down) counts as a failed upload until one succeeds."""
-    from state import outcomes
+    from drfleet.state import outcomes
 
     ret = retval if isinstance(retval, dict) else {}
     backup_ref = str(kwargs.get("backup_id") or "")
@@ -124,7 +85,6 @@ def record_copy_outcome(kwargs: dict, retval, state: str | None) -> None:
     copy_runs.labels(dataset, location, "succeeded" if ok else ("retrying" if state == "RETRY" else "failed")).inc()
     reason = ""
     if not ok:
-        from datapath.drills import error_text
         reason = error_text(retval) if isinstance(retval, BaseException) else str(retval or state)
     outcomes.record_copy(dataset, location, ok=ok, reason=reason)
 
@@ -132,10 +92,10 @@ def record_copy_outcome(kwargs: dict, retval, state: str | None) -> None:
 @signals.worker_init.connect
 def _start_exporter(sender=None, **_):
     """Main worker process: serve /metrics when DRFLEET_METRICS_PORT is set."""
-    port = os.environ.get("DRFLEET_METRICS_PORT")
+    port = settings.METRICS_PORT.get()
     if port:
-        from workers.metrics_server import start_exporter
-        start_exporter(int(port), addr=os.environ.get("DRFLEET_METRICS_ADDR", "127.0.0.1"))
+        from drfleet.workers.metrics_server import start_exporter
+        start_exporter(int(port), addr=settings.METRICS_ADDR.get())
 
 
 @signals.worker_process_shutdown.connect

@@ -27,7 +27,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from fleet.errors import DrfleetError
+from drfleet import settings
+from drfleet.errors import DrfleetError
+from drfleet.statuses import DrillResult
 
 logger = logging.getLogger("drfleet.metrics")
 
@@ -88,10 +90,10 @@ class FleetStateCollector:
         return self.region is None or region == self.region
 
     def _families(self, now: float):
-        from report.rpo import rpo_now, target_or_none
-        from state import drills, outcomes
-        from state.store import key, state_client
-        from workers.plan_context import current_plan
+        from drfleet.report.rpo import rpo_now, target_or_none
+        from drfleet.state import drills, outcomes
+        from drfleet.state.store import key, state_client
+        from drfleet.workers.plan_context import current_plan
 
         plan = current_plan()
         client = state_client()
@@ -151,7 +153,7 @@ class FleetStateCollector:
                 continue
             g.add("drfleet_drill_last_timestamp", "Unix time the latest drill of this kind started",
                   ["kind", "result"], [kind, record.result], record.started_at)
-            if record.result in ("passed", "failed"):
+            if record.result in (DrillResult.PASSED, DrillResult.FAILED):
                 g.add("drfleet_drill_success", "1 when the latest drill of this kind passed", ["kind"], [kind],
                       1 if record.passed else 0)
             if record.rto_seconds is not None:
@@ -216,7 +218,7 @@ def start_exporter(port: int, *, addr: str = "127.0.0.1"):
     """Serve /metrics on ``addr:port`` from a daemon thread; returns the server, or None
     (logged) when the directory is missing or the port is taken, so the worker still runs."""
     try:
-        registry = build_registry(os.environ.get("PROMETHEUS_MULTIPROC_DIR"), os.environ.get("DRFLEET_REGION"))
+        registry = build_registry(os.environ.get("PROMETHEUS_MULTIPROC_DIR"), settings.REGION.get())
         sweep_dead_processes(os.environ["PROMETHEUS_MULTIPROC_DIR"])
         server, _thread = start_http_server(port, addr=addr, registry=registry)
     except (DrfleetError, OSError) as exc:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
-from plan.loader import load_plan
-from plan.models import Plan
+from drfleet import settings
+from drfleet.plan.loader import load_plan
+from drfleet.plan.models import Plan
 
 
 def plan_path() -> Path:
     """Path of the plan this process serves (generating the demo plan if none is set)."""
-    configured = os.environ.get("DRFLEET_PLAN")
+    configured = settings.PLAN.get()
     if configured:
         return Path(configured)
-    from fleet.demo import ensure_demo_plan
+    from drfleet.plan.demo import ensure_demo_plan
     return ensure_demo_plan()
 
 

@@ -1,4 +1,4 @@
-"""Pinning a worker to one region: ``celery -A workers worker --region eu-central``
+"""Pinning a worker to one region: ``celery -A drfleet.workers worker --region eu-central``
 (or DRFLEET_REGION=eu-central) consumes exactly that region's queues; ``--lane data`` or
 ``--lane control`` narrows it to one lane. A worker without a region refuses to start."""
 
@@ -10,8 +10,9 @@ import sys
 import click
 from celery import signals
 
-from fleet.errors import DrfleetError
-from workers.queues import LANES, region_queues
+from drfleet import settings
+from drfleet.errors import DrfleetError
+from drfleet.workers.queues import LANES, region_queues
 
 
 class RegionMissing(DrfleetError):
@@ -31,7 +32,7 @@ def pin_worker_to_region(sender=None, instance=None, conf=None, options=None, **
     """Select the region's queues before the worker starts consuming, and export the
     region so prefork children (and the task base) see it."""
     options = options or {}
-    region = options.get("region") or os.environ.get("DRFLEET_REGION")
+    region = options.get("region") or settings.REGION.get()
     known = {q.name.rsplit(".", 1)[0] for q in conf.task_queues}
     if not region or region not in known:
         error = RegionMissing("this worker has no region, so it would consume every region's queues"
@@ -41,7 +42,7 @@ def pin_worker_to_region(sender=None, instance=None, conf=None, options=None, **
         # would consume the wrong queues must not start, so exit.
         print(f"error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2)
-    lane = options.get("lane") or os.environ.get("DRFLEET_LANE")
+    lane = options.get("lane") or settings.LANE.get()
     lanes = (lane,) if lane else LANES
     os.environ["DRFLEET_REGION"] = region
     if not options.get("queues"):

@@ -3,26 +3,10 @@
 Each choice follows what Celery, kombu and RedBeat document about delivery (README, "The Celery app"): JSON only; late acks with reject-on-worker-lost;
 prefetch 1 (and prefetch disabled); one visibility timeout, set in all three places, above
 the longest hard time limit; soft < hard < visibility; no silent queue creation; long tasks
-cancelled on broker connection loss. Environment variables (all optional):
-
-  DRFLEET_BROKER_URL     broker (default redis://127.0.0.1:6379/0)
-  DRFLEET_RESULT_URL     result backend (default: the broker URL)
-  DRFLEET_DATA_SOFT_LIMIT / DRFLEET_DATA_HARD_LIMIT        seconds (6 h / 6 h 10 min)
-  DRFLEET_CONTROL_SOFT_LIMIT / DRFLEET_CONTROL_HARD_LIMIT  seconds (10 min / 12 min)
-  DRFLEET_VISIBILITY_TIMEOUT  seconds (default: data hard limit + 1 h)
-  DRFLEET_UNACKED_RESTORE_SECONDS  how often a worker looks for messages past the
-      visibility timeout (default: kombu's, about 100 s; fault tests set 1)
-
-Security (docs/operations.md, docs/security.md):
-
-  DRFLEET_REDIS_USERNAME / DRFLEET_REDIS_PASSWORD_FILE   ACL user and password file, put
-      into every Redis URL (broker, results, RedBeat, state) that carries no password
-  DRFLEET_REDIS_CA_FILE / _CERT_FILE / _KEY_FILE   TLS for rediss:// URLs (server
-      certificate always verified)
-  DRFLEET_SIGN_MESSAGES=1 with DRFLEET_SIGNING_KEY, DRFLEET_SIGNING_CERT,
-      DRFLEET_SIGNING_CERT_STORE (and optionally DRFLEET_SIGNING_KEY_PASSWORD_FILE):
-      task and control messages signed with Celery's ``auth`` serializer; unsigned or
-      forged messages are refused. It signs; it does not encrypt.
+cancelled on broker connection loss. The environment variables it reads (broker, result and
+state URLs, time limits, visibility timeout, events, message signing: all optional) are
+declared in ``drfleet.settings`` and listed in docs/settings.md; Redis credentials and TLS
+are ``state.redis_security``'s (docs/operations.md, docs/security.md).
 
 A worker or beat whose Redis refuses the credentials exits at start-up with a message
 naming the masked URL (never the password) instead of retrying forever.
@@ -32,49 +16,21 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from celery import signals
 
-from fleet.errors import DrfleetError
-from state.redis_security import RedisAuthFailed, RedisUnreachable, check_connection, tls_options, with_credentials
-from workers.queues import declare_queues, route_task
-
-
-class SettingsInvalid(DrfleetError):
-    hint = "keep soft time limit < hard time limit < visibility timeout (see workers/settings.py)"
-
-
-@dataclass(frozen=True)
-class Limits:
-    data_soft: int
-    data_hard: int
-    control_soft: int
-    control_hard: int
-    visibility: int
-
-    @classmethod
-    def from_env(cls, env=os.environ) -> "Limits":
-        data_soft = int(env.get("DRFLEET_DATA_SOFT_LIMIT", 6 * 3600))
-        data_hard = int(env.get("DRFLEET_DATA_HARD_LIMIT", data_soft + 600))
-        control_soft = int(env.get("DRFLEET_CONTROL_SOFT_LIMIT", 600))
-        control_hard = int(env.get("DRFLEET_CONTROL_HARD_LIMIT", control_soft + 120))
-        visibility = int(env.get("DRFLEET_VISIBILITY_TIMEOUT", max(data_hard, control_hard) + 3600))
-        limits = cls(data_soft, data_hard, control_soft, control_hard, visibility)
-        limits.check()
-        return limits
-
-    def check(self) -> None:
-        """Raises SettingsInvalid unless soft < hard < visibility for both lanes."""
-        for lane, soft, hard in (("data", self.data_soft, self.data_hard),
-                                 ("control", self.control_soft, self.control_hard)):
-            if not soft < hard < self.visibility:
-                raise SettingsInvalid(f"{lane} lane time limits are out of order",
-                                      soft=soft, hard=hard, visibility_timeout=self.visibility)
-
-    def for_lane(self, lane: str) -> tuple[int, int]:
-        return (self.data_soft, self.data_hard) if lane == "data" else (self.control_soft, self.control_hard)
+from drfleet import settings
+from drfleet.errors import DrfleetError
+from drfleet.settings import Limits
+from drfleet.state.redis_security import (
+    RedisAuthFailed,
+    RedisUnreachable,
+    check_connection,
+    tls_options,
+    with_credentials,
+)
+from drfleet.workers.queues import declare_queues, route_task
 
 
 class SigningMisconfigured(DrfleetError):
@@ -84,15 +40,15 @@ class SigningMisconfigured(DrfleetError):
 
 def broker_url(env=os.environ) -> str:
     """The broker URL with the configured Redis credentials filled in."""
-    return with_credentials(env.get("DRFLEET_BROKER_URL") or "redis://127.0.0.1:6379/0", env)
+    return with_credentials(settings.BROKER_URL.get(env) or "redis://127.0.0.1:6379/0", env)
 
 
 def redis_urls(env=os.environ) -> dict[str, str]:
     """Broker, result backend and state (RedBeat) URLs, credentials filled in."""
     broker = broker_url(env)
     return {"broker": broker,
-            "result": with_credentials(env.get("DRFLEET_RESULT_URL") or broker, env),
-            "state": with_credentials(env.get("DRFLEET_STATE_URL") or broker, env)}
+            "result": with_credentials(settings.RESULT_URL.get(env) or broker, env),
+            "state": with_credentials(settings.STATE_URL.get(env) or broker, env)}
 
 
 def _tls_settings(urls: dict[str, str], env) -> dict:
@@ -107,7 +63,7 @@ def _tls_settings(urls: dict[str, str], env) -> dict:
 
 
 def signing_enabled(env=os.environ) -> bool:
-    return env.get("DRFLEET_SIGN_MESSAGES", "").strip().lower() in ("1", "true", "yes", "on")
+    return settings.SIGN_MESSAGES.get(env)
 
 
 def _signing_settings(env) -> dict:
@@ -116,15 +72,14 @@ def _signing_settings(env) -> dict:
     configuration can sign and verify). Raises SigningMisconfigured for missing files."""
     if not signing_enabled(env):
         return {"task_serializer": "json", "accept_content": ["json"]}
-    paths = {name: env.get(name) for name in ("DRFLEET_SIGNING_KEY", "DRFLEET_SIGNING_CERT",
-                                              "DRFLEET_SIGNING_CERT_STORE")}
+    paths = {s.name: s.get(env) for s in (settings.SIGNING_KEY, settings.SIGNING_CERT, settings.SIGNING_CERT_STORE)}
     missing = [name for name, path in paths.items() if not path or not Path(path).exists()]
     if missing:
         raise SigningMisconfigured("DRFLEET_SIGN_MESSAGES is on but its files are missing",
                                    missing=", ".join(missing))
     password = None
-    if env.get("DRFLEET_SIGNING_KEY_PASSWORD_FILE"):
-        password = Path(env["DRFLEET_SIGNING_KEY_PASSWORD_FILE"]).read_text().strip()
+    if settings.SIGNING_KEY_PASSWORD_FILE.get(env):
+        password = Path(settings.SIGNING_KEY_PASSWORD_FILE.get(env)).read_text().strip()
     from celery.security.serialization import register_auth
     try:
         register_auth(Path(paths["DRFLEET_SIGNING_KEY"]).read_text(), password,
@@ -144,8 +99,8 @@ def celery_config(regions: list[str], env=os.environ) -> dict:
     limits = Limits.from_env(env)
     urls = redis_urls(env)
     transport = {"visibility_timeout": limits.visibility}
-    if env.get("DRFLEET_UNACKED_RESTORE_SECONDS"):  # fault tests: sweep for expired messages often
-        transport.update(unacked_restore_interval=int(env["DRFLEET_UNACKED_RESTORE_SECONDS"]),
+    if settings.UNACKED_RESTORE_SECONDS.get(env):  # fault tests: sweep for expired messages often
+        transport.update(unacked_restore_interval=settings.UNACKED_RESTORE_SECONDS.get(env),
                          unacked_restore_throttle=1)
     return {
         "broker_url": urls["broker"],
@@ -175,20 +130,20 @@ def celery_config(regions: list[str], env=os.environ) -> dict:
         # long data-lane tasks set track_started themselves; events are on when Flower
         # watches (DRFLEET_TASK_EVENTS=1, as `drfleet up` and compose/ set, or worker -E)
         "task_track_started": False,
-        "task_send_sent_event": env.get("DRFLEET_TASK_EVENTS") == "1",
-        "worker_send_task_events": env.get("DRFLEET_TASK_EVENTS") == "1",
+        "task_send_sent_event": settings.TASK_EVENTS.get(env),
+        "worker_send_task_events": settings.TASK_EVENTS.get(env),
         "result_expires": 7 * 86400,
         "result_extended": True,
         "timezone": "UTC",
         "enable_utc": True,
-        "beat_scheduler": "beat_schedule.scheduler:FleetScheduler",
+        "beat_scheduler": "drfleet.beat_schedule.scheduler:FleetScheduler",
         "redbeat_redis_url": urls["state"],
         "redbeat_key_prefix": "drfleet:redbeat:",
-        "redbeat_lock_timeout": int(env.get("DRFLEET_BEAT_LOCK_TIMEOUT", 25)),
-        "beat_max_loop_interval": int(env.get("DRFLEET_BEAT_MAX_INTERVAL", 5)),
+        "redbeat_lock_timeout": settings.BEAT_LOCK_TIMEOUT.get(env),
+        "beat_max_loop_interval": settings.BEAT_MAX_INTERVAL.get(env),
         # DRFLEET_BEAT_LOCK=off runs beat without RedBeat's lock: only for tests that
         # simulate the lock being held twice.
-        **({"redbeat_lock_key": None} if env.get("DRFLEET_BEAT_LOCK") == "off" else {}),
+        **({"redbeat_lock_key": None} if settings.BEAT_LOCK.get(env) == "off" else {}),
         "worker_hijack_root_logger": False,
     }
 

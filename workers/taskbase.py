@@ -11,8 +11,11 @@
    still running (a visibility timeout shorter than the task), so the job never runs
    twice at once. While the state store (Redis) is unreachable the task tries again each
    second for DRFLEET_STATE_WAIT_SECONDS, then requeues its message: never failed, never lost.
-3. Metrics: outcome counters and a duration histogram.
-4. Audit: tasks marked ``audited`` append a record of who started them and how they ended.
+3. Retries: a task that declares ``transient_retries`` is re-queued when its body fails
+   with a transient error (``drfleet.retry.is_transient``), after ``transient_backoff``, keeping
+   its task id and so its claim; any other error fails it at once.
+4. Metrics: outcome counters and a duration histogram.
+5. Audit: tasks marked ``audited`` append a record of who started them and how they ended.
 
 Task bodies contain only their own work. Messages carry names and ids; secrets are
 resolved on the worker.
@@ -21,7 +24,6 @@ resolved on the worker.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -29,8 +31,11 @@ import redis
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
-from state import audit, idempotency
-from workers import metrics
+from drfleet import metrics, settings
+from drfleet.retry import Backoff, is_transient
+from drfleet.settings import Setting
+from drfleet.state import audit, idempotency
+from drfleet.statuses import JobStatus, TaskOutcome
 
 logger = logging.getLogger("drfleet.tasks")
 
@@ -41,7 +46,7 @@ REDELIVERY_WAITS = 100_000
 
 def worker_region() -> str | None:
     """The region this worker process serves (set by ``--region`` or DRFLEET_REGION)."""
-    return os.environ.get("DRFLEET_REGION")
+    return settings.REGION.get()
 
 
 class FleetTask(Task):
@@ -51,6 +56,8 @@ class FleetTask(Task):
     ``idempotent_on``: kwarg names that identify the logical job.
     ``audited``: append start/end records to the audit log.
     ``label``: the readable name shown in Flower (``backup auth-db hourly``).
+    ``transient_retries``: attempts more after a transient failure (a number, or a
+    ``drfleet.settings`` setting read at run time); ``transient_backoff`` the waits between.
     """
 
     abstract = True
@@ -58,6 +65,8 @@ class FleetTask(Task):
     idempotent_on: tuple[str, ...] = ()
     audited = False
     label: str | None = None
+    transient_retries: int | Setting = 0
+    transient_backoff: Backoff = Backoff(first=30.0, cap=600.0)
 
     def shadow_name(self, args, kwargs, options):
         """The name Flower and logs show: the label followed by the message's names."""
@@ -107,21 +116,34 @@ class FleetTask(Task):
         actor = begun.actor
         try:
             try:
-                result = super().__call__(*args, **kwargs)
+                try:
+                    result = super().__call__(*args, **kwargs)
+                except Exception as exc:
+                    if not isinstance(exc, Retry) and self._may_retry(exc):
+                        raise self.retry(exc=exc, countdown=self.transient_backoff.delay(request.retries),
+                                         max_retries=self._retries_allowed()) from None
+                    raise
             except Retry as retry:
                 if self.audited and isinstance(retry.exc, Exception):  # an attempt failed; another follows
-                    audit.record(self.name, actor=actor, outcome="retrying", task_id=task_id,
+                    audit.record(self.name, actor=actor, outcome=TaskOutcome.RETRYING, task_id=task_id,
                                  error=type(retry.exc).__name__, attempt=request.retries + 1,
                                  seconds=round(time.monotonic() - started, 3), **_names(kwargs))
                 raise
             except BaseException as exc:
-                self._finish(job, task_id, region, started, "failed", kwargs, actor, error=type(exc).__name__)
+                self._finish(job, task_id, region, started, TaskOutcome.FAILED, kwargs, actor, error=type(exc).__name__)
                 raise
-            self._finish(job, task_id, region, started, "succeeded", kwargs, actor)
+            self._finish(job, task_id, region, started, TaskOutcome.SUCCEEDED, kwargs, actor)
         finally:
             if lease is not None:
                 lease.release()  # after the claim says how the job ended
         return result
+
+    def _retries_allowed(self) -> int:
+        allowed = self.transient_retries
+        return int(allowed.get() if isinstance(allowed, Setting) else allowed)
+
+    def _may_retry(self, exc: BaseException) -> bool:
+        return is_transient(exc) and self.request.retries < self._retries_allowed()
 
     def _begin(self, begun: "_Begun", kwargs: dict, task_id: str, request) -> dict | None:
         """Claim the job, take its lease and audit the start, filling ``begun``. Returns the
@@ -136,9 +158,9 @@ class FleetTask(Task):
                 metrics.task_duplicates.labels(self.name).inc()
                 logger.warning("skipped task %s id=%s: job %s already taken by %s (%s)",
                                self.name, task_id, job, claim.holder_task_id, claim.holder_state)
-                return {"status": "duplicate", "job": job, "holder": claim.holder_task_id}
-            if claim.holder_state == "succeeded":
-                return {"status": "already-succeeded", "job": job}
+                return {"status": JobStatus.DUPLICATE, "job": job, "holder": claim.holder_task_id}
+            if claim.holder_state == TaskOutcome.SUCCEEDED:
+                return {"status": JobStatus.ALREADY_SUCCEEDED, "job": job}
             begun.job = job
             lease = idempotency.Lease(job)
             if not lease.acquire():
@@ -150,17 +172,17 @@ class FleetTask(Task):
                 raise self.retry(countdown=max(1.0, lease.ttl / 2), max_retries=REDELIVERY_WAITS)
             begun.lease = lease
             again = idempotency.claim(job, task_id)  # the run we waited for may have just ended
-            if again.holder_state == "succeeded":
+            if again.holder_state == TaskOutcome.SUCCEEDED:
                 lease.release()
                 begun.lease = None
-                return {"status": "already-succeeded", "job": job}
+                return {"status": JobStatus.ALREADY_SUCCEEDED, "job": job}
             # an earlier delivery of this message died mid-way: the body may look for
             # what it had already done (tasks.backup finds a manifest it committed)
             request.drfleet_resumed = getattr(request, "drfleet_resumed", False) or claim.redelivered
         headers = request.headers or {}
         begun.actor = headers.get("drfleet_actor") or ("beat" if headers.get("celery_beat_task") else "api")
         if self.audited:
-            audit.record(self.name, actor=begun.actor, outcome="started", task_id=task_id, **_names(kwargs))
+            audit.record(self.name, actor=begun.actor, outcome=TaskOutcome.STARTED, task_id=task_id, **_names(kwargs))
         return None
 
     def _finish(self, job, task_id, region, started, outcome, kwargs, actor, error=None) -> None:
@@ -185,7 +207,7 @@ class _Begun:
 def state_wait_seconds() -> float:
     """How long a task waits for an unreachable state store before its message is
     requeued: DRFLEET_STATE_WAIT_SECONDS, default 30."""
-    return float(os.environ.get("DRFLEET_STATE_WAIT_SECONDS", "30"))
+    return settings.STATE_WAIT_SECONDS.get()
 
 
 def _names(kwargs: dict) -> dict:

@@ -1,38 +1,57 @@
 """VPS provider clients behind one small interface (see ``base.CloudClient``).
 
-``get_cloud("hetzner", {"token_env": "HCLOUD_TOKEN", "region": "fsn1", ...})`` builds the
-client for a plan's provider section. Modules are imported on first use, by name.
+``open_cloud("hetzner", {"token_env": "HCLOUD_TOKEN", "region": "fsn1", ...})`` builds the
+client for a plan's provider section; ``CLOUDS`` is the registry (the shape every provider
+family shares, ``drfleet.registry``), each module imported on first use.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Mapping
 
-from providers.clouds.base import CloudClient, CloudConfigError
-
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "hetzner": ("providers.clouds.hetzner", "HetznerClient"),
-    "digitalocean": ("providers.clouds.digitalocean", "DigitalOceanClient"),
-    "linode": ("providers.clouds.linode", "LinodeClient"),
-    "vultr": ("providers.clouds.vultr", "VultrClient"),
-    "local": ("providers.clouds.local", "LocalCloud"),  # sshd hosts on this machine (tests, demo)
-}
+from drfleet.providers.clouds.base import CloudClient, CloudConfigError
+from drfleet.registry import Registry
 
 
-def get_cloud(name: str, settings: Mapping[str, Any], **injected: Any) -> CloudClient:
-    """Return the client for provider ``name`` built from its plan ``settings``.
+def _hetzner() -> type:
+    from drfleet.providers.clouds.hetzner import HetznerClient
+    return HetznerClient
+
+
+def _digitalocean() -> type:
+    from drfleet.providers.clouds.digitalocean import DigitalOceanClient
+    return DigitalOceanClient
+
+
+def _linode() -> type:
+    from drfleet.providers.clouds.linode import LinodeClient
+    return LinodeClient
+
+
+def _vultr() -> type:
+    from drfleet.providers.clouds.vultr import VultrClient
+    return VultrClient
+
+
+def _local() -> type:  # sshd hosts on this machine (tests, demo)
+    from drfleet.providers.clouds.local import LocalCloud
+    return LocalCloud
+
+
+CLOUDS: Registry[type] = Registry("cloud provider", {"hetzner": _hetzner, "digitalocean": _digitalocean,
+                                                     "linode": _linode, "vultr": _vultr, "local": _local},
+                                  unknown=CloudConfigError)
+
+
+def open_cloud(kind: str, settings: Mapping[str, Any], **injected: Any) -> CloudClient:
+    """Return the client for provider ``kind`` (case and surrounding blanks ignored) built
+    from its plan ``settings``.
 
     ``injected`` (``sleep``, ``clock``, ``now``, ``jitter``, ``environ``) is for tests.
     Raises CloudConfigError for an unknown provider (listing the known ones) or bad settings.
     """
-    key = (name or "").strip().lower()
-    if key not in PROVIDERS:
-        raise CloudConfigError(f"unknown cloud provider {name!r}", known=sorted(PROVIDERS),
-                               hint=f"use one of: {', '.join(sorted(PROVIDERS))}")
-    module_name, class_name = PROVIDERS[key]
-    client_class = getattr(importlib.import_module(module_name), class_name)
-    return client_class.from_plan(settings, **injected)
+    key = kind.strip().lower() if isinstance(kind, str) else kind
+    return CLOUDS.load(key).from_plan(settings, **injected)
 
 
-__all__ = ["PROVIDERS", "get_cloud"]
+__all__ = ["CLOUDS", "open_cloud"]

@@ -17,7 +17,14 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
-from fleet.errors import DrfleetError
+from drfleet.errors import DrfleetError
+from drfleet.providers.http import (  # noqa: F401 - the errors every provider client raises
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
 
 # Normalised server statuses.
 STARTING = "starting"
@@ -90,59 +97,6 @@ class CloudConfigError(DrfleetError):
     """Something in drfleet's own configuration or input is wrong; no request was sent."""
 
     hint = "fix the provider settings in the plan (or the arguments) and retry"
-
-
-class ProviderError(DrfleetError):
-    """The provider answered with an error, or could not be reached.
-
-    Facts: provider, HTTP status, the provider's error code and request id, the action id.
-    """
-
-    hint = "read the provider's message and error code above; quote the request id to support"
-
-    def __init__(self, message: str, *, provider: str, status: int | None = None,
-                 code: str | None = None, request_id: str | None = None,
-                 action_id: str | None = None, hint: str | None = None, **facts: Any) -> None:
-        self.provider = provider
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.action_id = action_id
-        super().__init__(message, hint=hint, provider=provider, http_status=status,
-                         provider_code=code, request_id=request_id, action_id=action_id,
-                         **facts)
-
-
-class ProviderAuthError(ProviderError):
-    """The token was rejected (401/403) or its environment variable is unset."""
-
-    def __init__(self, message: str, *, token_env: str, **kwargs: Any) -> None:
-        self.token_env = token_env
-        kwargs.setdefault("hint", f"check that the environment variable {token_env} holds a "
-                                  "valid, unexpired API token with read/write scope")
-        super().__init__(message, token_env=token_env, **kwargs)
-
-
-class ProviderNotFound(ProviderError):
-    """The server, action or key does not exist (404)."""
-
-    hint = "check the id; the resource may already have been deleted"
-
-
-class ProviderRateLimited(ProviderError):
-    """The provider kept answering 429 after every allowed retry."""
-
-    hint = "slow down: fewer parallel workers, or wait for the provider's rate-limit window"
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, retry_after_seconds=retry_after, **kwargs)
-
-
-class ProviderUnavailable(ProviderError):
-    """No usable answer: connection failed, or timeouts/5xx persisted past every retry."""
-
-    hint = "check the provider's status page and this host's network, then retry"
 
 
 class ActionFailed(ProviderError):

@@ -15,11 +15,18 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
-from providers.clouds.base import (
-    ACTION_ERROR, ACTION_SUCCESS, Action, ActionFailed, ActionTimedOut, CloudConfigError,
-    PollSchedule, Server, ServerSpec,
+from drfleet.providers.clouds.base import (
+    ACTION_ERROR,
+    ACTION_SUCCESS,
+    Action,
+    ActionFailed,
+    ActionTimedOut,
+    CloudConfigError,
+    PollSchedule,
+    Server,
+    ServerSpec,
 )
-from providers.clouds.http import ErrorDetail, JsonSession, equal_jitter
+from drfleet.providers.http import ErrorDetail, JsonSession, equal_jitter
 
 T = TypeVar("T")
 

@@ -15,13 +15,27 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from providers.clouds.base import (
-    ACTION_ERROR, ACTION_RUNNING, ACTION_SUCCESS, RUNNING, STARTING, STOPPED, UNKNOWN, Action,
-    ProviderError, ProviderNotFound, Server, ServerSpec, labels_match, labels_to_tags,
-    parse_label_selector, ssh_md5_fingerprint, tags_to_labels,
+from drfleet.providers.clouds.base import (
+    ACTION_ERROR,
+    ACTION_RUNNING,
+    ACTION_SUCCESS,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    UNKNOWN,
+    Action,
+    ProviderError,
+    ProviderNotFound,
+    Server,
+    ServerSpec,
+    labels_match,
+    labels_to_tags,
+    parse_label_selector,
+    ssh_md5_fingerprint,
+    tags_to_labels,
 )
-from providers.clouds.client import BaseCloudClient
-from providers.clouds.http import ErrorDetail, collect_pages
+from drfleet.providers.clouds.client import BaseCloudClient
+from drfleet.providers.http import ErrorDetail, collect_pages
 
 SERVER_STATUS = {"new": STARTING, "active": RUNNING, "off": STOPPED, "archive": STOPPED}
 ACTION_STATUS = {"in-progress": ACTION_RUNNING, "completed": ACTION_SUCCESS,

@@ -12,13 +12,25 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from providers.clouds.base import (
-    ACTION_ERROR, ACTION_RUNNING, ACTION_SUCCESS, DELETING, RUNNING, STARTING, STOPPED, UNKNOWN,
-    Action, ProviderError, Server, ServerSpec, labels_match, parse_label_selector,
+from drfleet.providers.clouds.base import (
+    ACTION_ERROR,
+    ACTION_RUNNING,
+    ACTION_SUCCESS,
+    DELETING,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    UNKNOWN,
+    Action,
+    ProviderError,
+    Server,
+    ServerSpec,
+    labels_match,
+    parse_label_selector,
     ssh_md5_fingerprint,
 )
-from providers.clouds.client import BaseCloudClient
-from providers.clouds.http import ErrorDetail, collect_pages
+from drfleet.providers.clouds.client import BaseCloudClient
+from drfleet.providers.http import ErrorDetail, collect_pages
 
 SERVER_STATUS = {"running": RUNNING, "initializing": STARTING, "starting": STARTING,
                  "rebuilding": STARTING, "migrating": STARTING, "off": STOPPED,

@@ -23,13 +23,28 @@ import logging
 import secrets
 from typing import Any, Mapping
 
-from providers.clouds.base import (
-    ACTION_ERROR, ACTION_RUNNING, ACTION_SUCCESS, DELETING, RUNNING, STARTING, STOPPED, UNKNOWN,
-    Action, ProviderError, Server, ServerSpec, labels_match, labels_to_tags, parse_label_selector, same_ssh_key,
-    ssh_key_blob, tags_to_labels,
+from drfleet.providers.clouds.base import (
+    ACTION_ERROR,
+    ACTION_RUNNING,
+    ACTION_SUCCESS,
+    DELETING,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    UNKNOWN,
+    Action,
+    ProviderError,
+    Server,
+    ServerSpec,
+    labels_match,
+    labels_to_tags,
+    parse_label_selector,
+    same_ssh_key,
+    ssh_key_blob,
+    tags_to_labels,
 )
-from providers.clouds.client import BaseCloudClient
-from providers.clouds.http import ErrorDetail, collect_pages
+from drfleet.providers.clouds.client import BaseCloudClient
+from drfleet.providers.http import ErrorDetail, collect_pages
 
 SERVER_STATUS = {"running": RUNNING, "provisioning": STARTING, "booting": STARTING,
                  "rebooting": STARTING, "rebuilding": STARTING, "migrating": STARTING,

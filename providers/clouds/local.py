@@ -33,11 +33,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from providers.clouds.base import (
-    RUNNING, STARTING, STOPPED, Action, CloudConfigError, ProviderError, ProviderNotFound,
-    Server, ServerSpec, labels_match, parse_label_selector, ssh_key_blob,
+from drfleet.providers.clouds.base import (
+    RUNNING,
+    STARTING,
+    STOPPED,
+    Action,
+    CloudConfigError,
+    ProviderError,
+    ProviderNotFound,
+    Server,
+    ServerSpec,
+    labels_match,
+    parse_label_selector,
+    ssh_key_blob,
 )
-from providers.clouds.client import BaseCloudClient
+from drfleet.providers.clouds.client import BaseCloudClient
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
@@ -89,7 +99,7 @@ class LocalCloud(BaseCloudClient):
             raise CloudConfigError(f"the local provider needs {SSHD}", provider="local",
                                    hint="install openssh-server")
         if root is None:
-            from fleet.home import drfleet_home
+            from drfleet.paths import drfleet_home
             root = str(drfleet_home() / "local-hosts")
         self.root = Path(root)
         self.listen = listen

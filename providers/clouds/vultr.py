@@ -17,12 +17,23 @@ from __future__ import annotations
 import base64
 from typing import Any, Mapping
 
-from providers.clouds.base import (
-    RUNNING, STARTING, STOPPED, UNKNOWN, Action, Server, ServerSpec, labels_match,
-    labels_to_tags, parse_label_selector, same_ssh_key, ssh_key_blob, tags_to_labels,
+from drfleet.providers.clouds.base import (
+    RUNNING,
+    STARTING,
+    STOPPED,
+    UNKNOWN,
+    Action,
+    Server,
+    ServerSpec,
+    labels_match,
+    labels_to_tags,
+    parse_label_selector,
+    same_ssh_key,
+    ssh_key_blob,
+    tags_to_labels,
 )
-from providers.clouds.client import BaseCloudClient
-from providers.clouds.http import ErrorDetail, collect_pages
+from drfleet.providers.clouds.client import BaseCloudClient
+from drfleet.providers.http import ErrorDetail, collect_pages
 
 PER_PAGE = 500  # the API's maximum
 

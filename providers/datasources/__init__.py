@@ -28,59 +28,53 @@ failing the verification of older backups (kinds with one way ignore it). ``tool
 versions) a dump would be made with, for the backup's manifest.
 
 Bad options raise ``InvalidSourceOptions``; a missing tool raises ``ToolNotInstalled``.
-All errors derive from ``errors.DataSourceError`` and so from ``fleet.errors.DrfleetError``.
+All errors derive from ``errors.DataSourceError`` and so from ``drfleet.errors.DrfleetError``.
 
-``get_source(kind)`` imports the module of that name. Adding a kind is adding one module
-that defines ``KIND`` (and its test file); helper modules here define no ``KIND``.
+``open_source(kind)`` returns the module of that kind from ``SOURCES`` (the registry shape
+every provider family shares, ``drfleet.registry``). Adding a kind is one module, one line
+in ``SOURCES`` and its test; what the kinds share lives in ``support/``.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import re
 from types import ModuleType
 
-from providers.datasources.errors import UnknownDataSourceKind
-
-REQUIRED = ("KIND", "dump", "restore", "fingerprint", "tool_versions")
-
-
-def _is_kind_module(module: ModuleType, name: str) -> bool:
-    return getattr(module, "KIND", None) == name and all(hasattr(module, a) for a in REQUIRED)
+from drfleet.providers.datasources.errors import UnknownDataSourceKind
+from drfleet.registry import Registry
 
 
-def get_source(kind: str) -> ModuleType:
-    """The module implementing data source ``kind``.
+def _postgres() -> ModuleType:
+    from drfleet.providers.datasources import postgres
+    return postgres
 
-    Raises UnknownDataSourceKind (listing the known kinds) when no module of that name
-    defines ``KIND``. Import errors of an existing kind module (a missing dependency)
-    propagate unchanged.
-    """
-    if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", kind):
-        raise UnknownDataSourceKind(str(kind), known_kinds())
-    name = f"{__name__}.{kind}"
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        raise UnknownDataSourceKind(kind, known_kinds()) from None
-    if not _is_kind_module(module, kind):
-        raise UnknownDataSourceKind(kind, known_kinds())
-    return module
+
+def _redis() -> ModuleType:
+    from drfleet.providers.datasources import redis
+    return redis
+
+
+def _mongodb() -> ModuleType:
+    from drfleet.providers.datasources import mongodb
+    return mongodb
+
+
+def _files() -> ModuleType:
+    from drfleet.providers.datasources import files
+    return files
+
+
+SOURCES: Registry[ModuleType] = Registry(
+    "data source kind", {"postgres": _postgres, "redis": _redis, "mongodb": _mongodb, "files": _files},
+    unknown=UnknownDataSourceKind)
+
+
+def open_source(kind: str) -> ModuleType:
+    """The module implementing data source ``kind``. Raises UnknownDataSourceKind (listing
+    the known kinds) for any other name; an existing kind's import errors (a missing
+    dependency) propagate unchanged."""
+    return SOURCES.load(kind)
 
 
 def known_kinds() -> list[str]:
-    """Sorted names of the modules in this package that define a data source kind."""
-    kinds = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.ispkg or info.name.startswith("_"):
-            continue
-        try:
-            module = importlib.import_module(f"{__name__}.{info.name}")
-        except ImportError:
-            continue
-        if _is_kind_module(module, info.name):
-            kinds.append(info.name)
-    return sorted(kinds)
+    """The data source kinds, sorted."""
+    return SOURCES.kinds()

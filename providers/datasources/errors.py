@@ -1,6 +1,6 @@
 """Errors raised by the data sources (``providers.datasources``).
 
-Every class derives from ``fleet.errors.DrfleetError``. The facts name the tool, its exit
+Every class derives from ``drfleet.errors.DrfleetError``. The facts name the tool, its exit
 code and the last lines of its stderr, and the host/database/path concerned; they never
 hold a password: connection strings are shown through ``credentials.scrub_url`` and tool
 output is scrubbed of the secret before it is kept.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 from typing import Any, Iterable
 
-from fleet.errors import DrfleetError
+from drfleet.errors import DrfleetError
 
 
 class DataSourceError(DrfleetError):
@@ -108,14 +108,9 @@ class InvalidSourceOptions(DataSourceError):
 
 
 class UnknownDataSourceKind(DataSourceError):
-    """``get_source`` was asked for a kind no module implements."""
+    """``open_source`` was asked for a kind no module implements (the facts list the known ones)."""
 
     hint = "use one of the known kinds"
-
-    def __init__(self, kind: str, known: Iterable[str]) -> None:
-        self.kind, self.known = kind, sorted(known)
-        super().__init__(f"unknown data source kind {kind!r}", kind=kind,
-                         known_kinds=", ".join(self.known))
 
 
 class UnsafeArchiveMember(DataSourceError):

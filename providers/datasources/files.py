@@ -39,15 +39,14 @@ import stat
 import tarfile
 import time
 from decimal import Decimal
-from json.encoder import encode_basestring_ascii
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 from typing import Any, BinaryIO, Iterator, Mapping
 
-from providers.datasources.errors import (FileUnreadable, InvalidSourceOptions, RestoreFailed,
-                                          UnsafeArchiveMember)
-from providers.datasources.files_extract import Extractor
-from providers.datasources.files_index import Entry, FileIndex, IndexWriter, entry_type
-from providers.datasources.producer import ThreadProducer
+from drfleet.providers.datasources.errors import FileUnreadable, InvalidSourceOptions, RestoreFailed
+from drfleet.providers.datasources.support.files_extract import Extractor
+from drfleet.providers.datasources.support.files_index import Entry, FileIndex, IndexWriter, entry_type
+from drfleet.providers.datasources.support.producer import ThreadProducer
 
 KIND = "files"
 TOOL = "tar (drfleet)"

@@ -38,11 +38,11 @@ import pymongo
 import pymongo.errors
 from bson.raw_bson import RawBSONDocument
 
-from providers.datasources import mongodb_logical as logical
-from providers.datasources.credentials import PrivateFile, scrub_text, scrub_url, url_password
-from providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
-from providers.datasources.producer import ProcessProducer, Producer, ThreadProducer
-from providers.datasources.tools import require_tool, run_tool, tool_version
+from drfleet.providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
+from drfleet.providers.datasources.support import mongodb_logical as logical
+from drfleet.providers.datasources.support.credentials import PrivateFile, scrub_text, scrub_url, url_password
+from drfleet.providers.datasources.support.producer import ProcessProducer, Producer, ThreadProducer
+from drfleet.providers.datasources.support.tools import require_tool, run_tool, tool_version
 
 KIND = "mongodb"
 SYSTEM_DATABASES = ("admin", "local", "config")

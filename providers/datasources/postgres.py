@@ -35,11 +35,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from providers.datasources.credentials import PrivateFile, scrub_text
-from providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
-from providers.datasources.producer import ProcessProducer
-from providers.datasources.spool import GrowingSpool, SpoolCancelled
-from providers.datasources.tools import child_env, require_tool, run_tool, tool_version
+from drfleet.providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
+from drfleet.providers.datasources.support.credentials import PrivateFile, scrub_text
+from drfleet.providers.datasources.support.producer import ProcessProducer
+from drfleet.providers.datasources.support.spool import GrowingSpool, SpoolCancelled
+from drfleet.providers.datasources.support.tools import child_env, require_tool, run_tool, tool_version
 
 KIND = "postgres"
 DEFAULT_RESTORE_JOBS = 2

@@ -46,11 +46,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from providers.datasources.credentials import scrub_text
-from providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
-from providers.datasources.producer import ThreadProducer
-from providers.datasources.redis_protocol import TOOL, RdbStream, RedisTarget
-from providers.datasources.tools import run_tool
+from drfleet.providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
+from drfleet.providers.datasources.support.credentials import scrub_text
+from drfleet.providers.datasources.support.producer import ThreadProducer
+from drfleet.providers.datasources.support.redis_protocol import TOOL, RdbStream, RedisTarget
+from drfleet.providers.datasources.support.tools import run_tool
 
 KIND = "redis"
 DEFAULT_TIMEOUT = 60.0

@@ -1,28 +1,38 @@
 """DNS providers for failover: Route 53 (boto3) and Cloudflare (API v4).
 
-``dns_client(settings)`` builds the client for the plan's ``recovery.dns`` section;
-``switch_record`` (``providers.dns.base``) switches a record TTL-aware.
+``open_dns(kind, settings)`` builds the client for the plan's ``recovery.dns`` section
+(``plan.recovery.DnsSettings``); ``DNS`` is the registry (the shape every provider family
+shares, ``drfleet.registry``); ``switch_record`` (``providers.dns.base``) switches a
+record TTL-aware.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from providers.dns.base import (DnsClient, DnsError, DnsRecord, DnsZoneNotFound, SwitchResult,
-                                switch_record)
+from drfleet.providers.dns.base import DnsClient, DnsError, DnsRecord, DnsZoneNotFound, SwitchResult, switch_record
+from drfleet.registry import Registry
 
 
-def dns_client(settings: Any) -> DnsClient:
-    """The client for ``settings`` (a ``runbooks.config.DnsSettings``). Raises DnsError for an
-    unknown provider, and SecretUnavailable when a credential reference is unset."""
-    if settings.provider == "route53":
-        from providers.dns.route53 import Route53Client
-        return Route53Client.from_settings(settings)
-    if settings.provider == "cloudflare":
-        from providers.dns.cloudflare import CloudflareClient
-        return CloudflareClient.from_settings(settings)
-    raise DnsError(f"unknown DNS provider {settings.provider!r}", known="route53, cloudflare")
+def _route53() -> type:
+    from drfleet.providers.dns.route53 import Route53Client
+    return Route53Client
 
 
-__all__ = ["DnsClient", "DnsError", "DnsRecord", "DnsZoneNotFound", "SwitchResult", "dns_client",
+def _cloudflare() -> type:
+    from drfleet.providers.dns.cloudflare import CloudflareClient
+    return CloudflareClient
+
+
+DNS: Registry[type] = Registry("DNS provider", {"route53": _route53, "cloudflare": _cloudflare}, unknown=DnsError)
+
+
+def open_dns(kind: str, settings: Any, **injected: Any) -> DnsClient:
+    """The ``kind`` client for ``settings`` (a ``plan.recovery.DnsSettings``). Raises DnsError
+    for an unknown provider, and SecretUnavailable when a credential reference is unset.
+    ``injected`` (``sleep``, ``jitter``) is for tests of HTTP providers."""
+    return DNS.load(kind).from_settings(settings, **injected)
+
+
+__all__ = ["DNS", "DnsClient", "DnsError", "DnsRecord", "DnsZoneNotFound", "SwitchResult", "open_dns",
            "switch_record"]

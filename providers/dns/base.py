@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Protocol, runtime_checkable
 
-from fleet.errors import DrfleetError
+from drfleet.errors import DrfleetError
 
 DEFAULT_TTL = 60
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from providers.clouds.http import ErrorDetail, JsonSession, collect_pages
-from providers.dns.base import DnsRecord, DnsZoneNotFound
+from drfleet.providers.dns.base import DnsRecord, DnsZoneNotFound
+from drfleet.providers.http import ErrorDetail, JsonSession, collect_pages
 
 AUTOMATIC_TTL_SECONDS = 300
 PER_PAGE = 100

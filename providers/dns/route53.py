@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from providers.dns.base import DnsError, DnsRecord, DnsZoneNotFound
+from drfleet.providers.dns.base import DnsError, DnsRecord, DnsZoneNotFound
 
 
 def _error(exc: Exception, what: str, **facts: Any) -> DnsError:
@@ -36,10 +36,10 @@ class Route53Client:
         self._sync_timeout = sync_timeout
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "Route53Client":
+    def from_settings(cls, settings: Any, **injected: Any) -> "Route53Client":
         import boto3
 
-        from datapath.secrets import resolve_secret
+        from drfleet.secrets import resolve_secret
 
         kwargs: dict[str, Any] = {"region_name": settings.region or "us-east-1"}
         if settings.endpoint_url:
@@ -49,7 +49,7 @@ class Route53Client:
         if settings.secret_key:
             kwargs["aws_secret_access_key"] = resolve_secret(settings.secret_key, what="route53 secret key")
         return cls(settings.zone, zone_id=settings.zone_id,
-                   client=boto3.session.Session().client("route53", **kwargs))
+                   client=boto3.session.Session().client("route53", **kwargs), **injected)
 
     def zone_id(self) -> str:
         """The hosted zone's id (looked up by name once). Raises DnsZoneNotFound."""

@@ -5,16 +5,25 @@
 - ``hostkeys``: known_hosts verification; unknown or changed keys are always refused.
 - ``rsync``: ``rsync_pull``/``rsync_push`` over ssh and ``with_retries`` for transient
   failures.
-- ``errors``: everything raised on purpose, all ``fleet.errors.DrfleetError``.
+- ``errors``: everything raised on purpose, all ``drfleet.errors.DrfleetError``.
 """
 
-from providers.ssh.client import CompletedRemote, SshSession, SshTarget
-from providers.ssh.errors import (AuthenticationFailed, HostKeyChanged, HostKeyRejected,
-                                  HostKeyRevoked, HostUnreachable, RemoteCommandFailed,
-                                  RemoteCommandTimedOut, RemoteTransferFailed, RsyncFailed,
-                                  SshError, UnknownHostKey)
-from providers.ssh.remote_stream import RemoteStream
-from providers.ssh.rsync import RsyncResult, rsync_pull, rsync_push, with_retries
+from drfleet.providers.ssh.client import CompletedRemote, SshSession, SshTarget
+from drfleet.providers.ssh.errors import (
+                                  AuthenticationFailed,
+                                  HostKeyChanged,
+                                  HostKeyRejected,
+                                  HostKeyRevoked,
+                                  HostUnreachable,
+                                  RemoteCommandFailed,
+                                  RemoteCommandTimedOut,
+                                  RemoteTransferFailed,
+                                  RsyncFailed,
+                                  SshError,
+                                  UnknownHostKey,
+)
+from drfleet.providers.ssh.remote_stream import RemoteStream
+from drfleet.providers.ssh.rsync import RsyncResult, rsync_pull, rsync_push, with_retries
 
 __all__ = [
     "AuthenticationFailed", "CompletedRemote", "HostKeyChanged", "HostKeyRejected",

@@ -18,13 +18,16 @@ from typing import Any, Callable
 
 import paramiko
 
-from providers.ssh import sftp as sftp_transfer
-from providers.ssh.errors import (AuthenticationFailed, HostUnreachable, RemoteCommandFailed,
-                                  RemoteCommandTimedOut)
-from providers.ssh.hostkeys import preferred_key_types, verify_host_key
-from providers.ssh.remote_stream import (LOSS_SETTLE_SECONDS, RemoteStream, close_quietly,
-                                         drain_stderr)
-from providers.ssh.stderr_tail import StderrTail
+from drfleet.providers.ssh import sftp as sftp_transfer
+from drfleet.providers.ssh.errors import (
+    AuthenticationFailed,
+    HostUnreachable,
+    RemoteCommandFailed,
+    RemoteCommandTimedOut,
+)
+from drfleet.providers.ssh.hostkeys import preferred_key_types, verify_host_key
+from drfleet.providers.ssh.remote_stream import LOSS_SETTLE_SECONDS, RemoteStream, close_quietly, drain_stderr
+from drfleet.providers.ssh.stderr_tail import StderrTail
 
 __all__ = ["CompletedRemote", "SshSession", "SshTarget"]
 

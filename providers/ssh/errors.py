@@ -4,7 +4,7 @@ Every error carries the facts an operator needs to locate the problem (host, por
 host key fingerprints, the remote command, its exit status, the last lines of its stderr)
 and never key material or passphrases: key files are named by path only.
 
-``is_transient`` says whether retrying the same operation later may succeed (the host was
+``transient`` says whether retrying the same operation later may succeed (the host was
 down, the connection dropped); ``with_retries`` in ``providers.ssh.rsync`` relies on it.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from fleet.errors import DrfleetError
+from drfleet.errors import DrfleetError
 
 
 def _rebuild(cls: type, state: dict[str, Any]) -> "SshError":
@@ -26,7 +26,6 @@ def _rebuild(cls: type, state: dict[str, Any]) -> "SshError":
 class SshError(DrfleetError):
     """Base class of every error of the SSH provider. Survives pickling (task results)."""
 
-    is_transient: bool = False
 
     def __reduce__(self):
         return (_rebuild, (type(self), dict(self.__dict__)))
@@ -111,7 +110,7 @@ class HostKeyRevoked(HostKeyRejected):
 class HostUnreachable(SshError):
     """No working SSH connection: refused, timed out, reset or dropped mid-operation."""
 
-    is_transient = True
+    transient = True
 
     def __init__(self, host: str, port: int, reason: str, *, user: str | None = None,
                  operation: str | None = None) -> None:
@@ -184,22 +183,21 @@ class RemoteTransferFailed(SshError):
 
 
 class RsyncFailed(SshError):
-    """rsync exited non-zero. ``is_transient`` is decided from the exit code and stderr;
+    """rsync exited non-zero. ``transient`` is decided from the exit code and stderr;
     ``host_key_rejected`` is true when ssh refused the host key (never transient)."""
 
     def __init__(self, exit_code: int, meaning: str, stderr_tail: str, host: str, *,
                  port: int | None = None, command: str | None = None,
-                 is_transient: bool = False, host_key_rejected: bool = False,
+                 transient: bool = False, host_key_rejected: bool = False,
                  presented_fingerprint: str | None = None, hint: str | None = None) -> None:
         self.exit_code, self.meaning, self.stderr_tail = exit_code, meaning, stderr_tail
         self.host, self.port, self.command = host, port, command
-        self.is_transient, self.host_key_rejected = is_transient, host_key_rejected
-        self.transient = is_transient
+        self.transient, self.host_key_rejected = transient, host_key_rejected
         super().__init__(
             f"rsync with {host} failed: {meaning} (exit code {exit_code})",
-            host=host, port=port, exit_code=exit_code, transient=is_transient,
+            host=host, port=port, exit_code=exit_code, transient=transient,
             presented_fingerprint=presented_fingerprint, command=command,
             stderr_tail=stderr_tail.splitlines() or "(empty)",
-            hint=hint or ("transient: retrying resumes from .rsync-partial" if is_transient
+            hint=hint or ("transient: retrying resumes from .rsync-partial" if transient
                           else "read stderr_tail; retrying will not help until it is fixed"),
         )

@@ -18,8 +18,13 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from providers.ssh.errors import (HostKeyChanged, HostKeyRejected, HostKeyRevoked,
-                                  UnknownHostKey, known_hosts_name)
+from drfleet.providers.ssh.errors import (
+    HostKeyChanged,
+    HostKeyRejected,
+    HostKeyRevoked,
+    UnknownHostKey,
+    known_hosts_name,
+)
 
 __all__ = ["KnownHostKey", "fingerprint", "known_hosts_name", "lookup_known_keys",
            "preferred_key_types", "verify_host_key"]

@@ -9,8 +9,8 @@ from typing import Callable
 
 import paramiko
 
-from providers.ssh.errors import HostUnreachable, RemoteCommandFailed, RemoteCommandTimedOut
-from providers.ssh.stderr_tail import StderrTail
+from drfleet.providers.ssh.errors import HostUnreachable, RemoteCommandFailed, RemoteCommandTimedOut
+from drfleet.providers.ssh.stderr_tail import StderrTail
 
 EXIT_STATUS_WAIT = 60.0  # seconds to wait for the exit status after stdout ended
 LEFTOVER_LIMIT = 1024 * 1024  # unread stdout that close() still drains to see the status

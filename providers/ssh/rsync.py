@@ -28,9 +28,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from providers.ssh.errors import RsyncFailed
-from providers.ssh.openssh import ssh_argv
-from providers.ssh.stderr_tail import StderrTail
+from drfleet.providers.ssh.errors import RsyncFailed
+from drfleet.providers.ssh.openssh import ssh_argv
+from drfleet.providers.ssh.stderr_tail import StderrTail
+from drfleet.retry import Backoff, retry_call
 
 __all__ = ["RSYNC_EXIT_MEANINGS", "TRANSIENT_EXIT_CODES", "RsyncResult", "rsync_pull",
            "rsync_push", "with_retries"]
@@ -107,7 +108,7 @@ def rsync_pull(target, remote_path: str, local_dir: str | os.PathLike, *,
 
     ``link_dest`` is a previous local snapshot: unchanged files are hard-linked to it
     instead of copied. ``extra`` is appended to rsync's options (argv items, e.g.
-    ``["--bwlimit=1000"]``). Raises ``RsyncFailed`` on a non-zero exit (``is_transient``
+    ``["--bwlimit=1000"]``). Raises ``RsyncFailed`` on a non-zero exit (``transient``
     says whether to retry; exit 24 is returned as success if ``accept_vanished``), and
     ValueError for an empty path or ``--delete`` onto ``/``.
     """
@@ -194,29 +195,15 @@ def _failure(code: int, stderr_tail: str, target, argv: list[str]) -> RsyncFaile
             hint=("do not retry blindly: verify the host key out of band, then fix "
                   f"{target.known_hosts_file}"), **facts)
     transient = code in TRANSIENT_EXIT_CODES and not _PERMANENT_SSH.search(stderr_tail)
-    return RsyncFailed(code, meaning, stderr_tail, target.host, is_transient=transient,
+    return RsyncFailed(code, meaning, stderr_tail, target.host, transient=transient,
                        **facts)
 
 
 def with_retries(fn: Callable[[], T], attempts: int = 3,
                  sleep: Callable[[float], None] = time.sleep, *, base_delay: float = 5.0,
                  max_delay: float = 120.0) -> T:
-    """Call ``fn()`` up to ``attempts`` times, retrying only errors whose ``is_transient``
-    is true, sleeping ``base_delay * 2**n`` (capped at ``max_delay``) between attempts.
-
-    Returns ``fn``'s result; re-raises a non-transient error at once and the last error
-    when attempts run out. Raises ValueError if ``attempts`` < 1.
-    """
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:
-            if not getattr(exc, "is_transient", False) or attempt == attempts:
-                raise
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1))
-            log.warning("attempt %d/%d failed transiently, retrying in %.0fs: %s",
-                        attempt, attempts, delay, getattr(exc, "message", exc))
-            sleep(delay)
-    raise AssertionError("unreachable")
+    """``fn()`` under drfleet's one retry policy (``drfleet.retry.retry_call``): up to
+    ``attempts`` tries while the error is transient, sleeping ``base_delay * 2**n`` (at most
+    ``max_delay``) between them. Returns ``fn``'s result; re-raises a non-transient error at
+    once and the last error when attempts run out. Raises ValueError if ``attempts`` < 1."""
+    return retry_call(fn, attempts=attempts, backoff=Backoff(base_delay, max_delay), what="rsync", sleep=sleep)

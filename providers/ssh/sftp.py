@@ -16,7 +16,7 @@ from typing import Callable
 
 import paramiko
 
-from providers.ssh.errors import RemoteTransferFailed
+from drfleet.providers.ssh.errors import RemoteTransferFailed
 
 Progress = Callable[[int, int], None] | None
 _SFTP_ERRORS = (OSError, EOFError, paramiko.SSHException)

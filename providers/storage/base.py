@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import BinaryIO, Iterator, NamedTuple
 
-from providers.storage.errors import InvalidKey, ObjectNotFound, StoreError
+from drfleet.providers.storage.errors import InvalidKey, ObjectNotFound, StoreError
 
 
 class ObjectInfo(NamedTuple):

@@ -1,6 +1,6 @@
 """Errors raised by storage backends.
 
-Every error derives from ``StoreError`` (and so from ``fleet.errors.DrfleetError``) and
+Every error derives from ``StoreError`` (and so from ``drfleet.errors.DrfleetError``) and
 names the store and, where there is one, the key. Backends add facts that locate the
 problem (``bucket``, ``endpoint``, ``path``, ``code``) but never credentials.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.errors import DrfleetError
+from drfleet.errors import DrfleetError
 
 
 class StoreError(DrfleetError):

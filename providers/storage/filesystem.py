@@ -21,9 +21,16 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_key, validate_prefix
-from providers.storage.errors import (InvalidKey, ObjectExists, ObjectNotFound, StoreAccessDenied,
-                                      StoreError, StoreFull, StoreUnavailable)
+from drfleet.providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_key, validate_prefix
+from drfleet.providers.storage.errors import (
+    InvalidKey,
+    ObjectExists,
+    ObjectNotFound,
+    StoreAccessDenied,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
 
 PARTIAL_DIR = ".partial"
 _WRITE_BUFFER = 1 << 20

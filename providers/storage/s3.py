@@ -26,14 +26,21 @@ from typing import Any, BinaryIO, Iterator, NamedTuple
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError,
-                                 HTTPClientError, IncompleteReadError, NoCredentialsError)
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError, NoCredentialsError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_key, validate_prefix
-from providers.storage.errors import (InvalidStoreSettings, ObjectArchived, ObjectExists,
-                                      ObjectNotFound, StoreAccessDenied, StoreError, StoreFull,
-                                      StoreUnavailable)
-from providers.storage.s3_writer import MIN_PART_SIZE, MultipartWriter, content_md5
+from drfleet.providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_key, validate_prefix
+from drfleet.providers.storage.errors import (
+    InvalidStoreSettings,
+    ObjectArchived,
+    ObjectExists,
+    ObjectNotFound,
+    StoreAccessDenied,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
+from drfleet.providers.storage.support.s3_writer import MIN_PART_SIZE, MultipartWriter, content_md5
 
 MiB = 1 << 20
 _DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",

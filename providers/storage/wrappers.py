@@ -7,12 +7,12 @@ Stack them in one place (``providers.storage.open_store``), e.g.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
-from providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_prefix
-from providers.storage.errors import ObjectExists, StoreReadOnly, StoreUnavailable
+from drfleet.providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_prefix
+from drfleet.providers.storage.errors import ObjectExists, StoreReadOnly, StoreUnavailable
+from drfleet.retry import Backoff, retry_call
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,27 +84,13 @@ class RetryingStore(StoreWrapper):
                  max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(inner)
         self.attempts = max(1, attempts)
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.backoff = Backoff(base_delay, max_delay, jitter=True)
         self.sleep = sleep
 
     def _retry(self, operation: str, key: str | None, call: Callable[[], T]) -> T:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return call()
-            except StoreUnavailable as exc:
-                if attempt == self.attempts:
-                    exc.add_note(f"gave up after {attempt} attempts")
-                    raise
-                delay = self._delay(attempt)
-                log.warning("store %s unavailable for %s %s (attempt %d of %d), retrying in "
-                            "%.2fs: %s", self.name, operation, key or "", attempt,
-                            self.attempts, delay, exc.reason)
-                self.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1)
+        return retry_call(call, attempts=self.attempts, backoff=self.backoff, sleep=self.sleep,
+                          what=f"store {self.name}: {operation} {key or ''}",
+                          retry_on=lambda exc: isinstance(exc, StoreUnavailable))
 
     def put_bytes(self, key: str, data: bytes | bytearray | memoryview, *,
                   storage_class: str | None = None, if_absent: bool = False) -> ObjectInfo:
@@ -157,7 +143,7 @@ class RetryingStore(StoreWrapper):
                 if attempt == self.attempts:
                     exc.add_note(f"gave up after {attempt} attempts")
                     raise
-                delay = self._delay(attempt)
+                delay = self.backoff.delay(attempt - 1)
                 log.warning("store %s unavailable while listing %r (attempt %d of %d), "
                             "resuming after %r in %.2fs: %s", self.name, prefix, attempt,
                             self.attempts, last_key, delay, exc.reason)

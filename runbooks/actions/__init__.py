@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from plan.models import Plan
-from runbooks.config import Recovery
-from runbooks.steps import StepSpec
+from drfleet.plan.models import Plan
+from drfleet.plan.recovery import Recovery
+from drfleet.runbooks.steps import StepSpec
 
 
 class SkipStep(Exception):
@@ -37,7 +37,7 @@ class StepContext:
 
     def workdir(self) -> Path:
         """A private per-run directory on this worker (staging, known_hosts)."""
-        from fleet.home import drfleet_home
+        from drfleet.paths import drfleet_home
         path = drfleet_home() / "runbooks" / self.run_id
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
@@ -59,7 +59,7 @@ def action(name: str) -> Callable[[Action], Action]:
 
 
 def _load() -> None:
-    from runbooks.actions import database, dns_switch, hosts, restore, services  # noqa: F401
+    from drfleet.runbooks.actions import database, dns_switch, hosts, restore, services  # noqa: F401
 
 
 _load()

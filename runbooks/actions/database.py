@@ -16,12 +16,12 @@ import time
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from datapath.secrets import resolve_secret
-from fleet.errors import DrfleetError
-from providers.ssh import SshSession
-from runbooks.actions import SkipStep, StepContext, action
-from runbooks.actions.dns_switch import switch_to
-from runbooks.actions.hosts import resolve_host
+from drfleet.errors import DrfleetError
+from drfleet.providers.ssh import SshSession
+from drfleet.runbooks.actions import SkipStep, StepContext, action
+from drfleet.runbooks.actions.dns_switch import switch_to
+from drfleet.runbooks.actions.hosts import resolve_host
+from drfleet.secrets import resolve_secret
 
 NEW_STANDBY_SCRIPT = r'''
 set -eu
@@ -95,7 +95,7 @@ def detect_db_failure(ctx: StepContext) -> dict:
 
 def _registered_standby(dataset: str):
     try:
-        from pitr.standby import list_standbys
+        from drfleet.pitr.standby import list_standbys
         return list_standbys(dataset) or None
     except (ImportError, NotImplementedError, ModuleNotFoundError):
         return None
@@ -108,7 +108,7 @@ def promote_standby(ctx: StepContext) -> dict:
         if not _registered_standby(dataset):
             raise PromoteFailed(f"dataset {dataset} has no registered standby to promote",
                                 hint="create one (`drfleet standby create`) or set recovery.databases.NAME.standby")
-        from pitr.standby import promote_standby as pitr_promote
+        from drfleet.pitr.standby import promote_standby as pitr_promote
         return pitr_promote(ctx.plan, dataset)
     standby = _standby(ctx)
     started = time.monotonic()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 
-from providers.dns import dns_client, switch_record
-from runbooks.actions import StepContext, action
-from runbooks.actions.hosts import check_health, resolve_host
-from runbooks.config import RecoveryConfigInvalid
+from drfleet.plan.recovery import RecoveryConfigInvalid
+from drfleet.providers.dns import open_dns, switch_record
+from drfleet.runbooks.actions import StepContext, action
+from drfleet.runbooks.actions.hosts import check_health, resolve_host
 
 
 def switch_to(ctx: StepContext, name: str, rtype: str, address: str, ttl: int | None) -> dict:
     if ctx.recovery.dns is None:
         raise RecoveryConfigInvalid("switching DNS needs recovery.dns (provider, zone, credentials)")
-    result = switch_record(dns_client(ctx.recovery.dns), name, rtype, [address], ttl=ttl).to_dict()
+    result = switch_record(open_dns(ctx.recovery.dns.provider, ctx.recovery.dns), name, rtype, [address], ttl=ttl).to_dict()
     until = result["clients_may_hold_old_until"]
     result["note"] = (f"resolvers may answer the old value for up to {result['old_ttl']}s, until "
                       f"{time.strftime('%H:%M:%S', time.gmtime(until))} UTC" if until else
@@ -24,7 +24,7 @@ def switch_to(ctx: StepContext, name: str, rtype: str, address: str, ttl: int | 
 @action("dns_switch")
 def dns_switch(ctx: StepContext) -> dict:
     """Point the service's record at the step's host (``params.host``/``prefer``)."""
-    from runbooks.actions.hosts import _service_host
+    from drfleet.runbooks.actions.hosts import _service_host
 
     svc = ctx.recovery.service(ctx.spec.target)
     if svc.dns is None:

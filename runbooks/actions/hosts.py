@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleet.errors import DrfleetError
-from providers.ssh import SshError, SshSession, SshTarget, rsync_push, with_retries
-from runbooks.actions import SkipStep, StepContext, action
-from runbooks.config import RecoveryConfigInvalid
+from drfleet.errors import DrfleetError
+from drfleet.plan.recovery import RecoveryConfigInvalid
+from drfleet.providers.ssh import SshError, SshSession, SshTarget, rsync_push, with_retries
+from drfleet.runbooks.actions import SkipStep, StepContext, action
 
 
 class HealthCheckFailed(DrfleetError):
@@ -137,15 +137,15 @@ def provision(ctx: StepContext) -> dict:
     """Create a server in ``params.region`` with the plan's cloud settings (region, size,
     image), our SSH key installed; reuse the one this run already made (found by its
     labels). Returns where it is and its host key (public)."""
-    from providers.clouds import get_cloud
-    from providers.clouds.base import ServerSpec
+    from drfleet.providers.clouds import open_cloud
+    from drfleet.providers.clouds.base import ServerSpec
 
     region = ctx.p["region"]
     settings = ctx.recovery.clouds.get(region)
     if settings is None:
         raise RecoveryConfigInvalid(f"no cloud settings for region {region} (recovery.clouds.{region})")
     login = _login(ctx)
-    cloud = get_cloud(settings.provider, settings.settings())
+    cloud = open_cloud(settings.provider, settings.settings())
     labels = {"drfleet-run": ctx.run_id, "drfleet-step": ctx.spec.name.replace(" ", "-"),
               "drfleet-service": ctx.spec.target}
     selector = ",".join(f"{k}={v}" for k, v in labels.items())

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import shutil
 
-from datapath.catalog import list_backups
-from datapath.errors import BackupNotFound
-from datapath.restore import restore_backup
-from providers.ssh import SshSession, rsync_push, with_retries
-from runbooks.actions import StepContext, action
-from runbooks.actions.hosts import _service_host
+from drfleet.datapath.catalog import list_backups
+from drfleet.datapath.errors import BackupNotFound
+from drfleet.datapath.restore import restore_backup
+from drfleet.providers.ssh import SshSession, rsync_push, with_retries
+from drfleet.runbooks.actions import StepContext, action
+from drfleet.runbooks.actions.hosts import _service_host
 
 
 def candidate_locations(ctx: StepContext, rule: str | None) -> list[str] | None:

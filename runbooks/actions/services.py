@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fleet.errors import DrfleetError
-from runbooks.actions import StepContext, action
-from runbooks.actions.hosts import HealthCheckFailed, check_health, resolve_host
+from drfleet.errors import DrfleetError
+from drfleet.runbooks.actions import StepContext, action
+from drfleet.runbooks.actions.hosts import HealthCheckFailed, check_health, resolve_host
 
 
 class NotARegionFailure(DrfleetError):

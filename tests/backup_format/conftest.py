@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import zstandard
 
-from backup_format.envelope import DataKey, encrypt_bytes, wrap_data_key
-from backup_format.keyring import Keyring, create_keyring, load_keyring
-from backup_format.manifest import Manifest
+from drfleet.backup_format.envelope import DataKey, encrypt_bytes, wrap_data_key
+from drfleet.backup_format.keyring import Keyring, create_keyring, load_keyring
+from drfleet.backup_format.manifest import Manifest
 
 FIXED_TIME = datetime(2024, 5, 1, 3, 15, tzinfo=timezone.utc)
 BACKUP_ID = "20240501T031500Z-9f2c01ab"

@@ -4,9 +4,9 @@ import pickle
 
 import pytest
 
-from backup_format.datakey import DataKey, unwrap_data_key, wrap_data_key
-from backup_format.errors import InvalidKeyMaterial, SecretNotSerializable, WrongKey
-from backup_format.keyring import create_keyring, load_keyring, rotate_keyring
+from drfleet.backup_format.datakey import DataKey, unwrap_data_key, wrap_data_key
+from drfleet.backup_format.errors import InvalidKeyMaterial, SecretNotSerializable, WrongKey
+from drfleet.backup_format.keyring import create_keyring, load_keyring, rotate_keyring
 
 
 def test_wrapped_key_is_json_safe_and_names_its_master_key(data_key, keyring):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from backup_format.keyring import create_keyring
+from drfleet.backup_format.keyring import create_keyring
 from tests.backup_format.conftest import write_backup
 
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "drfleet-decrypt"

@@ -6,10 +6,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backup_format.envelope import (DEFAULT_CHUNK_SIZE, HEADER_SIZE, MAGIC, TAG_SIZE, DataKey, ObjectOpener,
-                                    ObjectSealer, decrypt_bytes, encrypt_bytes, sealed_size)
-from backup_format.errors import (EnvelopeCorrupt, EnvelopeError, EnvelopeTruncated, NotAnEnvelope,
-                                  SealingMisuse, TrailingData)
+from drfleet.backup_format.envelope import (
+    DEFAULT_CHUNK_SIZE,
+    HEADER_SIZE,
+    MAGIC,
+    TAG_SIZE,
+    DataKey,
+    ObjectOpener,
+    ObjectSealer,
+    decrypt_bytes,
+    encrypt_bytes,
+    sealed_size,
+)
+from drfleet.backup_format.errors import (
+    EnvelopeCorrupt,
+    EnvelopeError,
+    EnvelopeTruncated,
+    NotAnEnvelope,
+    SealingMisuse,
+    TrailingData,
+)
 
 NAME = "data-0000.zst.dfe"
 CHUNK = 64
@@ -202,7 +218,7 @@ def test_cut_inside_a_chunk_is_truncation_when_the_stored_size_is_known(data_key
     assert str(len(three_chunks)) in str(caught.value)
 
 
-@pytest.mark.parametrize("extra", [b"\x00", os.urandom(TAG_SIZE), os.urandom(BLOCK)])
+@pytest.mark.parametrize("extra", [b"\x00", os.urandom(TAG_SIZE), os.urandom(BLOCK)], ids=["one-byte", "a-tag", "a-block"])
 def test_bytes_after_a_full_final_chunk_are_trailing_data(data_key, three_chunks, extra):
     with pytest.raises(TrailingData):
         opened(data_key, three_chunks + extra)

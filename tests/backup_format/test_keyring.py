@@ -8,9 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from backup_format.errors import (KeyFilePermissionError, KeyNotInKeyring, KeyringError, KeyringExists,
-                                  KeyringInvalid, KeyringNotFound, SecretNotSerializable)
-from backup_format.keyring import create_keyring, load_keyring, rotate_keyring
+from drfleet.backup_format.errors import (
+    KeyFilePermissionError,
+    KeyNotInKeyring,
+    KeyringError,
+    KeyringExists,
+    KeyringInvalid,
+    KeyringNotFound,
+    SecretNotSerializable,
+)
+from drfleet.backup_format.keyring import create_keyring, load_keyring, rotate_keyring
 
 KEY_ID = re.compile(r"pii-\d{8}-[0-9a-f]{8}\Z")
 

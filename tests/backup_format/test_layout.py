@@ -2,9 +2,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from backup_format.errors import InvalidName, NaiveTimestamp, NotAManifestKey
-from backup_format.layout import (backup_time, check_backup_id, manifest_key, manifests_prefix,
-                                  new_backup_id, object_key, parse_manifest_key)
+from drfleet.backup_format.errors import InvalidName, NaiveTimestamp, NotAManifestKey
+from drfleet.backup_format.layout import (
+    backup_time,
+    check_backup_id,
+    manifest_key,
+    manifests_prefix,
+    new_backup_id,
+    object_key,
+    parse_manifest_key,
+)
 
 MAY_FIRST = datetime(2024, 5, 1, 3, 15, 9, tzinfo=timezone.utc)
 

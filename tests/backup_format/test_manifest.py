@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backup_format.datakey import DataKey, wrap_data_key
-from backup_format.errors import ManifestInvalid, ManifestTampered, UnknownManifestVersion
-from backup_format.manifest import MANIFEST_VERSION, Manifest
+from drfleet.backup_format.datakey import DataKey, wrap_data_key
+from drfleet.backup_format.errors import ManifestInvalid, ManifestTampered, UnknownManifestVersion
+from drfleet.backup_format.manifest import MANIFEST_VERSION, Manifest
 from tests.backup_format.conftest import BACKUP_ID, manifest_fields
 
 SOURCE = "datasets/orders/manifests/20240501T031500Z-9f2c01ab.json"

@@ -1,7 +1,6 @@
 """Beat against a real Redis and real workers: one execution per slot, missed slots recorded."""
 
 import collections
-import signal
 import time
 
 import pytest
@@ -24,7 +23,7 @@ site:
 
 @pytest.fixture
 def beat_fleet(tmp_path, redis_url, monkeypatch):
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
     src = tmp_path / "src"
     src.mkdir()
     (src / "f.txt").write_text("x" * 1000)
@@ -41,7 +40,7 @@ def beat_fleet(tmp_path, redis_url, monkeypatch):
 
 
 def executions():
-    from state import audit
+    from drfleet.state import audit
     runs = [r for r in audit.entries(action="drfleet.backup") if r["outcome"] == "succeeded"]
     return collections.Counter(r["details"]["slot"] for r in runs)
 
@@ -59,7 +58,7 @@ def test_two_beats_give_exactly_one_execution_per_slot(beat_fleet, tmp_path):
     wait_for(lambda: len(executions()) >= 4, timeout=60, what="four slots to run")
     counts = executions()
     assert counts and set(counts.values()) == {1}, counts
-    from state import audit
+    from drfleet.state import audit
     assert {r["actor"] for r in audit.entries(action="drfleet.backup")} == {"beat"}
     assert set(committed_slots(tmp_path / "plan").values()) == {1}
 
@@ -88,7 +87,7 @@ def test_the_standby_beat_takes_over_when_the_active_one_dies(beat_fleet):
 
 
 def test_slots_missed_while_beat_was_down_are_recorded(beat_fleet):
-    from state.missed import missed_slots
+    from drfleet.state.missed import missed_slots
 
     beat_fleet.worker("eu-central")
     beat = beat_fleet.beat()
@@ -106,7 +105,7 @@ def test_slots_missed_while_beat_was_down_are_recorded(beat_fleet):
 
 
 def test_a_duplicate_message_for_the_same_slot_runs_once(beat_fleet, celery_app_for_beat):
-    from tasks.backup import backup
+    from drfleet.tasks.backup import backup
 
     beat_fleet.worker("eu-central")
     kwargs = {"dataset": "site", "policy": "fast", "region": "eu-central", "slot": "2026-01-01T00:00:00+00:00"}
@@ -118,7 +117,7 @@ def test_a_duplicate_message_for_the_same_slot_runs_once(beat_fleet, celery_app_
 
 @pytest.fixture
 def celery_app_for_beat(beat_fleet):
-    from workers import app
+    from drfleet.workers import app
     app.conf.broker_url = beat_fleet.broker_url
     app.conf.result_backend = beat_fleet.broker_url
     return app

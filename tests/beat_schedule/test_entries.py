@@ -3,9 +3,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from beat_schedule.entries import beat_schedule, schedule_entries
-from cli.main import main
-from plan.loader import load_plan
+from drfleet.beat_schedule.entries import beat_schedule, schedule_entries
+from drfleet.cli.main import main
+from drfleet.plan.loader import load_plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from beat_schedule.entries import beat_schedule, schedule_entries
-from plan.loader import load_plan
+from drfleet.beat_schedule.entries import beat_schedule, schedule_entries
+from drfleet.plan.loader import load_plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from celery.schedules import crontab, schedule
 
-from beat_schedule.entries import beat_schedule, schedule_entries
-from plan.loader import load_plan
+from drfleet.beat_schedule.entries import beat_schedule, schedule_entries
+from drfleet.plan.loader import load_plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -41,7 +41,7 @@ def test_continuous_watches_run_every_15_seconds_unless_overridden(monkeypatch):
     plan = load_plan(EXAMPLES / "plugspace.yaml")
     intervals = {e.every_seconds for e in by_kind(plan, "watch").values()}
     assert intervals == {60}  # plugspace watches only on-change trees
-    from beat_schedule.entries import watch_interval
+    from drfleet.beat_schedule.entries import watch_interval
     assert (watch_interval("continuous"), watch_interval("on-change")) == (15, 60)
     monkeypatch.setenv("DRFLEET_WATCH_CONTINUOUS_SECONDS", "2")
     assert watch_interval("continuous") == 2

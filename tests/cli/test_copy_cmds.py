@@ -6,9 +6,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from datapath.backup import run_backup
-from datapath.copy import copy_to_policy_locations
+from drfleet.cli.main import main
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.copy import copy_to_policy_locations
 from tests.datapath.copy_plans import make_copy_plan, manifest_file, manifests_at, object_file
 
 

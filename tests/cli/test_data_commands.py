@@ -5,12 +5,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from drfleet.cli.main import main
 
 
 @pytest.fixture
 def worker_fleet(fleet, fleet_plan):
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
     keys = fleet_plan.parent / "keys"
     keys.mkdir(mode=0o700, exist_ok=True)
     create_keyring(keys / "content.keyring", "content")
@@ -71,8 +71,8 @@ def test_restore_over_a_database_says_what_it_will_do_and_asks_unless_yes(tmp_pa
     described = {"backup_id": "20261101T000000Z-0000abcd", "dataset": "cache", "kind": "redis",
                  "location": "eu-central-store", "target": "redis://127.0.0.1:6390/0"}
     restored = []
-    monkeypatch.setattr("datapath.restore.describe_restore", lambda *a, **k: described)
-    monkeypatch.setattr("datapath.restore.restore_backup",
+    monkeypatch.setattr("drfleet.datapath.restore.describe_restore", lambda *a, **k: described)
+    monkeypatch.setattr("drfleet.datapath.restore.restore_backup",
                         lambda *a, **k: restored.append(a) or {**described, "status": "restored"})
     args = ["restore", "cache/20261101T000000Z-0000abcd", "--to", "env:CACHE_URL", "--local", "--plan", str(plan)]
     declined = CliRunner().invoke(main, args, input="n\n")

@@ -7,12 +7,12 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from drfleet.cli.main import main
 
 
 @pytest.fixture
 def site_fleet(fleet, fleet_plan):
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
     keys = fleet_plan.parent / "keys"
     keys.mkdir(mode=0o700, exist_ok=True)
     create_keyring(keys / "content.keyring", "content")

@@ -6,8 +6,8 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from backup_format.keyring import create_keyring, rotate_keyring
-from cli.main import main
+from drfleet.backup_format.keyring import create_keyring, rotate_keyring
+from drfleet.cli.main import main
 from tests.fixtures.fleet import write_plan
 from tests.fixtures.util import free_port
 
@@ -15,8 +15,8 @@ from tests.fixtures.util import free_port
 @pytest.fixture
 def rotated_plan(tmp_path, redis_url, monkeypatch):
     """A plan with two backups under the first content key, then a rotation."""
-    from datapath.backup import run_backup
-    from plan.loader import load_plan
+    from drfleet.datapath.backup import run_backup
+    from drfleet.plan.loader import load_plan
 
     monkeypatch.setenv("DRFLEET_STATE_URL", redis_url)
     monkeypatch.setenv("DRFLEET_BROKER_URL", redis_url)
@@ -44,7 +44,7 @@ def test_rewrap_states_what_it_will_do_and_needs_yes(rotated_plan, tmp_path):
     before = manifests(tmp_path)
     out = run("keys", "rewrap", "content", "--plan", str(plan), input="n\n")
     assert out.exit_code == 1  # aborted at the question
-    assert f"will re-wrap 2 manifest(s) of content in eu-central-store from content-" in out.output
+    assert "will re-wrap 2 manifest(s) of content in eu-central-store from content-" in out.output
     assert f"to {new_key}; data objects are not touched" in out.output
     assert manifests(tmp_path) == before
 

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from datapath.locations import store_for
-from datapath.prune import prune_location
-from state import audit
+from drfleet.cli.main import main
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.prune import prune_location
+from drfleet.state import audit
 from tests.datapath.retention_builders import committed, plan_with, put_backup
 
 POLICIES = "- {name: daily, trigger: daily, keep: 3 days, copies: [home-region]}\n"
@@ -98,7 +98,7 @@ def test_bad_names_are_clear_errors(stocked):
 
 def test_a_prune_already_running_is_named_not_joined(stocked, redis_url):
     plan_path, home, old, new = stocked
-    from plan.loader import load_plan
+    from drfleet.plan.loader import load_plan
     plan = load_plan(plan_path)
     holding, release = threading.Event(), threading.Event()
     first = threading.Thread(target=prune_location, args=(plan, "eu-central-store"), kwargs={

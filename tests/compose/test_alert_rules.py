@@ -122,10 +122,10 @@ def test_the_evaluator_refuses_what_it_does_not_understand_and_many_to_many_matc
 def exported(tmp_path, redis_url, monkeypatch):
     """What the exporter's fleet-state collector serves after a bad day: a failed backup,
     a backup that never ran, a size anomaly, a failed copy, a failed drill."""
-    from state import drills, outcomes, verifications
-    from state.drills import DrillRecord
+    from drfleet.state import drills, outcomes, verifications
+    from drfleet.state.drills import DrillRecord
+    from drfleet.workers.metrics_server import FleetStateCollector
     from tests.fixtures.fleet import write_plan
-    from workers.metrics_server import FleetStateCollector
 
     datasets = """\
 site:
@@ -150,7 +150,7 @@ quiet:
     plan = write_plan(tmp_path / "plan", datasets=datasets)
     monkeypatch.setenv("DRFLEET_PLAN", str(plan))
     monkeypatch.setenv("DRFLEET_STATE_URL", redis_url)
-    from state.store import key, state_client
+    from drfleet.state.store import key, state_client
     state_client().hset(key("outcome", "tracked"), mapping={"site|hourly": NOW - 10 * H, "site|*": NOW - 10 * H,
                                                             "quiet|daily": NOW - H, "quiet|*": NOW - H})
     outcomes.record_backup("site", "hourly", "eu-central", ok=True, seconds=3, size=100, at=NOW - 3 * H)

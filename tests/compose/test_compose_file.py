@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from plan.loader import load_plan
+from drfleet.plan.loader import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
@@ -75,7 +75,7 @@ def celery_role(service: dict) -> str | None:
     argv = command_of(service)
     text = " ".join(argv)
     for role in ("worker", "beat", "flower"):
-        if re.search(rf"\bcelery -A workers {role}\b", text):
+        if re.search(rf"\bcelery -A drfleet.workers {role}\b", text):
             return role
     return None
 
@@ -164,7 +164,7 @@ def test_one_worker_per_region_consuming_only_that_regions_queues(compose, plan)
     regions = {}
     for name, service in workers.items():
         argv = command_of(service)
-        assert argv[:4] == ["celery", "-A", "workers", "worker"], name
+        assert argv[:4] == ["celery", "-A", "drfleet.workers", "worker"], name
         assert argv.count("--region") == 1, f"{name} must name exactly one region"
         region = argv[argv.index("--region") + 1]
         assert not {"-Q", "--queues", "-X", "--exclude-queues"} & set(argv), \
@@ -333,7 +333,7 @@ def make_secrets(project: Path) -> subprocess.CompletedProcess:
 
 
 def test_make_secrets_creates_every_secret_file_private_and_usable(compose, plan, tmp_path):
-    from backup_format.keyring import load_keyring
+    from drfleet.backup_format.keyring import load_keyring
 
     project = tmp_path / "compose"
     shutil.copytree(COMPOSE, project, ignore=shutil.ignore_patterns("secrets", ".env"))

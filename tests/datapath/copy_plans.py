@@ -39,8 +39,8 @@ def make_copy_plan(root: Path, *, copies: str = 'all-regions, "offsite:vault"', 
                    with_keyrings: bool = True):
     """Write the plan (and keyrings, and a small source tree) under ``root``; return the
     loaded plan and the source directory."""
-    from backup_format.keyring import create_keyring
-    from plan.loader import load_plan
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.plan.loader import load_plan
 
     src = root / "src" / "site"
     (src / "img").mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,12 @@ import textwrap
 import threading
 from datetime import datetime
 
-from backup_format.datakey import DataKey
-from backup_format.layout import manifest_key, manifests_prefix, new_backup_id, object_key
-from backup_format.manifest import Manifest
-from plan.loader import load_plan
-from providers.storage import StoreUnavailable
-from providers.storage.wrappers import StoreWrapper
+from drfleet.backup_format.datakey import DataKey
+from drfleet.backup_format.layout import manifest_key, manifests_prefix, new_backup_id, object_key
+from drfleet.backup_format.manifest import Manifest
+from drfleet.plan.loader import load_plan
+from drfleet.providers.storage import StoreUnavailable
+from drfleet.providers.storage.wrappers import StoreWrapper
 from tests.fixtures.fleet import write_plan
 
 

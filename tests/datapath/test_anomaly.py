@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from datapath.anomaly import check_size, size_check_for
-from datapath.backup import run_backup
-from datapath.catalog import list_backups
+from drfleet.datapath.anomaly import check_size, size_check_for
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import list_backups
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from datapath.backup import run_backup
-from datapath.catalog import list_backups
-from datapath.restore import restore_backup
-from providers.datasources import get_source
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import list_backups
+from drfleet.datapath.restore import restore_backup
+from drfleet.providers.datasources import open_source
 
 
 def test_backup_commits_objects_then_manifest_and_restores_the_same_tree(files_plan, tmp_path):
@@ -21,7 +21,7 @@ def test_backup_commits_objects_then_manifest_and_restores_the_same_tree(files_p
     assert m.keys[0]["category"] == "content"
     target = tmp_path / "restored"
     restore_backup(plan, result["backup_id"], str(target))
-    files = get_source("files")
+    files = open_source("files")
     assert files.fingerprint(str(target)) == files.fingerprint(str(src)) == m.fingerprint
     assert os.readlink(target / "link") == "img/a.bin"
 
@@ -46,9 +46,9 @@ def test_the_read_that_reaches_the_end_refuses_a_plaintext_that_fails_its_hash(f
     before it starts, not after: the last read raises, naming the backup."""
     import shutil
 
-    from datapath.errors import IntegrityError
-    from datapath.locations import store_for
-    from datapath.reading import BackupReader, data_key_for
+    from drfleet.datapath.errors import IntegrityError
+    from drfleet.datapath.locations import store_for
+    from drfleet.datapath.reading import BackupReader, data_key_for
 
     plan, _ = files_plan
     result = run_backup(plan, "site", "hourly", region="eu-central")

@@ -5,13 +5,13 @@ from datetime import timedelta
 
 import pytest
 
-from datapath.backup import run_backup
-from datapath.catalog import find_backup, list_backups
-from datapath.copies_check import check_copies
-from datapath.copy import copy_to_policy_locations
-from datapath.locations import store_for
-from datapath.reading import data_key_for
-from datapath.verify import verify_backup
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import find_backup, list_backups
+from drfleet.datapath.copies_check import check_copies
+from drfleet.datapath.copy import copy_to_policy_locations
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.reading import data_key_for
+from drfleet.datapath.verify import verify_backup
 from tests.datapath.copy_plans import make_copy_plan, manifest_file, manifests_at, object_file
 
 LOCATIONS = ["eu-central-store", "us-east-store", "vault"]
@@ -141,7 +141,7 @@ def test_a_missing_copy_past_retention_is_not_reseeded(copied):
 
 
 def test_a_missing_copy_past_retention_but_on_legal_hold_is_reseeded(copied):
-    from datapath.holds import place_hold
+    from drfleet.datapath.holds import place_hold
 
     plan, root, old = copied
     run_backup(plan, "site", "hourly", region="eu-central")

@@ -9,17 +9,17 @@ import threading
 
 import pytest
 
-from datapath.backup import run_backup
-from datapath.catalog import find_backup, list_backups
-from datapath.copy import CopyHashMismatch, ParentMissing, SovereigntyViolation, UnknownLocation, copy_backup
-from datapath.errors import WrongRegion
-from datapath.locations import store_for
-from datapath.reading import data_key_for
-from datapath.restore import restore_backup
-from datapath.verify import verify_backup
-from providers.datasources import get_source
-from providers.storage import StoreUnavailable
-from providers.storage.wrappers import StoreWrapper
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import find_backup, list_backups
+from drfleet.datapath.copy import CopyHashMismatch, ParentMissing, SovereigntyViolation, UnknownLocation, copy_backup
+from drfleet.datapath.errors import WrongRegion
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.reading import data_key_for
+from drfleet.datapath.restore import restore_backup
+from drfleet.datapath.verify import verify_backup
+from drfleet.providers.datasources import open_source
+from drfleet.providers.storage import StoreUnavailable
+from drfleet.providers.storage.wrappers import StoreWrapper
 from tests.datapath.copy_plans import make_copy_plan, manifest_file, manifests_at, object_file, store_files
 from tests.fixtures.util import wait_for
 
@@ -47,7 +47,7 @@ def test_a_copy_to_another_region_restores_the_same_tree_from_there(committed, t
     assert sorted(r.location for r in list_backups(plan, "site").backups) == ["eu-central-store", "us-east-store"]
     assert verify_backup(plan, backup_id, depth="full", location="us-east-store")["ok"]
     restore_backup(plan, backup_id, str(tmp_path / "restored"), location="us-east-store")
-    files = get_source("files")
+    files = open_source("files")
     assert files.fingerprint(str(tmp_path / "restored")) == files.fingerprint(str(src))
 
 
@@ -131,7 +131,7 @@ class BitFlippingStore(StoreWrapper):
 
 def test_a_destination_that_stores_other_bytes_is_refused_and_nothing_is_committed(committed, monkeypatch):
     plan, _, root, backup_id = committed
-    import datapath.copy as copy_module
+    import drfleet.datapath.copy as copy_module
 
     real = copy_module.store_for
     monkeypatch.setattr(copy_module, "store_for",
@@ -200,7 +200,7 @@ def test_a_cold_copy_is_stored_with_the_plans_storage_class(tmp_path, s3_server,
     assert manifest.get("StorageClass", "STANDARD") == "STANDARD"  # the catalog stays readable
     assert [r.location for r in list_backups(plan, "site", locations=["cold"]).backups] == ["cold"]
     # the store will not serve an archived object: checks fall back to its size
-    from datapath.copies_check import check_copies
+    from drfleet.datapath.copies_check import check_copies
     cold = next(c for c in check_copies(plan, "site", repair=False).backups[0].copies if c.location == "cold")
     assert cold.status == "ok"
 
@@ -262,7 +262,7 @@ def test_a_real_incremental_chain_restores_from_an_offsite_copy_under_the_offsit
     path = root / "plan.yaml"
     path.write_text(path.read_text().replace("keep: 24 hours, copies: [all-regions",
                                              "keep: 24 hours, mode: incremental, copies: [all-regions", 1))
-    from plan.loader import load_plan
+    from drfleet.plan.loader import load_plan
     plan = load_plan(path)
     full = run_backup(plan, "site", "hourly", region="eu-central")["backup_id"]
     (src / "new.txt").write_text("added after the full backup\n")
@@ -272,5 +272,5 @@ def test_a_real_incremental_chain_restores_from_an_offsite_copy_under_the_offsit
     assert result.parents_copied == [full] and manifests_at(root, "vault") == sorted([full, child])
     (root / "keys" / "content.keyring").unlink()
     restore_backup(plan, child, str(tmp_path / "restored"), location="vault")
-    files = get_source("files")
+    files = open_source("files")
     assert files.fingerprint(str(tmp_path / "restored")) == files.fingerprint(str(src))

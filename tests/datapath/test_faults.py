@@ -3,20 +3,19 @@ wrong, and no half-written backup is ever visible."""
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from backup_format.errors import EnvelopeCorrupt, UnknownManifestVersion, WrongKey
-from backup_format.keyring import create_keyring
-from datapath.backup import OBJECT_NAME, run_backup
-from datapath.catalog import find_backup, list_backups
-from datapath.errors import BackupNotFound
-from datapath.restore import restore_backup
-from datapath.verify import verify_backup
-from plan.loader import load_plan
-from providers.storage import StoreFull, StoreUnavailable, innermost
+from drfleet.backup_format.errors import UnknownManifestVersion, WrongKey
+from drfleet.backup_format.keyring import create_keyring
+from drfleet.datapath.backup import OBJECT_NAME, run_backup
+from drfleet.datapath.catalog import find_backup, list_backups
+from drfleet.datapath.errors import BackupNotFound
+from drfleet.datapath.restore import restore_backup
+from drfleet.datapath.verify import verify_backup
+from drfleet.plan.loader import load_plan
+from drfleet.providers.storage import StoreFull, StoreUnavailable, innermost
 from tests.fixtures.util import wait_for
 
 
@@ -143,7 +142,8 @@ site:
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
     plan = load_plan(path)
     import threading
-    from datapath.locations import store_for
+
+    from drfleet.datapath.locations import store_for
 
     def cut_once_a_multipart_upload_is_under_way():
         def under_way():

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 
-from datapath.catalog import list_backups
-from datapath.errors import BackupNotFound
-from datapath.holds import held_backup_ids, hold_key, list_holds, place_hold, release_hold
-from datapath.locations import store_for
-from datapath.prune import prune_location
+from drfleet.datapath.catalog import list_backups
+from drfleet.datapath.errors import BackupNotFound
+from drfleet.datapath.holds import held_backup_ids, hold_key, list_holds, place_hold, release_hold
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.prune import prune_location
 from tests.datapath.retention_builders import committed, plan_with, put_backup
 
 T0 = datetime(2024, 3, 4, tzinfo=timezone.utc)

@@ -14,19 +14,20 @@ import time
 
 import pytest
 
-from backup_format.keyring import create_keyring
-from backup_format.layout import manifest_key
-from datapath.backup import run_backup
-from datapath.catalog import find_backup, list_backups
-from datapath.locations import store_for
-from datapath.reading import BackupReader, data_key_for
-from datapath.restore import describe_restore, restore_backup
-from datapath.tree_restore import ChainBroken
-from datapath.verify import verify_backup
-from plan.loader import load_plan
-from providers.datasources import files, files_index
-from providers.datasources.errors import FileUnreadable
-from providers.datasources.files_index import FileIndex
+from drfleet.backup_format.keyring import create_keyring
+from drfleet.backup_format.layout import manifest_key
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import find_backup, list_backups
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.reading import BackupReader, data_key_for
+from drfleet.datapath.restore import describe_restore, restore_backup
+from drfleet.datapath.tree_restore import ChainBroken
+from drfleet.datapath.verify import verify_backup
+from drfleet.plan.loader import load_plan
+from drfleet.providers.datasources import files
+from drfleet.providers.datasources.errors import FileUnreadable
+from drfleet.providers.datasources.support import files_index
+from drfleet.providers.datasources.support.files_index import FileIndex
 from tests.fixtures.fleet import write_plan
 
 RACY_WINDOW_NS = 50_000_000

@@ -1,16 +1,15 @@
 """A pg_dump killed mid-stream fails the backup: no manifest, no object left behind."""
 
-import signal
 import subprocess
 import threading
 
 import pytest
 
-from backup_format.keyring import create_keyring
-from datapath.backup import run_backup
-from datapath.catalog import list_backups
-from plan.loader import load_plan
-from providers.datasources.errors import SourceToolFailed
+from drfleet.backup_format.keyring import create_keyring
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import list_backups
+from drfleet.plan.loader import load_plan
+from drfleet.providers.datasources.errors import SourceToolFailed
 from tests.fixtures.fleet import write_plan
 from tests.fixtures.util import wait_for
 

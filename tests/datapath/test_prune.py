@@ -11,13 +11,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 
-from backup_format.layout import manifest_key
-from datapath.locations import store_for
-from datapath.prune import PruneBusy, PruneLockLost, locations_of_region, prune_location
-from providers.storage import StoreUnavailable, innermost
-from state import audit, verifications
-from tests.datapath.retention_builders import (FailingStore, RecordingStore, committed, plan_with, put_backup,
-                                               with_objects)
+from drfleet.backup_format.layout import manifest_key
+from drfleet.datapath.locations import store_for
+from drfleet.datapath.prune import PruneBusy, PruneLockLost, locations_of_region, prune_location
+from drfleet.providers.storage import StoreUnavailable, innermost
+from drfleet.state import audit, verifications
+from tests.datapath.retention_builders import (
+    FailingStore,
+    RecordingStore,
+    committed,
+    plan_with,
+    put_backup,
+    with_objects,
+)
 
 T0 = datetime(2024, 3, 4, tzinfo=timezone.utc)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -272,8 +278,8 @@ def test_a_region_prunes_its_own_locations_and_the_primary_the_regionless_offsit
 
 
 def test_a_region_prune_goes_on_past_a_failing_location_and_then_says_which(plan, state, monkeypatch):
-    from datapath import prune as prune_module
-    from datapath.prune import PruneIncomplete, prune_region
+    from drfleet.datapath import prune as prune_module
+    from drfleet.datapath.prune import PruneIncomplete, prune_region
 
     home = store_for(plan, HOME)
     old = put_backup([home], "site", "six-hourly", T0)

@@ -10,15 +10,16 @@ import threading
 
 import pytest
 
-from datapath import remote_trees
-from datapath.backup import run_backup
-from datapath.catalog import list_backups
-from datapath.remote_trees import RemoteTreeMissing, RemoteTreeUnavailable
-from datapath.restore import restore_backup
-from datapath.verify import verify_backup
-from plan.loader import load_plan
-from providers.datasources import files, files_index
-from providers.ssh import HostKeyChanged, HostUnreachable, UnknownHostKey
+from drfleet.datapath import remote_trees
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import list_backups
+from drfleet.datapath.remote_trees import RemoteTreeMissing, RemoteTreeUnavailable
+from drfleet.datapath.restore import restore_backup
+from drfleet.datapath.verify import verify_backup
+from drfleet.plan.loader import load_plan
+from drfleet.providers.datasources import files
+from drfleet.providers.datasources.support import files_index
+from drfleet.providers.ssh import HostKeyChanged, HostUnreachable, UnknownHostKey
 from tests.datapath.test_incremental import RACY_WINDOW_NS, settle, snapshot
 from tests.fixtures.fleet import write_plan
 from tests.fixtures.sshd import SshServer
@@ -34,7 +35,7 @@ def isolated_worker(monkeypatch, tmp_path):
 
 
 def remote_plan(root, server, remote_dir, *, known_hosts=None):
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
 
     datasets = (f"uploads:\n  kind: files\n  region: eu-central\n"
                 f"  source: {{path: {remote_dir}, host: web1}}\n  key: content\n  rpo: 24h\n  rto: 30m\n"
@@ -172,7 +173,7 @@ def test_a_connection_reset_mid_transfer_commits_nothing_and_the_next_run_comple
         finally:
             killer.join()
         error = info.value
-        assert error.is_transient and error.facts["dataset"] == "uploads" and error.facts["host"] == "web1"
+        assert error.transient and error.facts["dataset"] == "uploads" and error.facts["host"] == "web1"
         assert store_files(tmp_path) == [] and list_backups(plan, "uploads").backups == []
 
         monkeypatch.setattr(remote_trees, "RSYNC_OPTIONS", normal_options)

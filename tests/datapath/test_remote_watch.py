@@ -6,11 +6,11 @@ import os
 import pytest
 import redis
 
-from datapath.remote_treestate import survey_remote
-from datapath.treestate import TreeMissing, survey
-from datapath.watch import Outcome, read_state, watch_policy
-from plan.loader import load_plan
-from providers.ssh import HostUnreachable
+from drfleet.datapath.remote_treestate import survey_remote
+from drfleet.datapath.treestate import TreeMissing, survey
+from drfleet.datapath.watch import Outcome, read_state, watch_policy
+from drfleet.plan.loader import load_plan
+from drfleet.providers.ssh import HostUnreachable
 from tests.fixtures.fleet import write_plan
 
 

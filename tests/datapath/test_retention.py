@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from datapath.retention import Candidate, decide
-from plan.loader import load_plan
+from drfleet.datapath.retention import Candidate, decide
+from drfleet.plan.loader import load_plan
 from tests.fixtures.fleet import write_plan
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from backup_format.keyring import Keyring, load_keyring, rotate_keyring
-from datapath.backup import run_backup
-from datapath.catalog import list_backups
-from datapath.key_checks import check_key_separation
-from datapath.restore import restore_backup
-from datapath.rewrap import RewrapFailed, find_old_wrappings, rewrap_category
-from datapath.verify import verify_backup
+from drfleet.backup_format.keyring import Keyring, load_keyring, rotate_keyring
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import list_backups
+from drfleet.datapath.key_checks import check_key_separation
+from drfleet.datapath.restore import restore_backup
+from drfleet.datapath.rewrap import RewrapFailed, find_old_wrappings, rewrap_category
+from drfleet.datapath.verify import verify_backup
 
 
 def keyring_path(plan, category):
@@ -37,8 +37,8 @@ def objects_of(root):
 
 def copy_backup(plan, backup_id, src_location, dst_location):
     """Put a copy of a backup in another location, byte for byte (what a copy task leaves)."""
-    from backup_format.layout import manifest_key, object_key
-    from datapath.backup import OBJECT_NAME
+    from drfleet.backup_format.layout import manifest_key, object_key
+    from drfleet.datapath.backup import OBJECT_NAME
 
     src, dst = Path(plan.storage[src_location].path), Path(plan.storage[dst_location].path)
     for key in (manifest_key("site", backup_id), object_key("site", backup_id, OBJECT_NAME)):
@@ -117,9 +117,9 @@ def test_a_tampered_manifest_is_reported_and_left_as_it_is(rotated, tmp_path):
 
 def test_other_categories_wrappings_are_kept(rotated, tmp_path):
     """A manifest whose data key is also wrapped under an offsite category keeps that entry."""
-    from backup_format.datakey import unwrap_data_key, wrap_data_key
-    from backup_format.manifest import Manifest
-    from datapath.locations import keyring_for
+    from drfleet.backup_format.datakey import unwrap_data_key, wrap_data_key
+    from drfleet.backup_format.manifest import Manifest
+    from drfleet.datapath.locations import keyring_for
 
     plan, _, old, _, _, new_key = rotated
     path = next((tmp_path / "plan" / "stores" / "eu-central").rglob(f"{old[0]}.json"))
@@ -142,14 +142,14 @@ def test_an_unknown_category_is_a_clear_error(files_plan):
 
 
 def test_key_check_finds_shared_keyrings_copied_keys_and_open_permissions(files_plan, tmp_path):
-    from plan.loader import load_plan_text
+    from drfleet.plan.loader import load_plan_text
 
     plan, _ = files_plan
     assert check_key_separation(plan).ok
     keys = tmp_path / "plan" / "keys"
     # a keyring whose material was copied from another category and relabelled
     content = load_keyring("content", file=keys / "content.keyring")
-    from backup_format.keyring import MasterKey, make_key_id
+    from drfleet.backup_format.keyring import MasterKey, make_key_id
     twin = MasterKey(make_key_id("media", content.active.created, content.active.material), "media",
                      content.active.material, content.active.created)
     fd = os.open(keys / "media.keyring", os.O_WRONLY | os.O_CREAT, 0o600)
@@ -170,7 +170,7 @@ def test_key_check_finds_shared_keyrings_copied_keys_and_open_permissions(files_
 
 
 def test_a_plan_giving_two_categories_one_keyring_does_not_load(files_plan, tmp_path):
-    from plan.loader import PlanInvalid, load_plan_text
+    from drfleet.plan.loader import PlanInvalid, load_plan_text
 
     text = (tmp_path / "plan" / "plan.yaml").read_text().replace(
         "keys:\n", f"keys:\n  shared: {{file: {tmp_path}/plan/keys/content.keyring}}\n")

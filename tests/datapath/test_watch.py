@@ -9,11 +9,10 @@ import time
 import pytest
 import redis
 
-from datapath.errors import WrongRegion
-from datapath.treestate import TreeMissing, survey
-from datapath.watch import (Outcome, WatchState, WatchUnsupported, advance, read_state,
-                            watch_policy)
-from plan.loader import load_plan
+from drfleet.datapath.errors import WrongRegion
+from drfleet.datapath.treestate import TreeMissing, survey
+from drfleet.datapath.watch import Outcome, WatchState, WatchUnsupported, advance, read_state, watch_policy
+from drfleet.plan.loader import load_plan
 from tests.fixtures.fleet import write_plan
 
 
@@ -114,7 +113,7 @@ def test_a_missing_tree_is_a_clear_error(tmp_path):
 # -- the state machine ----------------------------------------------------------------
 
 def seen(digest, at, changed_since=None):
-    from datapath.treestate import Survey
+    from drfleet.datapath.treestate import Survey
     return Survey(digest=digest * 8, kind="stat", entries=3, started_at=at, changed_since=changed_since)
 
 

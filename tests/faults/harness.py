@@ -31,7 +31,7 @@ from pathlib import Path
 
 import redis
 
-from providers.storage import innermost
+from drfleet.providers.storage import innermost
 from tests.fixtures.fleet import CeleryProcess, Fleet, write_plan
 from tests.fixtures.util import wait_for
 
@@ -47,7 +47,7 @@ def write_fault_plan(directory: Path, *, datasets: int, regions=("eu-central",),
     """A plan of ``datasets`` files datasets spread over ``regions``, each with one policy
     ``fast`` firing every ``every`` seconds into its region's store, no follow-up verify.
     ``storage`` replaces a region's store by another location spec (e.g. S3)."""
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
 
     blocks = []
     rng = random.Random(7)
@@ -98,11 +98,11 @@ def use_broker(broker_url: str, plan_path: Path, env: dict) -> None:
     """Point this test process (audit reads, the Celery app) at the run's broker and plan."""
     os.environ.update({"DRFLEET_PLAN": str(plan_path), "DRFLEET_BROKER_URL": broker_url,
                        "DRFLEET_STATE_URL": broker_url, **env})
-    from workers import app
+    from drfleet.workers import app
     app.conf.broker_url = broker_url
     app.conf.result_backend = broker_url
     app.conf.redbeat_redis_url = broker_url
-    from workers import plan_context
+    from drfleet.workers import plan_context
     if hasattr(plan_context, "reset"):
         plan_context.reset()
 
@@ -175,8 +175,8 @@ class Ledger:
 
 def home_stores(plan_path: Path) -> dict:
     """location name -> the Store of every location some dataset backs up into."""
-    from datapath.locations import home_location, store_for
-    from plan.loader import load_plan
+    from drfleet.datapath.locations import home_location, store_for
+    from drfleet.plan.loader import load_plan
 
     plan = load_plan(plan_path)
     return {loc: store_for(plan, loc) for loc in {home_location(plan, d) for d in plan.datasets}}
@@ -201,7 +201,7 @@ def committed_slots(stores: dict) -> tuple[collections.Counter, int]:
 
 
 def backup_entries(plan_path: Path) -> list[tuple[str, str]]:
-    from plan.loader import load_plan
+    from drfleet.plan.loader import load_plan
     plan = load_plan(plan_path)
     return [(name, policy.name) for name, ds in plan.datasets.items() for policy in ds.policies]
 
@@ -221,8 +221,8 @@ def first_slots(client: redis.Redis, plan_path: Path, *, timeout: float = 60) ->
 
 
 def ledger(plan_path: Path, client: redis.Redis, first: dict) -> Ledger:
-    from plan.loader import load_plan
-    from state.missed import missed_slots
+    from drfleet.plan.loader import load_plan
+    from drfleet.state.missed import missed_slots
 
     plan = load_plan(plan_path)
     counts, torn = committed_slots(home_stores(plan_path))
@@ -254,8 +254,8 @@ def ledger(plan_path: Path, client: redis.Redis, first: dict) -> Ledger:
 
 def orphans(stores: dict) -> dict:
     """Temp files, incomplete uploads and manifest-less backup objects, per kind."""
-    from providers.storage.filesystem import FilesystemStore
-    from providers.storage.s3 import S3Store
+    from drfleet.providers.storage.filesystem import FilesystemStore
+    from drfleet.providers.storage.s3 import S3Store
 
     found = {"temp_files": 0, "incomplete_uploads": 0, "objects_without_manifest": 0}
     for store in stores.values():
@@ -282,8 +282,8 @@ def _manifestless(store) -> list[str]:
 
 def reap(stores: dict) -> int:
     """Run the store reapers on a quiet fleet; returns how many leftovers they removed."""
-    from providers.storage.filesystem import FilesystemStore
-    from providers.storage.s3 import S3Store
+    from drfleet.providers.storage.filesystem import FilesystemStore
+    from drfleet.providers.storage.s3 import S3Store
 
     removed = 0
     for store in stores.values():
@@ -339,7 +339,7 @@ def drain(client: redis.Redis, *, timeout: float = 120) -> None:
 
 def backup_successes(client: redis.Redis, since: float = 0) -> list[float]:
     """Times of succeeded backup audit records after ``since``."""
-    from state import audit
+    from drfleet.state import audit
     return [r["at"] for r in audit.entries(action="drfleet.backup", since=since or None, limit=10**6,
                                            client=client) if r["outcome"] == "succeeded"]
 

@@ -160,9 +160,9 @@ def s3_faults(tmp: Path, s3_server, proxy, *, rounds: int = 1, payload_bytes: in
     failures and incomplete uploads left before and after the store reaper."""
     import os
 
-    from datapath.backup import run_backup
-    from plan.loader import load_plan
-    from providers.storage.errors import StoreUnavailable
+    from drfleet.datapath.backup import run_backup
+    from drfleet.plan.loader import load_plan
+    from drfleet.providers.storage.errors import StoreUnavailable
 
     os.environ.update(DRFLEET_FAULT_S3_KEY=s3_server.access_key_id, DRFLEET_FAULT_S3_SECRET=s3_server.secret_access_key)
     bucket = s3_server.new_bucket("faults")
@@ -323,9 +323,9 @@ def pg_restarts(tmp: Path, broker_url: str, *, restarts: int, megabytes: int = 2
     failure, DRFLEET_BACKUP_RETRY_SECONDS=1 here) then commits the slot once."""
     import uuid
 
-    from backup_format.keyring import create_keyring
-    from state import audit
-    from tasks.backup import backup
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.state import audit
+    from drfleet.tasks.backup import backup
     from tests.faults.injectors import POSTGRES_DATASET, RestartDuringDump, fill_database
     from tests.fixtures.fleet import write_plan
     from tests.fixtures.postgres_cluster import PostgresCluster
@@ -391,11 +391,11 @@ def ssh_drops(tmp: Path, *, drops: int, file_bytes: int = 1 << 20, bwlimit_kbps:
     RemoteTreeUnavailable (transient, naming dataset and host) with nothing committed;
     sshd is started again and ``run_backup`` run again for the same slot (data path only:
     what the fleet's next delivery would do)."""
-    from backup_format.keyring import create_keyring
-    from datapath import remote_trees
-    from datapath.backup import run_backup
-    from datapath.remote_trees import RemoteTreeUnavailable
-    from plan.loader import load_plan
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.datapath import remote_trees
+    from drfleet.datapath.backup import run_backup
+    from drfleet.datapath.remote_trees import RemoteTreeUnavailable
+    from drfleet.plan.loader import load_plan
     from tests.faults.injectors import remote_files_dataset, when_transferring
     from tests.fixtures.fleet import write_plan
     from tests.fixtures.sshd import SshServer
@@ -440,7 +440,7 @@ def ssh_drops(tmp: Path, *, drops: int, file_bytes: int = 1 << 20, bwlimit_kbps:
                     errors.append(f"{kind}: the backup committed through an sshd outage")
             except RemoteTreeUnavailable as exc:
                 injector.join()
-                clear = exc.is_transient and exc.facts.get("dataset") == "uploads" and exc.facts.get("host") == "web1"
+                clear = exc.transient and exc.facts.get("dataset") == "uploads" and exc.facts.get("host") == "web1"
                 if kind == "outage" and clear:
                     failed_clearly += 1
                 else:
@@ -482,10 +482,10 @@ def disk_full(tmp: Path, *, rounds: int = 1, payload_bytes: int = 1 << 20, size_
     and leave no temp file, object or manifest; the filler is then removed (space freed)
     and ``run_backup`` run again for the same slot (data path only). Returns a row with
     ``notes["skipped"]`` when no tmpfs can be mounted here."""
-    from backup_format.keyring import create_keyring
-    from datapath.backup import run_backup
-    from plan.loader import load_plan
-    from providers.storage import StoreFull
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.datapath.backup import run_backup
+    from drfleet.plan.loader import load_plan
+    from drfleet.providers.storage import StoreFull
     from tests.faults.injectors import Tmpfs
 
     plan_path = harness.write_fault_plan(tmp / "plan", datasets=1, payload_bytes=payload_bytes)

@@ -8,7 +8,7 @@ import uuid
 
 import redis
 
-from state import audit, idempotency
+from drfleet.state import audit, idempotency
 from tests.faults import harness
 from tests.fixtures.util import wait_for
 
@@ -28,9 +28,9 @@ def _manifests(plan_path):
 def test_a_redelivery_after_a_commit_its_worker_did_not_record_commits_nothing_new(tmp_path, redis_url):
     """The window the kills can hit: manifest written, worker killed before the claim says
     "succeeded". The redelivery (same task id) finds the manifest its first delivery wrote."""
-    from datapath.backup import run_backup
-    from tasks.backup import backup
-    from workers.plan_context import current_plan
+    from drfleet.datapath.backup import run_backup
+    from drfleet.tasks.backup import backup
+    from drfleet.workers.plan_context import current_plan
 
     plan = harness.write_fault_plan(tmp_path / "plan", datasets=1)
     env = harness.fault_env()
@@ -55,7 +55,7 @@ def test_a_backup_outliving_the_visibility_timeout_is_not_run_twice_in_parallel(
     """Worker A runs a slow backup (zstd level 19 on incompressible data); worker B has a
     4 s visibility timeout, so it hands A's unacknowledged message out again while A works.
     The second delivery finds A's live lease and waits; the slot is backed up once."""
-    from tasks.backup import backup
+    from drfleet.tasks.backup import backup
 
     plan = harness.write_fault_plan(tmp_path / "plan", datasets=1, payload_bytes=48 << 20)
     env = harness.fault_env(DRFLEET_DATA_SOFT_LIMIT="300", DRFLEET_DATA_HARD_LIMIT="330",
@@ -87,7 +87,7 @@ def test_a_backup_arriving_while_the_state_store_is_down_waits_or_is_requeued_an
     """The broker is up but the state store (claims, leases, audit) is restarting: the task
     tries again each second, then puts its message back on the queue instead of failing it,
     and once the store is back the slot commits exactly once."""
-    from tasks.backup import backup
+    from drfleet.tasks.backup import backup
     from tests.fixtures.redis_server import RedisServer
 
     state = RedisServer().start()

@@ -68,7 +68,7 @@ class FlowerFleet:
         self.backups: dict[str, dict] = {}
 
     def drfleet(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        out = subprocess.run([sys.executable, "-m", "cli.main", *args, "--plan", str(self.plan)], cwd=ROOT,
+        out = subprocess.run([sys.executable, "-m", "drfleet.cli.main", *args, "--plan", str(self.plan)], cwd=ROOT,
                              env=self.env, capture_output=True, text=True, timeout=timeout)
         assert out.returncode == 0, out.stdout + out.stderr
         return out
@@ -77,7 +77,7 @@ class FlowerFleet:
         (self.plan.parent / "keys").mkdir(mode=0o700)
         self.drfleet("keys", "create", "content")
         log = open(self.plan.parent.parent / "up.log", "wb")
-        self.up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--plan", str(self.plan),
+        self.up = subprocess.Popen([sys.executable, "-m", "drfleet.cli.main", "up", "--plan", str(self.plan),
                                     "--flower-port", str(self.port)], cwd=ROOT, env=self.env,
                                    stdout=log, stderr=subprocess.STDOUT)
         log.close()

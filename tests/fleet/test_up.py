@@ -24,14 +24,14 @@ def test_up_starts_workers_per_region_and_ctrl_c_stops_everything(tmp_path):
     for name in ("DRFLEET_BROKER_URL", "DRFLEET_STATE_URL", "DRFLEET_REGION", "DRFLEET_PLAN"):
         env.pop(name, None)
     log = open(tmp_path / "up.log", "wb")
-    up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--plan", str(plan), "--no-flower"],
+    up = subprocess.Popen([sys.executable, "-m", "drfleet.cli.main", "up", "--plan", str(plan), "--no-flower"],
                           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "fleet up" in (tmp_path / "up.log").read_text(), timeout=60, what="drfleet up")
         assert (tmp_path / "home" / "broker-url").exists()
 
         def status():
-            out = subprocess.run([sys.executable, "-m", "cli.main", "status", "--plan", str(plan), "--json"],
+            out = subprocess.run([sys.executable, "-m", "drfleet.cli.main", "status", "--plan", str(plan), "--json"],
                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
             report = json.loads(out.stdout)
             return report if len(report["workers"]) == 4 else None

@@ -9,9 +9,9 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from backup_format.datakey import DataKey
-from backup_format.envelope import encrypt_bytes
-from backup_format.manifest import Manifest
+from drfleet.backup_format.datakey import DataKey
+from drfleet.backup_format.envelope import encrypt_bytes
+from drfleet.backup_format.manifest import Manifest
 from tests.backup_format.conftest import manifest_fields
 from tests.fuzz.conftest import CORPUS
 

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from backup_format.datakey import DataKey
-from backup_format.envelope import ObjectOpener
-from backup_format.errors import EnvelopeError, ManifestError
-from backup_format.manifest import Manifest
-from fleet.errors import DrfleetError
-from plan.loader import load_plan_text
-from plan.models import Plan
-from providers.datasources import files
+from drfleet.backup_format.datakey import DataKey
+from drfleet.backup_format.envelope import ObjectOpener
+from drfleet.backup_format.errors import EnvelopeError, ManifestError
+from drfleet.backup_format.manifest import Manifest
+from drfleet.errors import DrfleetError
+from drfleet.plan.loader import load_plan_text
+from drfleet.plan.models import Plan
+from drfleet.providers.datasources import files
 from tests.fuzz.conftest import CORPUS, FUZZ, corpus
 from tests.fuzz.mutations import mutated
 
@@ -118,7 +118,7 @@ def _tree(root: Path) -> set[str]:
 
 @pytest.mark.parametrize("seed", ["hostile.tar"])
 def test_the_hostile_seed_is_refused_as_unsafe(seed, tmp_path):
-    from providers.datasources.errors import UnsafeArchiveMember
+    from drfleet.providers.datasources.errors import UnsafeArchiveMember
     with pytest.raises(UnsafeArchiveMember) as caught:
         files.restore(str(tmp_path / "t"), io.BytesIO((CORPUS / "tar" / seed).read_bytes()), {"owners": False})
     assert "escape.txt" in str(caught.value) or "escape" in str(caught.value.facts)

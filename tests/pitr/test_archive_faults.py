@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import os
 import time
-import textwrap
 
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from pitr.basebackup import run_base_backup
-from pitr.errors import WalGap
-from pitr.recovery import restore_to
-from pitr.wal import _home_store, list_objects, list_records, read_wal, record_key
+from drfleet.cli.main import main
+from drfleet.pitr.basebackup import run_base_backup
+from drfleet.pitr.errors import WalGap
+from drfleet.pitr.recovery import restore_to
+from drfleet.pitr.wal import _home_store, list_objects, list_records, read_wal, record_key
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -24,7 +23,7 @@ import os, signal, site, sys
 site.addsitedir({site_packages!r})
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from providers.storage.filesystem import FilesystemStore
+from drfleet.providers.storage.filesystem import FilesystemStore
 
 name = os.path.basename(sys.argv[-1])
 mark = Path({marks!r}) / name
@@ -48,7 +47,7 @@ if len(name) == 24 and not mark.exists():
         _, status = os.waitpid(child, 0)
         sys.exit(1 if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 sys.argv = ["drfleet", *sys.argv[1:]]
-from cli.main import main
+from drfleet.cli.main import main
 sys.exit(main())
 """
 
@@ -58,7 +57,7 @@ def killing_setup(pitr_setup):
     """A primary whose upload is killed (SIGKILL) on the first try of every segment: half-way
     through the object for even segments, between object and record for odd ones."""
     s = pitr_setup
-    from pitr import cluster
+    from drfleet.pitr import cluster
     cluster.stop(str(s.data_dir))
     marks = s.base / "marks"
     marks.mkdir()

@@ -13,9 +13,9 @@ import mongomock
 import pytest
 from bson.timestamp import Timestamp
 
-from pitr.errors import OplogError, OplogGap
-from pitr.oplog import apply_entry, capture_slice, diff_to_update, read_oplog, restore_to_timestamp, slices
-from providers.datasources import mongodb
+from drfleet.pitr.errors import OplogError, OplogGap
+from drfleet.pitr.oplog import apply_entry, capture_slice, diff_to_update, read_oplog, restore_to_timestamp, slices
+from drfleet.providers.datasources import mongodb
 
 T0 = 1_767_000_000
 
@@ -63,8 +63,8 @@ def _list_collections(self, *args, **kwargs):
 @pytest.fixture
 def world(tmp_path, monkeypatch):
     """A plan with a mongodb dataset, and one mongomock server per host name."""
-    from backup_format.keyring import create_keyring
-    from plan.loader import load_plan
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.plan.loader import load_plan
 
     (tmp_path / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "keys" / "database.keyring", "database")
@@ -149,7 +149,7 @@ class _Reversed:
 
 
 def test_restore_to_a_timestamp_is_the_dump_then_the_oplog_up_to_it(world):
-    from datapath.backup import run_backup
+    from drfleet.datapath.backup import run_backup
     plan, factory = world
     source = factory("mongodb://source:27017/shop")
     # the state at the dump: what the first entries made
@@ -173,7 +173,7 @@ def test_restore_to_a_timestamp_is_the_dump_then_the_oplog_up_to_it(world):
 
 
 def test_a_target_beyond_the_last_slice_is_refused(world):
-    from datapath.backup import run_backup
+    from drfleet.datapath.backup import run_backup
     plan, factory = world
     source = factory("mongodb://source:27017/shop")
     _write_oplog(source, RECORDED_OPLOG[:2])

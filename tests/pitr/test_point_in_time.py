@@ -10,9 +10,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from pitr.basebackup import run_base_backup
-from pitr.recovery import restore_to
+from drfleet.cli.main import main
+from drfleet.pitr.basebackup import run_base_backup
+from drfleet.pitr.recovery import restore_to
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -43,7 +43,7 @@ def test_base_backup_records_its_wal_positions(pitr_module_setup, history):
     backup = history["backup"]
     assert backup["type"] == "basebackup" and backup["timeline"] == 1
     assert backup["start_wal"].startswith("00000001") and backup["start_wal"] <= backup["stop_wal"]
-    from datapath.catalog import find_backup
+    from drfleet.datapath.catalog import find_backup
     manifest = find_backup(pitr_module_setup.plan, backup["backup_id"]).manifest
     assert manifest.kind == "postgres" and manifest.labels["type"] == "basebackup"
     assert manifest.source_position["start_lsn"] == backup["start_lsn"]
@@ -75,7 +75,7 @@ def test_restore_latest_through_the_cli_has_every_archived_row(pitr_module_setup
 
 
 def test_a_target_before_every_base_backup_is_refused(pitr_module_setup, history):
-    from pitr.errors import NoBaseBackup
+    from drfleet.pitr.errors import NoBaseBackup
     s = pitr_module_setup
     with pytest.raises(NoBaseBackup) as caught:
         restore_to(s.plan, s.dataset, s.new_dir("too-early"), "2001-01-01T00:00:00Z", plan_path=str(s.plan_path))
@@ -84,16 +84,16 @@ def test_a_target_before_every_base_backup_is_refused(pitr_module_setup, history
 
 
 def test_a_deep_verify_of_a_base_backup_rereads_it_in_full_and_says_how_to_prove_it(pitr_module_setup, history):
-    from datapath.verify import verify_backup
+    from drfleet.datapath.verify import verify_backup
     report = verify_backup(pitr_module_setup.plan, history["backup"]["backup_id"], depth="deep")
     assert report["ok"] is True, report["problems"]
     assert "drfleet restore DATASET --to DIR --at latest" in report["note"]
 
 
 def test_prune_deletes_only_the_wal_that_no_kept_base_backup_needs(pitr_module_setup, history):
-    from datapath.locations import home_location
-    from datapath.prune import prune_location
-    from pitr.wal import _home_store, list_records
+    from drfleet.datapath.locations import home_location
+    from drfleet.pitr.prune import prune_location
+    from drfleet.pitr.wal import _home_store, list_records
 
     s = pitr_module_setup
     store = _home_store(s.plan, s.dataset)

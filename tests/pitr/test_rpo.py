@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 from prometheus_client import REGISTRY
 
-from pitr.rpo import lag_from, measure_archive_lag
-from pitr.walnames import Segment, parse_lsn
+from drfleet.pitr.rpo import lag_from, measure_archive_lag
+from drfleet.pitr.walnames import Segment, parse_lsn
 
 SIZE = 16 << 20
 

@@ -8,9 +8,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from pitr.basebackup import run_base_backup
-from pitr.standby import list_standbys, promote_standby
+from drfleet.cli.main import main
+from drfleet.pitr.basebackup import run_base_backup
+from drfleet.pitr.standby import list_standbys, promote_standby
 from tests.fixtures.util import wait_for
 
 pytestmark = pytest.mark.timeout(600)

@@ -9,11 +9,11 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from pitr.archive import check_archive, prune_wal, wal_needed_from
-from pitr.errors import WalConflict, WalNotArchived, WalRecordInvalid
-from pitr.wal import _home_store, list_objects, list_records, push_wal, read_record, read_wal, record_key
-from pitr.walnames import Segment
+from drfleet.cli.main import main
+from drfleet.pitr.archive import check_archive, prune_wal, wal_needed_from
+from drfleet.pitr.errors import WalConflict, WalNotArchived, WalRecordInvalid
+from drfleet.pitr.wal import _home_store, list_objects, list_records, push_wal, read_record, read_wal, record_key
+from drfleet.pitr.walnames import Segment
 
 SEGMENT_SIZE = 16 << 20
 
@@ -166,7 +166,7 @@ def test_wal_prune_shows_what_would_go_and_asks_unless_yes(tmp_path, monkeypatch
         calls.append(dry_run)
         return {"dataset": dataset, "deleted": ["000000010000000000000001"], "dry_run": dry_run}
 
-    monkeypatch.setattr("pitr.archive.prune_wal", fake_prune_wal)
+    monkeypatch.setattr("drfleet.pitr.archive.prune_wal", fake_prune_wal)
     args = ["wal", "prune", "site", "--keep", "20261101T000000Z-0000abcd", "--plan", str(plan)]
     declined = CliRunner().invoke(main, args, input="n\n")
     assert declined.exit_code == 1 and calls == [True]

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli.main import main
-from plan.loader import PlanInvalid, load_plan_text
+from drfleet.cli.main import main
+from drfleet.plan.loader import PlanInvalid, load_plan_text
 
 BASE = {
     "version": 1, "name": "t",

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from plan.loader import load_plan
+from drfleet.plan.loader import load_plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -59,7 +59,8 @@ def test_plugspace_plan_encodes_full_incremental_oplog_and_on_change():
 @pytest.mark.parametrize("name", ["microservices.yaml", "plugspace.yaml"])
 def test_example_plans_pass_check_on_the_command_line(name):
     from click.testing import CliRunner
-    from cli.main import main
+
+    from drfleet.cli.main import main
 
     result = CliRunner().invoke(main, ["plan", "check", str(EXAMPLES / name)])
     assert result.exit_code == 0, result.output

@@ -10,13 +10,18 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from cli.plan_cmds import plan_group
-from plan.copies import parse_copy_target
-from plan.loader import plan_json_schema
-from plan.reference import (collect_examples, field_example, load_example_docs, model_order,
-                            plan_reference_markdown)
-from plan.retention import parse_retention
-from plan.triggers import parse_trigger
+from drfleet.cli.plan_cmds import plan_group
+from drfleet.plan.copies import parse_copy_target
+from drfleet.plan.loader import plan_json_schema
+from drfleet.plan.reference import (
+    collect_examples,
+    field_example,
+    load_example_docs,
+    model_order,
+    plan_reference_markdown,
+)
+from drfleet.plan.retention import parse_retention
+from drfleet.plan.triggers import parse_trigger
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -94,7 +99,7 @@ def test_plan_docs_prints_the_reference_and_writes_every_page(tmp_path):
     produced = sorted(p.relative_to(tmp_path / "docs").as_posix() for p in (tmp_path / "docs").rglob("*.md"))
     assert produced == ["plan-reference.md", "recovery-checklists.md", "runbooks/catastrophic.md",
                         "runbooks/database-failure.md", "runbooks/region-failure.md",
-                        "runbooks/service-failure.md"]
+                        "runbooks/service-failure.md", "settings.md"]
     for rel in produced:
         assert (tmp_path / "docs" / rel).read_text() == (DOCS / rel).read_text(), rel
 

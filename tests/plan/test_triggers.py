@@ -2,9 +2,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from plan.cron import Cron, CronError
-from plan.retention import parse_retention
-from plan.triggers import parse_trigger
+from drfleet.plan.cron import Cron, CronError
+from drfleet.plan.retention import parse_retention
+from drfleet.plan.triggers import parse_trigger
 
 UTC = timezone.utc
 

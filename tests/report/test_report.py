@@ -10,13 +10,13 @@ from datetime import datetime, timezone
 
 import pytest
 
-from plan.loader import load_plan
-from report.build import build_report
-from report.html import render_html
-from report.monthly import MonthInvalid, month_review
-from report.rpo import freshness_series, trend
-from state import audit, drills, verifications
-from state.drills import DatasetOutcome, DrillRecord
+from drfleet.plan.loader import load_plan
+from drfleet.report.build import build_report
+from drfleet.report.html import render_html
+from drfleet.report.monthly import MonthInvalid, month_review
+from drfleet.report.rpo import freshness_series, trend
+from drfleet.state import audit, drills, verifications
+from drfleet.state.drills import DatasetOutcome, DrillRecord
 from tests.fixtures.fleet import write_plan
 
 HOUR = 3600.0

@@ -18,12 +18,12 @@ import boto3
 import psycopg
 import pytest
 
-from datapath.backup import run_backup
-from datapath.copy import copy_backup
-from plan.loader import load_plan
-from providers.clouds.base import ServerSpec
-from runbooks.records import RunStore
-from runbooks.runner import run_failover_drill
+from drfleet.datapath.backup import run_backup
+from drfleet.datapath.copy import copy_backup
+from drfleet.plan.loader import load_plan
+from drfleet.providers.clouds.base import ServerSpec
+from drfleet.runbooks.records import RunStore
+from drfleet.runbooks.runner import run_failover_drill
 
 RESTORE_ORDER = ["restore-app-db", "restore-app-files", "restore-site-files"]
 
@@ -165,7 +165,7 @@ def test_catastrophic_drill_rebuilds_everything_from_offsite_copies(
 
 @pytest.mark.timeout(180)
 def test_catastrophic_runbook_on_a_fallback_region_worker(world, monkeypatch, pg_cluster, s3_server, tmp_path) -> None:
-    from tasks.runbooks import catastrophic
+    from drfleet.tasks.runbooks import catastrophic
 
     _, r53, zone_id, zone, restored_dsn = disaster_world(world, monkeypatch, pg_cluster, s3_server, tmp_path)
     world.start_fleet(monkeypatch, "us-east")              # the only region that still has workers
@@ -180,11 +180,11 @@ def test_catastrophic_runbook_on_a_fallback_region_worker(world, monkeypatch, pg
 
 
 def test_offsite_only_never_falls_back_to_regional_copies(world, tmp_path) -> None:
-    from datapath.errors import BackupNotFound
-    from runbooks.actions import StepContext
-    from runbooks.actions.restore import newest_backup
-    from runbooks.config import recovery_config
-    from runbooks.steps import StepSpec
+    from drfleet.datapath.errors import BackupNotFound
+    from drfleet.plan.recovery import recovery_config
+    from drfleet.runbooks.actions import StepContext
+    from drfleet.runbooks.actions.restore import newest_backup
+    from drfleet.runbooks.steps import StepSpec
 
     plan = load_plan(world.write(services="services: {}\n"))
     run_backup(plan, "site", "hourly", region="eu-central")                 # a regional copy only
@@ -202,7 +202,7 @@ def test_offsite_only_never_falls_back_to_regional_copies(world, tmp_path) -> No
 
 
 def test_a_dataset_two_services_restore_is_restored_once_per_target(world, tmp_path) -> None:
-    from runbooks.scenarios import build_steps
+    from drfleet.runbooks.scenarios import build_steps
 
     health = '[sh, -c, "true"]'
     services = f"""\

@@ -12,16 +12,16 @@ from pathlib import Path
 import boto3
 import psycopg
 
-from providers.clouds.base import ServerSpec
-from runbooks.records import RunStore
-from runbooks.runner import approve_step
+from drfleet.providers.clouds.base import ServerSpec
+from drfleet.runbooks.records import RunStore
+from drfleet.runbooks.runner import approve_step
 from tests.fixtures.util import free_port, wait_for
 from tests.runbooks.pg_pair import Standby, in_recovery, owned_dir, primary_with_replication, stop_cluster_in
 from tests.runbooks.world import steps_by_status
 
 
 def test_the_standby_is_promoted_after_approval_and_a_new_standby_follows_it(world, monkeypatch, s3_server) -> None:
-    from tasks.runbooks import database_failure
+    from drfleet.tasks.runbooks import database_failure
 
     primary = primary_with_replication()
     standby = new_dir = None

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runbooks.docs import CHECKLISTS, checklists_markdown, example_plan, generated_pages, runbook_page, steps_for
-from runbooks.scenarios import SCENARIOS
+from drfleet.runbooks.docs import (
+    CHECKLISTS,
+    checklists_markdown,
+    example_plan,
+    generated_pages,
+    runbook_page,
+    steps_for,
+)
+from drfleet.runbooks.scenarios import SCENARIOS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -47,7 +54,7 @@ def test_checklists_cover_the_four_scenarios_with_detection_response_recovery():
 
 
 def test_checklist_commands_name_real_drfleet_commands():
-    from cli.main import main
+    from drfleet.cli.main import main
 
     for phases in CHECKLISTS.values():
         for items in phases.values():

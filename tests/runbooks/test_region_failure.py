@@ -9,12 +9,12 @@ from pathlib import Path
 import boto3
 from click.testing import CliRunner
 
-from cli.main import main
-from datapath.backup import run_backup
-from plan.loader import load_plan
-from providers.clouds.base import ServerSpec
-from runbooks.records import RunStore
-from runbooks.runner import run_failover_drill
+from drfleet.cli.main import main
+from drfleet.datapath.backup import run_backup
+from drfleet.plan.loader import load_plan
+from drfleet.providers.clouds.base import ServerSpec
+from drfleet.runbooks.records import RunStore
+from drfleet.runbooks.runner import run_failover_drill
 
 
 def region_world(world, s3_server, tmp_path, monkeypatch):

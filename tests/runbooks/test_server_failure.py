@@ -11,14 +11,14 @@ from pathlib import Path
 import boto3
 import psycopg
 
-from datapath.backup import run_backup
-from plan.loader import load_plan
-from runbooks.records import RunStore
+from drfleet.datapath.backup import run_backup
+from drfleet.plan.loader import load_plan
+from drfleet.runbooks.records import RunStore
 from tests.runbooks.world import steps_by_status
 
 
 def test_a_dead_host_is_replaced_restored_and_dns_switched(world, monkeypatch, pg_cluster, s3_server, tmp_path) -> None:
-    from tasks.runbooks import service_failure
+    from drfleet.tasks.runbooks import service_failure
 
     # the service's data: a database and a file tree, backed up before the failure
     source_dsn = pg_cluster.create_database("site_src")

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from providers.clouds import get_cloud
-from providers.clouds.base import ServerSpec
-from runbooks.records import RunStore
+from drfleet.providers.clouds import open_cloud
+from drfleet.providers.clouds.base import ServerSpec
+from drfleet.runbooks.records import RunStore
 from tests.fixtures.fleet import Fleet, write_plan
 from tests.fixtures.util import wait_for
 
@@ -24,7 +24,7 @@ class RunbookWorld:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
         self.known_hosts = tmp / "known_hosts"
         self.cloud_root = tmp / "local-hosts"
-        self.cloud = get_cloud("local", {"root": str(self.cloud_root)})
+        self.cloud = open_cloud("local", {"root": str(self.cloud_root)})
         self.cloud.upload_ssh_key("fleet", Path(f"{self.key}.pub").read_text())
         self.web1, _ = self.cloud.create_server(ServerSpec(name="web-1"))
         self.known_hosts.write_text(f"[127.0.0.1]:{self.web1.ssh_port} {self.web1.host_key}\n")
@@ -53,7 +53,7 @@ class RunbookWorld:
                                     extra=hosts_text + "\n" + recovery)
         keys = self.tmp / "plan" / "keys"
         if not keys.exists():
-            from backup_format.keyring import create_keyring
+            from drfleet.backup_format.keyring import create_keyring
             keys.mkdir(mode=0o700)
             create_keyring(keys / "content.keyring", "content")
             create_keyring(keys / "offsite.keyring", "offsite")

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from state import idempotency
+from drfleet.state import idempotency
 from tests.fixtures.util import wait_for
 
 
@@ -38,8 +38,9 @@ def test_a_lease_nobody_renews_expires(redis_url):
     job = idempotency.job_key("t", ("b",))
     client.set(idempotency.Lease(job, client=client).name, "dead-worker", px=800)
     assert not idempotency.Lease(job, client=client, ttl=1).acquire()
-    wait_for(lambda: idempotency.Lease(job, client=client, ttl=1).acquire(), timeout=5,
-             what="the dead holder's lease to expire")
+    successor = idempotency.Lease(job, client=client, ttl=1)
+    wait_for(successor.acquire, timeout=5, what="the dead holder's lease to expire")
+    successor.release()  # stops its renewing thread
 
 
 def test_release_never_drops_another_holders_lease(redis_url):

@@ -1,6 +1,6 @@
 import redis
 
-from state.verifications import forget, record_result, results, verified_backup_ids
+from drfleet.state.verifications import forget, record_result, results, verified_backup_ids
 
 
 def test_latest_result_per_copy_wins_and_only_ok_copies_count_as_verified(redis_url):

@@ -3,10 +3,10 @@ worker and commits once; a failure no retry can fix fails at once."""
 
 import pytest
 
-from plan.loader import load_plan
-from providers.datasources.errors import SourceToolFailed
-from providers.storage import StoreUnavailable
-from tasks.backup import is_transient
+from drfleet.plan.loader import load_plan
+from drfleet.providers.datasources.errors import SourceToolFailed
+from drfleet.providers.storage import StoreUnavailable
+from drfleet.retry import is_transient
 from tests.fixtures.fleet import Fleet, write_plan
 from tests.fixtures.postgres_cluster import PostgresCluster
 from tests.fixtures.util import wait_for
@@ -35,8 +35,8 @@ def own_cluster():
 
 def test_a_database_away_at_the_first_attempt_is_retried_and_committed_once(tmp_path, redis_url, own_cluster,
                                                                             monkeypatch):
-    from backup_format.keyring import create_keyring
-    from datapath.catalog import list_backups
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.datapath.catalog import list_backups
 
     plan_path = write_plan(tmp_path / "plan", datasets=DATASETS)
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
@@ -45,13 +45,13 @@ def test_a_database_away_at_the_first_attempt_is_retried_and_committed_once(tmp_
     for name, value in {"DRFLEET_PLAN": str(plan_path), "DRFLEET_BROKER_URL": redis_url,
                         "DRFLEET_STATE_URL": redis_url, **env}.items():
         monkeypatch.setenv(name, value)
-    from workers import app
+    from drfleet.workers import app
     app.conf.broker_url = app.conf.result_backend = redis_url
     fleet = Fleet(tmp_path, redis_url, plan_path, env_extra=env)
     try:
         fleet.worker("eu-central", lane="data")
         own_cluster.stop()
-        from tasks.backup import backup
+        from drfleet.tasks.backup import backup
         result = backup.apply_async(kwargs={"dataset": "orders-db", "policy": "hourly", "region": "eu-central",
                                             "slot": "2026-11-21T04:00:00+00:00"})
         wait_for(lambda: result.state == "RETRY", timeout=60, what="the first attempt to fail and retry")
@@ -81,8 +81,8 @@ def test_only_failures_a_later_attempt_can_get_past_are_transient():
 
 
 def test_a_redelivered_backup_with_a_slot_that_is_not_a_time_still_finds_its_own_manifest(tmp_path):
-    from datapath.backup import run_backup
-    from tasks.backup import committed_by_task
+    from drfleet.datapath.backup import run_backup
+    from drfleet.tasks.backup import committed_by_task
 
     src = tmp_path / "src"
     src.mkdir()
@@ -98,7 +98,7 @@ site:
   policies:
     - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
 """)
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
     plan = load_plan(plan_path)

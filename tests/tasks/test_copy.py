@@ -53,8 +53,8 @@ def root_of(fleet_plan):
 
 
 def test_a_committed_backup_is_copied_to_every_policy_location_and_each_copy_verified(worker, fleet_plan):
-    from state.verifications import results
-    from tasks.backup import backup
+    from drfleet.state.verifications import results
+    from drfleet.tasks.backup import backup
 
     summary = backup.apply_async(kwargs={"dataset": "site", "policy": "hourly", "region": "eu-central",
                                          "slot": "s1"}).get(timeout=TIMEOUT)
@@ -76,9 +76,9 @@ def test_a_committed_backup_is_copied_to_every_policy_location_and_each_copy_ver
 
 
 def test_a_copy_message_that_would_leave_the_region_writes_nothing(worker, fleet_plan):
-    from datapath.backup import run_backup
-    from plan.loader import load_plan
-    from tasks.copy import copy
+    from drfleet.datapath.backup import run_backup
+    from drfleet.plan.loader import load_plan
+    from drfleet.tasks.copy import copy
 
     plan = load_plan(fleet_plan)
     backup_id = run_backup(plan, "secret", "hourly", region="eu-central")["backup_id"]
@@ -91,9 +91,9 @@ def test_a_copy_message_that_would_leave_the_region_writes_nothing(worker, fleet
 
 
 def test_a_second_copy_message_for_the_same_backup_and_location_is_skipped(worker, fleet_plan):
-    from datapath.backup import run_backup
-    from plan.loader import load_plan
-    from tasks.copy import copy
+    from drfleet.datapath.backup import run_backup
+    from drfleet.plan.loader import load_plan
+    from drfleet.tasks.copy import copy
 
     plan = load_plan(fleet_plan)
     backup_id = run_backup(plan, "site", "hourly", region="eu-central")["backup_id"]
@@ -104,9 +104,9 @@ def test_a_second_copy_message_for_the_same_backup_and_location_is_skipped(worke
 
 
 def test_a_copy_to_a_store_that_is_down_is_retried_until_it_is_back(worker, fleet_plan, relay, bucket, s3_server):
-    from datapath.backup import run_backup
-    from plan.loader import load_plan
-    from tasks.copy import copy
+    from drfleet.datapath.backup import run_backup
+    from drfleet.plan.loader import load_plan
+    from drfleet.tasks.copy import copy
 
     plan = load_plan(fleet_plan)
     backup_id = run_backup(plan, "site", "hourly", region="eu-central")["backup_id"]
@@ -122,11 +122,11 @@ def test_a_copy_to_a_store_that_is_down_is_retried_until_it_is_back(worker, flee
 
 
 def test_the_weekly_copies_check_on_a_worker_reseeds_a_lost_copy(worker, fleet_plan, relay):
-    from beat_schedule.entries import schedule_entries
-    from datapath.backup import run_backup
-    from datapath.copy import copy_backup
-    from plan.loader import load_plan
-    from tasks.copy import copies_check
+    from drfleet.beat_schedule.entries import schedule_entries
+    from drfleet.datapath.backup import run_backup
+    from drfleet.datapath.copy import copy_backup
+    from drfleet.plan.loader import load_plan
+    from drfleet.tasks.copy import copies_check
 
     plan = load_plan(fleet_plan)
     entry = next(e for e in schedule_entries(plan) if e.kind == "copies-check")

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from backup_format.layout import backup_time
-from plan.loader import load_plan
-from state import audit, drills, outcomes, verifications
+from drfleet.backup_format.layout import backup_time
+from drfleet.plan.loader import load_plan
+from drfleet.state import audit, drills, outcomes, verifications
 from tests.fixtures.fleet import Fleet, write_plan
 
 DATASETS = """\
@@ -36,7 +36,7 @@ site:
 
 @pytest.fixture
 def drill_fleet(tmp_path, redis_url, pg_cluster, monkeypatch):
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
 
     pg_cluster.create_database("orders")
     pg_cluster.psql("CREATE TABLE o (id int primary key, v text); "
@@ -52,7 +52,7 @@ def drill_fleet(tmp_path, redis_url, pg_cluster, monkeypatch):
     for name, value in {"DRFLEET_PLAN": str(plan_path), "DRFLEET_BROKER_URL": redis_url,
                         "DRFLEET_STATE_URL": redis_url, **env}.items():
         monkeypatch.setenv(name, value)
-    from workers import app
+    from drfleet.workers import app
     app.conf.broker_url = app.conf.result_backend = redis_url
     fleet = Fleet(tmp_path, redis_url, plan_path, env_extra=env)
     fleet.worker("eu-central", lane="data")
@@ -61,14 +61,14 @@ def drill_fleet(tmp_path, redis_url, pg_cluster, monkeypatch):
 
 
 def backup(dataset, slot):
-    from datapath.backup import run_backup
-    from workers.plan_context import current_plan
+    from drfleet.datapath.backup import run_backup
+    from drfleet.workers.plan_context import current_plan
 
     return run_backup(current_plan(), dataset, "hourly", region="eu-central", slot=slot)
 
 
 def test_a_restore_drill_on_a_worker_restores_postgres_into_a_scratch_database(drill_fleet, pg_cluster):
-    from tasks.drills import drill
+    from drfleet.tasks.drills import drill
 
     fleet, plan, _ = drill_fleet
     taken = backup("orders-db", "s1")
@@ -87,7 +87,7 @@ def test_a_restore_drill_on_a_worker_restores_postgres_into_a_scratch_database(d
 
 
 def test_one_drill_per_beat_slot_however_often_the_message_arrives(drill_fleet):
-    from tasks.drills import drill
+    from drfleet.tasks.drills import drill
 
     backup("site", "s1")
     kwargs = {"kind": "restore", "region": "eu-central", "dataset": "site", "slot": "2026-11-01T03:00:00+00:00"}
@@ -99,7 +99,7 @@ def test_one_drill_per_beat_slot_however_often_the_message_arrives(drill_fleet):
 
 
 def test_the_verify_task_flags_a_backup_far_smaller_than_the_recent_ones(drill_fleet):
-    from tasks.restore import verify
+    from drfleet.tasks.restore import verify
 
     _, _, src = drill_fleet
     for i in range(3):
@@ -118,7 +118,7 @@ def test_the_verify_task_flags_a_backup_far_smaller_than_the_recent_ones(drill_f
 
 
 def test_cold_storage_verification_reads_every_cold_copy_and_reports_damage(drill_fleet, tmp_path):
-    from tasks.drills import verify_cold
+    from drfleet.tasks.drills import verify_cold
 
     good, bad = backup("site", "s1"), backup("site", "s2")
     stores = tmp_path / "plan" / "stores"

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from datapath.locations import store_for
-from plan.loader import load_plan
-from state import audit
+from drfleet.datapath.locations import store_for
+from drfleet.plan.loader import load_plan
+from drfleet.state import audit
 from tests.datapath.retention_builders import committed, put_backup
 from tests.fixtures.fleet import write_plan
 
@@ -44,7 +44,7 @@ def stocked(fleet, fleet_plan):
 
 
 def send(celery_app, **kwargs):
-    from tasks.prune import prune
+    from drfleet.tasks.prune import prune
     return prune.apply_async(kwargs={"region": "eu-central", **kwargs},
                              headers={"drfleet_actor": "cli"}).get(timeout=60)
 

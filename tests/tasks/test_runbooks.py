@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.records import RunStore
-from runbooks.runner import CannotResume, approve_step, cancel_run
+from drfleet.runbooks.records import RunStore
+from drfleet.runbooks.runner import CannotResume, approve_step, cancel_run
 from tests.runbooks.world import RunbookWorld, steps_by_status
 
 SLOW_RESTART = """\
@@ -35,7 +35,7 @@ def lines(path: Path) -> int:
 
 
 def test_a_run_killed_mid_step_resumes_without_repeating_completed_steps(world, monkeypatch) -> None:
-    from tasks.runbooks import resume, service_failure
+    from drfleet.tasks.runbooks import resume, service_failure
 
     world.write(services=SLOW_RESTART)
     fleet = world.start_fleet(monkeypatch, "eu-central")
@@ -72,7 +72,7 @@ def test_a_run_killed_mid_step_resumes_without_repeating_completed_steps(world, 
 
 
 def test_a_cancelled_run_stops_between_steps(world, monkeypatch) -> None:
-    from tasks.runbooks import service_failure
+    from drfleet.tasks.runbooks import service_failure
 
     world.write(services=SLOW_RESTART)
     world.start_fleet(monkeypatch, "eu-central")
@@ -96,7 +96,7 @@ databases:
 
 
 def test_a_destructive_step_waits_for_approval_and_a_cancel_ends_the_wait(world, monkeypatch, pg_cluster) -> None:
-    from tasks.runbooks import database_failure
+    from drfleet.tasks.runbooks import database_failure
 
     dsn = pg_cluster.create_database("rb_waits")
     datasets = ("app-db:\n  kind: postgres\n  region: eu-central\n  connection: {env: APP_DB_URL}\n"

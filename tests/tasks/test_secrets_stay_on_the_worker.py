@@ -73,7 +73,7 @@ class BrokerTap:
 
 @pytest.fixture
 def pg_fleet(tmp_path, redis_url, pg_cluster, monkeypatch):
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
 
     pg_cluster.ensure_secret_role()
     pg_cluster.create_database("app")
@@ -89,14 +89,14 @@ def pg_fleet(tmp_path, redis_url, pg_cluster, monkeypatch):
         monkeypatch.setenv(name, value)
     fleet = Fleet(tmp_path, redis_url, plan_path,
                   env_extra={"APP_DB_URL": secret_dsn, "BROKEN_DB_URL": broken_dsn})
-    from workers import app
+    from drfleet.workers import app
     app.conf.broker_url = app.conf.result_backend = redis_url
     yield fleet, pg_cluster.SECRET_PASSWORD, tmp_path / "plan" / "keys" / "content.keyring"
     fleet.stop()
 
 
 def test_no_secret_crosses_the_broker_or_reaches_a_log(pg_fleet, redis_url):
-    from tasks.backup import backup
+    from drfleet.tasks.backup import backup
 
     fleet, password, keyring_path = pg_fleet
     key_material = json.loads(keyring_path.read_text())["keys"][0]["material"]

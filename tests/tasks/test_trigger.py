@@ -8,7 +8,7 @@ import pytest
 from celery import Celery
 from click.testing import CliRunner
 
-from cli.main import main
+from drfleet.cli.main import main
 from tests.fixtures.fleet import write_plan
 
 DATASETS = """\
@@ -38,7 +38,7 @@ site:
 @pytest.fixture
 def fleet_plan(tmp_path):
     """Overrides the fleet fixture's plan: a dataset with on-event policies."""
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
     src = tmp_path / "contracts"
     src.mkdir()
     (src / "Token.sol").write_text("contract Token {}\n")
@@ -68,8 +68,8 @@ def trigger_outcomes(celery_app, output):
 
 
 def committed(plan_path, policy):
-    from datapath.catalog import list_backups
-    from plan.loader import load_plan
+    from drfleet.datapath.catalog import list_backups
+    from drfleet.plan.loader import load_plan
     return [r.manifest for r in list_backups(load_plan(plan_path), "contracts").backups
             if r.manifest.policy == policy]
 

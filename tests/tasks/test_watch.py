@@ -34,8 +34,8 @@ config:
 
 @pytest.fixture
 def watch_fleet(tmp_path, redis_url, monkeypatch):
-    from backup_format.keyring import create_keyring
-    from plan.loader import load_plan
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.plan.loader import load_plan
 
     uploads, config = tmp_path / "uploads", tmp_path / "config"
     uploads.mkdir()
@@ -60,19 +60,19 @@ def watch_fleet(tmp_path, redis_url, monkeypatch):
 
 
 def backups(plan, dataset):
-    from datapath.catalog import list_backups
+    from drfleet.datapath.catalog import list_backups
     return [r.manifest for r in list_backups(plan, dataset).backups]
 
 
 def restored_files(plan, manifest, target):
-    from datapath.restore import restore_backup
+    from drfleet.datapath.restore import restore_backup
     restore_backup(plan, f"{manifest.dataset}/{manifest.backup_id}", str(target))
     return {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*") if p.is_file()}
 
 
 def wait_for_surveys(dataset, policy, count):
     """Block until ``count`` more watches of the policy have surveyed its tree (no clock)."""
-    from datapath.watch import read_state
+    from drfleet.datapath.watch import read_state
     seen = set()
     start = read_state(dataset, policy).surveyed_at
     wait_for(lambda: seen.add(read_state(dataset, policy).surveyed_at) or
@@ -89,7 +89,7 @@ def lag_metric(metrics_dir, dataset):
 
 def settled(dataset, policy):
     """The watch has no backup outstanding and its latest generation is committed."""
-    from datapath.watch import read_state
+    from drfleet.datapath.watch import read_state
     state = read_state(dataset, policy)
     return state.sent_task is None and state.generation == state.committed_generation > 0
 
@@ -113,7 +113,7 @@ def test_a_written_file_is_in_a_committed_backup_within_the_bound(watch_fleet, t
     holding = wait_for(backup_holding_the_photo, timeout=60, interval=0.5,
                        what="a committed backup holding the new file, within the 60 s bound")
 
-    from datapath.watch import read_state
+    from drfleet.datapath.watch import read_state
     wait_for(lambda: settled("uploads", "realtime"), timeout=30, what="the watch to settle")
     state = read_state("uploads", "realtime")
     assert holding.backup_id in {m.backup_id for m in backups(plan, "uploads")}
@@ -146,7 +146,7 @@ def test_on_change_ignores_a_touch_and_backs_up_a_content_change(watch_fleet, tm
 def test_watches_and_their_backups_are_sent_by_beat_and_the_watch(watch_fleet):
     plan, *_ = watch_fleet
     wait_for(lambda: backups(plan, "uploads"), timeout=60, what="the baseline backup")
-    from state import audit
+    from drfleet.state import audit
     runs = [r for r in audit.entries(action="drfleet.backup") if r["details"].get("dataset") == "uploads"]
     assert {r["actor"] for r in runs} == {"watch"}
     assert all(r["details"]["slot"].startswith("watch:") for r in runs)

@@ -50,7 +50,7 @@ def value(samples: dict, name: str, **labels) -> float | None:
 
 @pytest.fixture
 def metrics_fleet(tmp_path, redis_url, monkeypatch):
-    from backup_format.keyring import create_keyring
+    from drfleet.backup_format.keyring import create_keyring
 
     src = tmp_path / "site"
     src.mkdir()
@@ -63,7 +63,7 @@ def metrics_fleet(tmp_path, redis_url, monkeypatch):
     for name, val in {"DRFLEET_PLAN": str(plan_path), "DRFLEET_BROKER_URL": redis_url,
                       "DRFLEET_STATE_URL": redis_url}.items():
         monkeypatch.setenv(name, val)
-    from workers import app
+    from drfleet.workers import app
     app.conf.broker_url = app.conf.result_backend = redis_url
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -77,8 +77,8 @@ def metrics_fleet(tmp_path, redis_url, monkeypatch):
 
 
 def test_backup_outcomes_durations_bytes_and_rpo_are_served(metrics_fleet):
-    from tasks.backup import backup
-    from tasks.restore import verify
+    from drfleet.tasks.backup import backup
+    from drfleet.tasks.restore import verify
 
     _, port, _ = metrics_fleet
     before = time.time()
@@ -111,14 +111,14 @@ def test_backup_outcomes_durations_bytes_and_rpo_are_served(metrics_fleet):
     failed_copy = wait_for(lambda: value(scrape(port), "backup_copy_success", dataset="site", location="broken")
                            is not None, timeout=60, what="the failed copy's outcome")
     assert failed_copy and value(scrape(port), "backup_copy_success", dataset="site", location="broken") == 0
-    from state import outcomes
+    from drfleet.state import outcomes
     [copy] = outcomes.copies()
     assert copy["location"] == "broken" and not copy["ok"] and "Not a directory" in copy["reason"], copy
 
 
 def test_drill_results_are_served(metrics_fleet):
-    from tasks.backup import backup
-    from tasks.drills import drill
+    from drfleet.tasks.backup import backup
+    from drfleet.tasks.drills import drill
 
     _, port, _ = metrics_fleet
     backup.apply_async(kwargs={"dataset": "site", "policy": "hourly", "region": "eu-central",
@@ -159,7 +159,7 @@ def test_the_live_gauges_of_a_dead_process_stop_counting_and_its_counters_stay(m
 
 
 def test_the_exporter_refuses_to_start_without_a_multiprocess_directory(tmp_path):
-    from workers.metrics_server import MetricsDirMissing, build_registry
+    from drfleet.workers.metrics_server import MetricsDirMissing, build_registry
 
     with pytest.raises(MetricsDirMissing, match="PROMETHEUS_MULTIPROC_DIR") as info:
         build_registry(None, "eu-central")

@@ -9,12 +9,12 @@ from tests.fixtures.util import wait_for
 
 
 def probes(celery_app, tag):
-    from state.store import key, state_client
+    from drfleet.state.store import key, state_client
     return [json.loads(x) for x in state_client().lrange(key("probe", tag), 0, -1)]
 
 
 def test_each_region_runs_only_its_own_tasks(fleet, celery_app):
-    from tasks.probe import probe
+    from drfleet.tasks.probe import probe
 
     eu = fleet.worker("eu-central")
     us = fleet.worker("us-east")
@@ -31,7 +31,7 @@ def test_each_region_runs_only_its_own_tasks(fleet, celery_app):
 
 
 def test_a_task_pushed_onto_another_regions_queue_is_rejected_not_run(fleet, celery_app):
-    from tasks.probe import probe
+    from drfleet.tasks.probe import probe
 
     us = fleet.worker("us-east")
     tag = uuid.uuid4().hex

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from state.redis_security import RedisAuthFailed, RedisUnreachable, check_connection
+from drfleet.state.redis_security import RedisAuthFailed, RedisUnreachable, check_connection
 from tests.fixtures.fleet import ROOT, CeleryProcess, Fleet, write_plan
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.util import free_port, port_open, wait_for
@@ -88,13 +88,13 @@ def client_env(broker: str, **extra) -> dict:
 
 
 def drfleet(env: dict, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "drfleet.cli.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
 SEND_PROBE = """
 import json, sys
-from tasks.probe import probe
+from drfleet.tasks.probe import probe
 result = probe.apply_async(kwargs={"region": sys.argv[1], "tag": sys.argv[2]})
 print(result.id)
 """
@@ -316,7 +316,7 @@ def _tamper(body_b64: str, old: bytes, new: bytes) -> str:
 
 
 def test_signing_without_its_files_is_a_clear_error(tmp_path):
-    from workers.settings import SigningMisconfigured, celery_config
+    from drfleet.workers.settings import SigningMisconfigured, celery_config
     with pytest.raises(SigningMisconfigured) as missing:
         celery_config(["eu-central"], env={"DRFLEET_SIGN_MESSAGES": "1",
                                            "DRFLEET_SIGNING_KEY": str(tmp_path / "nope.key")})

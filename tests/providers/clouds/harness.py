@@ -9,8 +9,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.clouds import get_cloud
-from providers.clouds.client import BaseCloudClient
+from drfleet.providers.clouds import open_cloud
+from drfleet.providers.clouds.client import BaseCloudClient
 from tests.contract_servers.base import ContractServer
 from tests.contract_servers.digitalocean import DigitalOceanContract
 from tests.contract_servers.hetzner import HetznerContract
@@ -83,7 +83,7 @@ class Harness:
 
     def make_client(self, **settings: Any) -> BaseCloudClient:
         """Another client on the same server; ``settings`` override the plan settings."""
-        return get_cloud(self.case.name, {**self.plan_settings(), **settings},
+        return open_cloud(self.case.name, {**self.plan_settings(), **settings},
                          **self.injected())
 
     def plan_settings(self) -> dict[str, Any]:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
 import shutil
+import subprocess
 
 import pytest
 
-from fleet.errors import DrfleetError
-from providers.clouds.base import (
-    ActionFailed, ActionTimedOut, CloudConfigError, ProviderAuthError, ProviderError,
-    ProviderNotFound, ProviderRateLimited, ProviderUnavailable, labels_match, labels_to_tags,
-    parse_label_selector, same_ssh_key, ssh_md5_fingerprint, tags_to_labels,
+from drfleet.errors import DrfleetError
+from drfleet.providers.clouds.base import (
+    ActionFailed,
+    ActionTimedOut,
+    CloudConfigError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    labels_match,
+    labels_to_tags,
+    parse_label_selector,
+    same_ssh_key,
+    ssh_md5_fingerprint,
+    tags_to_labels,
 )
 from tests.providers.clouds.harness import OTHER_KEY, PUBLIC_KEY
 

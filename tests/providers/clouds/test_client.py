@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from providers.clouds import base
-from providers.clouds.base import Action, ActionTimedOut, CloudConfigError, ServerSpec
-from providers.clouds.client import PollBackoff
-from providers.clouds.hetzner import HetznerClient
+from drfleet.providers.clouds import base
+from drfleet.providers.clouds.base import Action, ActionTimedOut, CloudConfigError, ServerSpec
+from drfleet.providers.clouds.client import PollBackoff
+from drfleet.providers.clouds.hetzner import HetznerClient
 from tests.providers.clouds.harness import Harness
 
 

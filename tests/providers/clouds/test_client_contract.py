@@ -7,12 +7,21 @@ from email.utils import formatdate
 
 import pytest
 
-from providers.clouds import base
-from providers.clouds.base import (
-    Action, ActionFailed, ActionTimedOut, CloudClient, ProviderAuthError, ProviderError,
-    ProviderNotFound, ProviderRateLimited, ProviderUnavailable, Server, ServerSpec,
+from drfleet.providers.clouds import base
+from drfleet.providers.clouds.base import (
+    Action,
+    ActionFailed,
+    ActionTimedOut,
+    CloudClient,
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    Server,
+    ServerSpec,
 )
-from providers.clouds.client import PollBackoff
+from drfleet.providers.clouds.client import PollBackoff
 from tests.providers.clouds.harness import PUBLIC_KEY, Harness
 
 LIST_PATHS = {"hetzner": r"/servers", "digitalocean": r"/droplets",

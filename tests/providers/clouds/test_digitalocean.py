@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from providers.clouds.base import ActionFailed, ProviderError, ProviderNotFound, ServerSpec
-from providers.clouds.digitalocean import DigitalOceanClient
+from drfleet.providers.clouds.base import ActionFailed, ProviderError, ProviderNotFound, ServerSpec
+from drfleet.providers.clouds.digitalocean import DigitalOceanClient
 from tests.contract_servers.digitalocean import md5_fingerprint
 from tests.providers.clouds.harness import PUBLIC_KEY, Harness
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from providers.clouds.base import (
-    ActionFailed, ProviderError, ProviderNotFound, ProviderRateLimited, ServerSpec,
+from drfleet.providers.clouds.base import (
+    ActionFailed,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ServerSpec,
 )
-from providers.clouds.hetzner import HetznerClient
+from drfleet.providers.clouds.hetzner import HetznerClient
 from tests.contract_servers.hetzner import md5_fingerprint
 from tests.providers.clouds.harness import OTHER_KEY, PUBLIC_KEY, Harness
 

@@ -8,9 +8,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from providers.clouds.base import ProviderError, ProviderUnavailable
-from providers.clouds.hetzner import HetznerClient
-from providers.clouds.http import JsonSession, collect_pages, equal_jitter, retry_after_seconds
+from drfleet.providers.clouds.base import ProviderError, ProviderUnavailable
+from drfleet.providers.clouds.hetzner import HetznerClient
+from drfleet.providers.http import JsonSession, collect_pages, equal_jitter, retry_after_seconds
 from tests.contract_servers.hetzner import HetznerContract
 from tests.fixtures.util import free_port
 from tests.providers.clouds.harness import FakeClock

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from providers.clouds.base import ActionFailed, ProviderError, ServerSpec
-from providers.clouds.linode import LinodeClient, is_public_ipv4
+from drfleet.providers.clouds.base import ActionFailed, ProviderError, ServerSpec
+from drfleet.providers.clouds.linode import LinodeClient, is_public_ipv4
 from tests.providers.clouds.harness import OTHER_KEY, PUBLIC_KEY, Harness
 
 

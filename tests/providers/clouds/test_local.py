@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from providers.clouds import get_cloud
-from providers.clouds.base import CloudConfigError, ProviderNotFound, RUNNING, STOPPED, ServerSpec
-from providers.ssh import HostUnreachable, SshSession, SshTarget
+from drfleet.providers.clouds import open_cloud
+from drfleet.providers.clouds.base import RUNNING, STOPPED, CloudConfigError, ProviderNotFound, ServerSpec
+from drfleet.providers.ssh import HostUnreachable, SshSession, SshTarget
 from tests.fixtures.util import port_open
 
 
@@ -23,7 +23,7 @@ def login(tmp_path) -> Path:
 
 @pytest.fixture
 def cloud(tmp_path):
-    client = get_cloud("local", {"root": str(tmp_path / "hosts")})
+    client = open_cloud("local", {"root": str(tmp_path / "hosts")})
     yield client
     for server in client.list_servers():
         client.delete_server(server.id)
@@ -54,7 +54,7 @@ def test_servers_are_listed_by_label_and_seen_by_another_client(cloud, login, tm
     web, _ = cloud.create_server(ServerSpec(name="web", labels={"role": "web"}))
     db, _ = cloud.create_server(ServerSpec(name="db", labels={"role": "db"}))
 
-    other = get_cloud("local", {"root": str(cloud.root)})
+    other = open_cloud("local", {"root": str(cloud.root)})
     assert [s.name for s in other.list_servers("role=web")] == ["web"]
     assert {s.id for s in other.list_servers()} == {web.id, db.id}
     assert web.ssh_port != db.ssh_port
@@ -91,4 +91,4 @@ def test_an_unknown_key_id_is_refused(cloud) -> None:
 
 def test_unknown_settings_are_refused(tmp_path) -> None:
     with pytest.raises(CloudConfigError):
-        get_cloud("local", {"root": str(tmp_path), "token_env": "X"})
+        open_cloud("local", {"root": str(tmp_path), "token_env": "X"})

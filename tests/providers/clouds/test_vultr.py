@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from providers.clouds import base
-from providers.clouds.base import CloudConfigError, ProviderError, ServerSpec
-from providers.clouds.vultr import VultrClient, normalised_status
+from drfleet.providers.clouds import base
+from drfleet.providers.clouds.base import CloudConfigError, ProviderError, ServerSpec
+from drfleet.providers.clouds.vultr import VultrClient, normalised_status
 from tests.providers.clouds.harness import PUBLIC_KEY, Harness
 
 

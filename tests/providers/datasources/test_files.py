@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from providers.datasources import files
-from providers.datasources.errors import (FileUnreadable, RestoreFailed, SourceToolFailed,
-                                          UnsafeArchiveMember)
+from drfleet.providers.datasources import files
+from drfleet.providers.datasources.errors import FileUnreadable, RestoreFailed, SourceToolFailed, UnsafeArchiveMember
 
 IS_ROOT = os.geteuid() == 0
 MTIME_NS = 1_600_000_000_123_456_789

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from bson import json_util
 
-from providers.datasources import mongodb, mongodb_logical
-from providers.datasources.errors import (InvalidSourceOptions, RestoreFailed, SourceToolFailed,
-                                          ToolNotInstalled)
+from drfleet.providers.datasources import mongodb
+from drfleet.providers.datasources.errors import InvalidSourceOptions, RestoreFailed, SourceToolFailed, ToolNotInstalled
+from drfleet.providers.datasources.support import mongodb_logical
 
 RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "recorded" / "mongodb_shop.json"
 SECRET = "m0ng0:p@ss"

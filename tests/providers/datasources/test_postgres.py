@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from providers.datasources import postgres
-from providers.datasources.errors import InvalidSourceOptions, RestoreFailed, SourceToolFailed
+from drfleet.providers.datasources import postgres
+from drfleet.providers.datasources.errors import InvalidSourceOptions, RestoreFailed, SourceToolFailed
 
 SCHEMA = """
 CREATE SCHEMA billing;

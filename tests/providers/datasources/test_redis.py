@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from providers.datasources import redis as redis_source
-from providers.datasources.errors import InvalidSourceOptions, RestoreFailed, SourceToolFailed
+from drfleet.providers.datasources import redis as redis_source
+from drfleet.providers.datasources.errors import InvalidSourceOptions, RestoreFailed, SourceToolFailed
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.util import free_port, port_open, wait_for
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from providers.clouds.base import ProviderAuthError
-from providers.dns import DnsZoneNotFound, switch_record
-from providers.dns.cloudflare import CloudflareClient
+from drfleet.providers.clouds.base import ProviderAuthError
+from drfleet.providers.dns import DnsZoneNotFound, switch_record
+from drfleet.providers.dns.cloudflare import CloudflareClient
 from tests.contract_servers.cloudflare import CloudflareContract
 
 TOKEN = "cf-test-token-0123456789abcdef"

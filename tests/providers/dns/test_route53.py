@@ -7,8 +7,8 @@ import uuid
 import boto3
 import pytest
 
-from providers.dns import DnsZoneNotFound, dns_client, switch_record
-from runbooks.config import DnsSettings
+from drfleet.plan.recovery import DnsSettings
+from drfleet.providers.dns import DnsZoneNotFound, open_dns, switch_record
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def answer(r53, zone_id: str, name: str) -> tuple[list[str], int]:
 def test_switch_upserts_the_record_and_reports_the_old_ttl(s3_server, zone) -> None:
     name, r53, zone_id = zone
 
-    result = switch_record(dns_client(settings(s3_server, name)), "www", "A", ["198.51.100.7"],
+    result = switch_record(open_dns("route53", settings(s3_server, name)), "www", "A", ["198.51.100.7"],
                            now=lambda: 5000.0)
 
     assert answer(r53, zone_id, f"www.{name}") == (["198.51.100.7"], 300)
@@ -51,7 +51,7 @@ def test_switch_upserts_the_record_and_reports_the_old_ttl(s3_server, zone) -> N
 
 def test_switching_twice_changes_once(s3_server, zone) -> None:
     name, _, _ = zone
-    client = dns_client(settings(s3_server, name))
+    client = open_dns("route53", settings(s3_server, name))
 
     first = switch_record(client, "www", "A", ["198.51.100.7"])
     second = switch_record(client, "www", "A", ["198.51.100.7"])
@@ -62,12 +62,12 @@ def test_switching_twice_changes_once(s3_server, zone) -> None:
 def test_a_new_name_is_created_with_the_given_ttl(s3_server, zone) -> None:
     name, r53, zone_id = zone
 
-    switch_record(dns_client(settings(s3_server, name)), "api", "A", ["198.51.100.8"], ttl=60)
+    switch_record(open_dns("route53", settings(s3_server, name)), "api", "A", ["198.51.100.8"], ttl=60)
 
     assert answer(r53, zone_id, f"api.{name}") == (["198.51.100.8"], 60)
 
 
 def test_a_zone_that_does_not_exist_is_reported(s3_server, zone) -> None:
     with pytest.raises(DnsZoneNotFound) as raised:
-        dns_client(settings(s3_server, "absent.example.org")).get_record("www.absent.example.org", "A")
+        open_dns("route53", settings(s3_server, "absent.example.org")).get_record("www.absent.example.org", "A")
     assert "absent.example.org" in str(raised.value)

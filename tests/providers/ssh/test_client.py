@@ -13,8 +13,15 @@ import threading
 
 import pytest
 
-from providers.ssh import (AuthenticationFailed, HostUnreachable, RemoteCommandFailed,
-                           RemoteCommandTimedOut, RemoteTransferFailed, SshSession, SshTarget)
+from drfleet.providers.ssh import (
+    AuthenticationFailed,
+    HostUnreachable,
+    RemoteCommandFailed,
+    RemoteCommandTimedOut,
+    RemoteTransferFailed,
+    SshSession,
+    SshTarget,
+)
 from tests.fixtures.sshd import SSH_KEYGEN
 from tests.fixtures.util import free_port, wait_for
 
@@ -186,7 +193,7 @@ def test_upload_interrupted_by_a_dead_server_never_exposes_a_partial_file(privat
     assert seen[-1] < source.stat().st_size, "the upload was really cut mid-way"
     assert (remote_dir / "big.bin").read_bytes() == b"previous complete version"
     assert all(".partial-" in name for name in os.listdir(remote_dir) if name != "big.bin")
-    assert caught.value.is_transient and "upload" in str(caught.value)
+    assert caught.value.transient and "upload" in str(caught.value)
 
 
 def test_download_interrupted_leaves_nothing_locally(private_sshd, tmp_path):
@@ -212,7 +219,7 @@ def test_nothing_listening_is_host_unreachable(ssh_target):
     target = SshTarget(**{**ssh_target.to_dict(), "port": free_port()})
     with pytest.raises(HostUnreachable) as caught:
         SshSession(target).connect()
-    assert caught.value.port == target.port and caught.value.is_transient
+    assert caught.value.port == target.port and caught.value.transient
     assert "refused" in caught.value.reason.lower()
 
 

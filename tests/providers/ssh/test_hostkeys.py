@@ -11,11 +11,9 @@ import subprocess
 
 import pytest
 
-from providers.ssh import (HostKeyChanged, HostKeyRejected, HostKeyRevoked, SshSession,
-                           UnknownHostKey)
-from providers.ssh.hostkeys import fingerprint, lookup_known_keys, verify_host_key
+from drfleet.providers.ssh import HostKeyChanged, HostKeyRejected, HostKeyRevoked, SshSession, UnknownHostKey
+from drfleet.providers.ssh.hostkeys import fingerprint, lookup_known_keys, verify_host_key
 from tests.fixtures.sshd import SshServer
-
 
 
 def _ed25519_blob(public: bytes) -> bytes:
@@ -85,7 +83,7 @@ def test_unknown_host_names_fingerprint_and_how_to_add_it(known_hosts):
     assert error.fingerprint == fingerprint(KEY_A) and error.fingerprint in str(error)
     assert "ssh-keyscan -p 2222 -t ed25519 db1" in error.hint
     assert str(known_hosts) in error.hint
-    assert error.is_transient is False
+    assert error.transient is False
 
 
 def test_missing_known_hosts_file_means_unknown(tmp_path):

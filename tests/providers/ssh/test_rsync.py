@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from providers.ssh import RsyncFailed, SshTarget, rsync_pull, rsync_push, with_retries
-from providers.ssh.openssh import ssh_argv
-from providers.ssh.rsync import _failure, rsync_argv
+from drfleet.providers.ssh import RsyncFailed, SshTarget, rsync_pull, rsync_push, with_retries
+from drfleet.providers.ssh.openssh import ssh_argv
+from drfleet.providers.ssh.rsync import _failure, rsync_argv
 from tests.fixtures.util import free_port, wait_for
 
 MTIME = 1_400_000_000
@@ -135,7 +135,7 @@ def test_changed_host_key_is_refused_and_not_transient(private_sshd, tmp_path):
     with pytest.raises(RsyncFailed) as caught:
         rsync_pull(private_sshd.target(), str(source), tmp_path / "local")
     error = caught.value
-    assert error.host_key_rejected and not error.is_transient
+    assert error.host_key_rejected and not error.transient
     assert error.facts["presented_fingerprint"] == private_sshd.host_key_fingerprint
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in error.stderr_tail
     assert not (tmp_path / "local" / "plain.txt").exists()
@@ -147,7 +147,7 @@ def test_unknown_host_is_refused(sshd_server, tmp_path):
     target = sshd_server.target(known_hosts_file=tmp_path / "empty_known_hosts")
     with pytest.raises(RsyncFailed) as caught:
         rsync_pull(target, str(tmp_path / "src"), tmp_path / "local")
-    assert caught.value.host_key_rejected and not caught.value.is_transient
+    assert caught.value.host_key_rejected and not caught.value.transient
     assert (tmp_path / "empty_known_hosts").read_text() == ""
 
 
@@ -156,7 +156,7 @@ def test_unreachable_host_is_transient(ssh_target, tmp_path):
     with pytest.raises(RsyncFailed) as caught:
         rsync_pull(target, str(tmp_path), tmp_path / "local")
     # 255 from ssh, or 12 when rsync notices the dead pipe first: both transient.
-    assert caught.value.exit_code in (12, 255) and caught.value.is_transient
+    assert caught.value.exit_code in (12, 255) and caught.value.transient
     assert "Connection refused" in caught.value.stderr_tail
     assert str(target.port) in str(caught.value)
 
@@ -164,7 +164,7 @@ def test_unreachable_host_is_transient(ssh_target, tmp_path):
 def test_missing_remote_dir_is_a_permanent_failure(ssh_target, tmp_path):
     with pytest.raises(RsyncFailed) as caught:
         rsync_pull(ssh_target, str(tmp_path / "nope"), tmp_path / "local")
-    assert caught.value.exit_code == 23 and not caught.value.is_transient
+    assert caught.value.exit_code == 23 and not caught.value.transient
     assert "nope" in caught.value.stderr_tail
 
 
@@ -190,7 +190,7 @@ def test_connection_dropped_mid_transfer_is_transient_and_a_retry_completes(priv
             rsync_pull(target, str(source), local, extra=["--bwlimit=500"])
     finally:
         killer.join()
-    assert caught.value.is_transient, caught.value
+    assert caught.value.transient, caught.value
     assert not (local / "big.bin").exists()
     assert (local / ".rsync-partial" / "big.bin").exists(), "kept for resuming"
 
@@ -236,7 +236,7 @@ TARGET = SshTarget(host="db1", user="backup", key_file="/k", known_hosts_file="/
 ])
 def test_exit_code_classification(code, stderr, transient):
     error = _failure(code, stderr, TARGET, ["rsync"])
-    assert error.is_transient is transient and error.exit_code == code
+    assert error.transient is transient and error.exit_code == code
     assert error.meaning and error.host == "db1"
 
 
@@ -244,7 +244,7 @@ def test_host_key_failure_is_never_transient():
     stderr = ("No ED25519 host key is known for [db1]:2222 and you have requested strict "
               "checking.\nHost key verification failed.")
     error = _failure(255, stderr, TARGET, ["rsync"])
-    assert error.host_key_rejected and not error.is_transient
+    assert error.host_key_rejected and not error.transient
 
 
 def test_with_retries_retries_only_transient_errors():

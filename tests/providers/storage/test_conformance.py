@@ -9,11 +9,11 @@ from typing import Callable
 
 import pytest
 
-from providers.storage import RetryingStore
-from providers.storage.base import ObjectInfo, Store
-from providers.storage.errors import InvalidKey, ObjectExists, ObjectNotFound, StoreError
-from providers.storage.filesystem import FilesystemStore
-from providers.storage.s3 import S3Store
+from drfleet.providers.storage import RetryingStore
+from drfleet.providers.storage.base import ObjectInfo, Store
+from drfleet.providers.storage.errors import InvalidKey, ObjectExists, ObjectNotFound, StoreError
+from drfleet.providers.storage.filesystem import FilesystemStore
+from drfleet.providers.storage.s3 import S3Store
 
 MiB = 1 << 20
 

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from providers.storage.errors import InvalidKey, ObjectNotFound, StoreAccessDenied, StoreFull
-from providers.storage.filesystem import FilesystemStore
+from drfleet.providers.storage.errors import InvalidKey, ObjectNotFound, StoreAccessDenied, StoreFull
+from drfleet.providers.storage.filesystem import FilesystemStore
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -85,7 +86,7 @@ def test_reap_partials_removes_what_a_killed_writer_left(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from providers.storage.filesystem import FilesystemStore
+        from drfleet.providers.storage.filesystem import FilesystemStore
         writer = FilesystemStore({str(root)!r}).writer("half/written")
         writer.write(b"x" * (3 << 20))
         os.kill(os.getpid(), signal.SIGKILL)

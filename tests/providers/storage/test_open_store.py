@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from providers.storage import BACKENDS, InvalidStoreSettings, RetryingStore, open_store
-from providers.storage.filesystem import FilesystemStore
-from providers.storage.s3 import S3Store
+from drfleet.providers.storage import STORES, InvalidStoreSettings, RetryingStore, open_store
+from drfleet.providers.storage.filesystem import FilesystemStore
+from drfleet.providers.storage.s3 import S3Store
 
 
 def test_filesystem_kind_gives_a_retrying_filesystem_store(tmp_path):
-    store = open_store("filesystem", root=tmp_path, name="local")
+    store = open_store("filesystem", {"root": tmp_path, "name": "local"})
     assert isinstance(store, RetryingStore) and isinstance(store.inner, FilesystemStore)
     assert store.name == "local"
     store.put_bytes("k", b"v")
@@ -18,7 +18,7 @@ def test_filesystem_kind_gives_a_retrying_filesystem_store(tmp_path):
 
 
 def test_s3_kind_gives_a_retrying_s3_store(s3_server, s3_bucket):
-    store = open_store("s3", **s3_server.store_settings(s3_bucket), prefix="fleet")
+    store = open_store("s3", {**s3_server.store_settings(s3_bucket), "prefix": "fleet"})
     assert isinstance(store.inner, S3Store)
     store.put_bytes("k", b"v")
     assert [info.key for info in store.list()] == ["k"]
@@ -26,14 +26,14 @@ def test_s3_kind_gives_a_retrying_s3_store(s3_server, s3_bucket):
 
 def test_unknown_kind_lists_the_known_kinds():
     with pytest.raises(InvalidStoreSettings) as caught:
-        open_store("tape", device="/dev/st0")
-    assert caught.value.facts["known_kinds"] == ", ".join(sorted(BACKENDS))
+        open_store("tape", {"device": "/dev/st0"})
+    assert caught.value.facts["known"] == ", ".join(STORES.kinds())
     assert "filesystem" in str(caught.value) and "s3" in str(caught.value)
 
 
 def test_unexpected_setting_is_named_but_no_value_is_shown():
     with pytest.raises(InvalidStoreSettings) as caught:
-        open_store("s3", bucket="b", secret_access_key="hunter2-secret", colour="blue")
+        open_store("s3", {"bucket": "b", "secret_access_key": "hunter2-secret", "colour": "blue"})
     message = str(caught.value)
     assert "colour" in message
     assert "hunter2-secret" not in message and "blue" not in message
@@ -41,4 +41,4 @@ def test_unexpected_setting_is_named_but_no_value_is_shown():
 
 def test_impossible_setting_is_refused():
     with pytest.raises(InvalidStoreSettings, match="5 MiB"):
-        open_store("s3", bucket="b", part_size=1024)
+        open_store("s3", {"bucket": "b", "part_size": 1024})

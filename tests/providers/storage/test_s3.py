@@ -13,9 +13,16 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from providers.storage.errors import (ObjectArchived, ObjectExists, ObjectNotFound,
-                                      StoreAccessDenied, StoreError, StoreFull, StoreUnavailable)
-from providers.storage.s3 import S3Store
+from drfleet.providers.storage.errors import (
+    ObjectArchived,
+    ObjectExists,
+    ObjectNotFound,
+    StoreAccessDenied,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
+from drfleet.providers.storage.s3 import S3Store
 from tests.fixtures.s3_server import TcpRelay
 from tests.fixtures.util import free_port
 
@@ -156,7 +163,7 @@ def test_upload_of_a_killed_process_is_found_and_aborted(s3_server, s3_bucket):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from providers.storage.s3 import S3Store
+        from drfleet.providers.storage.s3 import S3Store
         store = S3Store(**{settings!r}, part_size={PART})
         writer = store.writer("killed")
         writer.write(b"k" * {2 * PART + 1})  # returns once the upload is created

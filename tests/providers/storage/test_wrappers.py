@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from providers.storage.base import ObjectInfo
-from providers.storage.errors import ObjectExists, ObjectNotFound, StoreReadOnly, StoreUnavailable
-from providers.storage.filesystem import FilesystemStore
-from providers.storage.s3 import S3Store
-from providers.storage.wrappers import ReadOnlyStore, RetryingStore, StoreWrapper
+from drfleet.providers.storage.base import ObjectInfo
+from drfleet.providers.storage.errors import ObjectExists, ObjectNotFound, StoreReadOnly, StoreUnavailable
+from drfleet.providers.storage.filesystem import FilesystemStore
+from drfleet.providers.storage.s3 import S3Store
+from drfleet.providers.storage.wrappers import ReadOnlyStore, RetryingStore, StoreWrapper
 from tests.fixtures.s3_server import TcpRelay
 
 

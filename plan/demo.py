@@ -1,0 +1,66 @@
+"""The embedded demo plan: two regions, filesystem stores and keyrings under
+DRFLEET_HOME/demo, and datasets that exist on any machine (a generated file tree, a
+Redis server the demo starts). ``drfleet up`` and ``make demo`` use it when no plan is
+given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drfleet.paths import drfleet_home
+
+DEMO_PLAN = """\
+# drfleet's embedded demo plan (generated; edit freely).
+version: 1
+name: demo
+regions:
+  - {{name: eu-central, primary: true}}
+  - {{name: us-east}}
+storage:
+  eu-central-store: {{kind: filesystem, region: eu-central, path: {root}/stores/eu-central}}
+  us-east-store: {{kind: filesystem, region: us-east, path: {root}/stores/us-east}}
+  offsite: {{kind: filesystem, offsite: true, path: {root}/stores/offsite, key: offsite}}
+keys:
+  content: {{file: {root}/keys/content.keyring}}
+  cache: {{file: {root}/keys/cache.keyring}}
+  offsite: {{file: {root}/keys/offsite.keyring}}
+objectives:
+  rto: {{single-service: 5 minutes, database: 15 minutes, region: 1 hour}}
+  rpo: {{content: 1 hour, cache: 24 hours}}
+datasets:
+  site-content:
+    kind: files
+    region: eu-central
+    source: {{path: {root}/data/site-content}}
+    key: content
+    data_class: content
+    policies:
+      - {{name: every-minute, trigger: every 1 minutes, keep: 10 versions, copies: [all-regions, offsite]}}
+      - {{name: daily, trigger: daily, keep: 7 days, copies: [all-regions]}}
+  cache:
+    kind: redis
+    region: us-east
+    connection: {{env: DEMO_REDIS_URL}}
+    key: cache
+    data_class: cache
+    policies:
+      - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
+"""
+
+
+def demo_root() -> Path:
+    return drfleet_home() / "demo"
+
+
+def ensure_demo_plan() -> Path:
+    """Write the demo plan (and its sample data) under DRFLEET_HOME/demo if missing."""
+    root = demo_root()
+    path = root / "plan.yaml"
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        content = root / "data" / "site-content"
+        (content / "images").mkdir(parents=True, exist_ok=True)
+        (content / "index.html").write_text("<h1>drfleet demo</h1>\n")
+        (content / "images" / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>\n")
+        path.write_text(DEMO_PLAN.format(root=root))
+    return path

@@ -1,0 +1,1 @@
+"""What store backends share that is not a backend: the S3 multipart writer."""

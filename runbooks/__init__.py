@@ -1,0 +1,1 @@
+"""Recovery runbooks (scenarios, step engine, run records, recovery configuration) and drills."""
