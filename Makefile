@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-long faults fuzz bench bench-full docs clean
+.PHONY: setup demo test test-long faults fuzz bench bench-full docs floors clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -11,8 +11,8 @@ setup:
 demo: setup  ## run drfleet's main job on its embedded defaults
 	$(BIN)/drfleet demo
 
-test: setup  ## the test suite (under 10 minutes on 2 cores)
-	$(BIN)/python -m pytest -q
+test: setup  ## the test suite (under 10 minutes on 2 cores; 3 pytest-xdist workers, fault scenarios on one)
+	$(BIN)/python -m pytest -q -n 3 --dist loadgroup
 
 test-long: setup  ## long scenarios excluded from `make test`
 	$(BIN)/python -m pytest -q -m slow
@@ -30,8 +30,11 @@ bench: setup  ## benchmarks, side by side with the tools users would otherwise u
 bench-full: setup  ## the sizes the README quotes (1 GB database, 100,000-file tree; about 15 minutes)
 	$(BIN)/python -m bench.run --full
 
-docs: setup  ## regenerate the generated pages (plan reference, runbook pages, recovery checklists)
+docs: setup  ## regenerate the generated pages (plan reference, settings, runbook pages, recovery checklists)
 	$(BIN)/drfleet plan docs --all docs
+
+floors: setup  ## the import contracts (also run by `make test`)
+	$(BIN)/python scripts/check_floors.py
 
 clean:
 	rm -rf .drfleet .pytest_cache
