@@ -10,7 +10,9 @@ archiver's). ``on-event`` policies run on ``drfleet trigger``. A PostgreSQL ``mo
 policy (WAL shipped by ``archive_command``) gets a ``base-backup`` entry (daily at 01:00 UTC,
 DRFLEET_BASEBACKUP_TRIGGER overrides) on the data lane and a ``wal-lag`` entry measuring the
 achieved RPO every 60 s on the control lane. Retention runs as one
-``prune`` entry per region, daily at 04:00 UTC, on the region's control lane; ``copies check``
+``prune`` entry per region, daily at 04:00 UTC, on the region's control lane, and a
+``reconcile`` entry per region (every DRFLEET_RECONCILE_SECONDS, its control lane) that
+sends again what the broker lost or a dead worker stranded (``workers.reconcile``); ``copies check``
 re-seeds missing or damaged copies weekly (Sunday 05:00 UTC) from the primary region.
 """
 
@@ -34,6 +36,9 @@ BASE_BACKUP_TASK = "drfleet.base_backup"
 WAL_LAG_TASK = "drfleet.wal_lag"
 WAL_LAG_SECONDS = 60
 COPIES_CHECK_TASK = "drfleet.copies_check"
+RECONCILE_TASK = "drfleet.reconcile"
+# fired every DRFLEET_RECONCILE_SECONDS, not on slots: a pass that was missed is no loss
+RECONCILE_TRIGGER = Trigger(kind="periodic", text="every few seconds (DRFLEET_RECONCILE_SECONDS)")
 COPIES_CHECK_TRIGGER = "weekly on sunday at 05:00"
 WATCH_INTERVALS = {"continuous": settings.WATCH_CONTINUOUS_SECONDS, "on-change": settings.WATCH_ON_CHANGE_SECONDS}
 
@@ -49,7 +54,7 @@ def watch_interval(trigger_kind: str) -> int:
 @dataclass(frozen=True)
 class ScheduleEntry:
     name: str
-    kind: str  # backup | watch | base-backup | wal-lag | prune | copies-check | drill | verify-cold
+    kind: str  # backup | watch | base-backup | wal-lag | reconcile | prune | copies-check | drill | verify-cold
     task: str
     region: str
     queue: str
@@ -91,6 +96,10 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
             if policy.mode == "wal" and ds.kind == "postgres":
                 out += _wal_entries(name, ds.region, policy)
     for region in plan.region_names:
+        out.append(ScheduleEntry(
+            name=f"reconcile {region}", kind="reconcile", task=RECONCILE_TASK, region=region,
+            queue=queue_name(region, "control"), trigger=RECONCILE_TRIGGER,
+            every_seconds=settings.RECONCILE_SECONDS.get(), kwargs={"region": region}))
         out.append(ScheduleEntry(
             name=f"prune {region}", kind="prune", task=PRUNE_TASK, region=region,
             queue=queue_name(region, "control"), trigger=parse_trigger(PRUNE_TRIGGER),

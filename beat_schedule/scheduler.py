@@ -24,7 +24,6 @@ from kombu.exceptions import OperationalError
 from redbeat import RedBeatScheduler
 from redis.exceptions import LockNotOwnedError
 
-from drfleet import settings
 from drfleet.beat_schedule.entries import beat_schedule, schedule_entries
 from drfleet.plan.triggers import Trigger
 from drfleet.state import missed
@@ -33,7 +32,6 @@ from drfleet.workers.plan_context import current_plan
 
 logger = logging.getLogger("drfleet.beat")
 
-MAX_CATCHUP_SECONDS = 6 * 3600
 
 # Atomically move an entry's last-sent slot forward; returns the previous value. Slots are
 # ISO-8601 UTC strings of one format, so string order is time order.
@@ -42,15 +40,6 @@ local old = redis.call('GET', KEYS[1])
 if (not old) or old < ARGV[1] then redis.call('SET', KEYS[1], ARGV[1]) end
 return old
 """
-
-
-def catchup_window(trigger: Trigger) -> float:
-    """How late the latest missed slot may still run: half a period, within [60 s, 6 h]
-    (overridable with DRFLEET_CATCHUP_SECONDS)."""
-    if settings.CATCHUP_SECONDS.get() is not None:
-        return settings.CATCHUP_SECONDS.get()
-    period = trigger.period_seconds() or 3600.0
-    return max(min(period / 2, MAX_CATCHUP_SECONDS), min(60.0, period))
 
 
 class FleetScheduler(RedBeatScheduler):
@@ -106,7 +95,7 @@ class FleetScheduler(RedBeatScheduler):
         return result
 
     def _mark_sent(self, name: str, slot: datetime) -> None:
-        client = state_client(self.app.conf.redbeat_redis_url)
+        client = state_client()
         client.eval(_ADVANCE_MARKER, 1, key("beat", "last-slot", name), slot.isoformat())
         pending = self.pending.get(name)
         if pending is not None and pending.slot == slot:
@@ -116,7 +105,7 @@ class FleetScheduler(RedBeatScheduler):
         """Send again what a Redis outage kept beat from sending (while the slot is inside
         its catch-up window; after it, record it missed) and move markers it could not move.
         Raises redis.ConnectionError while Redis is still away (``tick`` waits)."""
-        client = state_client(self.app.conf.redbeat_redis_url)
+        client = state_client()
         now = datetime.now(timezone.utc)
         for name, pending in list(self.pending.items()):
             if pending.sent:
@@ -127,7 +116,7 @@ class FleetScheduler(RedBeatScheduler):
                 del self.pending[name]  # sent or recorded since (by this beat or another)
                 continue
             lateness = (now - pending.slot).total_seconds()
-            if lateness > catchup_window(self.triggers[name]):
+            if lateness > self.triggers[name].catchup_window():
                 missed.record_missed(name, pending.slot, "Redis was unreachable when the slot was due "
                                      f"and came back {lateness:.0f}s later, beyond the catch-up window",
                                      client=client)
@@ -153,7 +142,7 @@ class FleetScheduler(RedBeatScheduler):
         """The slot to send now, or None. Slots skipped since the last one sent are recorded
         missed (and the marker moved past them), as is a latest slot beyond the catch-up
         window. The marker is only moved past the latest slot once it is sent (``_send``)."""
-        client = state_client(self.app.conf.redbeat_redis_url)
+        client = state_client()
         marker = key("beat", "last-slot", name)
         latest = trigger.slot_for(now)
         if latest is None:
@@ -171,7 +160,7 @@ class FleetScheduler(RedBeatScheduler):
                 logger.warning("beat: %d slot(s) of %r were missed; recorded in drfleet:missed-slots",
                                len(skipped), name)
         lateness = (now - latest).total_seconds()
-        if lateness > catchup_window(trigger):
+        if lateness > trigger.catchup_window():
             missed.record_missed(name, latest, f"beat resumed {lateness:.0f}s after the slot, "
                                  "beyond the catch-up window", client=client)
             client.eval(_ADVANCE_MARKER, 1, marker, latest.isoformat())

@@ -42,9 +42,8 @@ def reports_errors(fn):
             from drfleet.plan.loader import PlanInvalid
             sys.exit(2 if isinstance(exc, PlanInvalid) else 1)
         except Exception as exc:  # Redis refusing credentials or unreachable: say which, hide the password
-            from drfleet.state.redis_security import explain_failure
-            from drfleet.workers.settings import redis_urls
-            explained = explain_failure(exc, redis_urls())
+            from drfleet.state.fleet_redis import explain_failure
+            explained = explain_failure(exc)
             if explained is None:
                 raise
             click.secho(f"error: {explained}", fg="red", err=True)

@@ -37,7 +37,8 @@ def up(plan_path, no_flower, flower_port, beats):
 @click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for workers to answer.")
 @reports_errors
 def status(plan_path, as_json, timeout):
-    """Show workers (and the queues they consume), queue depths and missed slots."""
+    """Show workers (and the queues they consume), queue depths, missed slots and stuck work
+(reserved by a dead worker, or sent and lost), with its age."""
     plan = use_plan(plan_path)
     from drfleet.fleet.status import fleet_status
 
@@ -55,6 +56,15 @@ def status(plan_path, as_json, timeout):
     for queue, depth in report["queues"].items():
         click.echo(f"  {queue:30s} {depth}")
     click.echo(f"missed slots recorded: {report['missed_slots']}")
+    stuck = [r for r in report["reserved"] if not r["worker_alive"]]
+    if stuck or report["unaccounted"]:
+        click.echo("stuck work (sent again by the region's reconcile pass):")
+        for r in stuck:
+            click.echo(f"  reserved by a dead worker {r['age_seconds']:>8.0f}s  {r['task']} {r['task_id']} "
+                       f"({r['queue']}, worker {r['worker'] or 'unknown'})")
+        for r in report["unaccounted"]:
+            click.echo(f"  not queued, not running  {r['age_seconds']:>8.0f}s  {r['task']} {r['task_id']} "
+                       f"{r.get('dataset', '')} {r.get('slot', '')} (sent again {r['resends']}x)")
 
 
 @click.command("ping")

@@ -92,6 +92,13 @@ BROKER_URL = _declare("DRFLEET_BROKER_URL", str, None, "redis",
 RESULT_URL = _declare("DRFLEET_RESULT_URL", str, None, "redis", "The result backend's URL (default: the broker's).")
 STATE_URL = _declare("DRFLEET_STATE_URL", str, None, "redis",
                      "Fleet state (claims, audit, missed slots, RedBeat) URL (default: the broker's).")
+REDIS_SENTINELS = _declare("DRFLEET_REDIS_SENTINELS", str, None, "redis",
+                           "Redis Sentinel mode: `host:port,host:port,...` of the sentinels (instead of the URLs above).")
+REDIS_MASTER = _declare("DRFLEET_REDIS_MASTER", str, None, "redis",
+                        "Sentinel mode: the master's name, as the sentinels know it (required with the sentinels).")
+REDIS_DB = _declare("DRFLEET_REDIS_DB", int, 0, "redis", "Sentinel mode: the database number on the master.")
+REDIS_SENTINEL_PASSWORD_FILE = _declare("DRFLEET_REDIS_SENTINEL_PASSWORD_FILE", str, None, "redis",
+                                        "Sentinel mode: file with the sentinels' own password (default: the Redis password file).")
 REDIS_USERNAME = _declare("DRFLEET_REDIS_USERNAME", str, None, "redis", "ACL user put into every Redis URL that has none.")
 REDIS_PASSWORD_FILE = _declare("DRFLEET_REDIS_PASSWORD_FILE", str, None, "redis",
                                "File holding the Redis password, put into every Redis URL that carries none.")
@@ -100,6 +107,11 @@ REDIS_CERT_FILE = _declare("DRFLEET_REDIS_CERT_FILE", str, None, "redis", "Clien
 REDIS_KEY_FILE = _declare("DRFLEET_REDIS_KEY_FILE", str, None, "redis", "The client certificate's private key.")
 STATE_WAIT_SECONDS = _declare("DRFLEET_STATE_WAIT_SECONDS", float, 30.0, "redis",
                               "How long a task waits for an unreachable state store before requeueing its message.")
+RECONCILE_SECONDS = _declare("DRFLEET_RECONCILE_SECONDS", int, 15, "redis",
+                             "How often each region looks for lost or stranded messages (``workers.reconcile``).")
+RECONCILE_GRACE_SECONDS = _declare("DRFLEET_RECONCILE_GRACE_SECONDS", float, 60.0, "redis",
+                                   "How long a message may be unaccounted for (or stranded on a dead worker) "
+                                   "before it is sent again.")
 CLAIM_LEASE_SECONDS = _declare("DRFLEET_CLAIM_LEASE_SECONDS", float, 60.0, "redis",
                                "TTL of a running job's lease (renewed while it runs).")
 

@@ -23,6 +23,7 @@ class TaskOutcome(StrEnum):
 
     STARTED = "started"
     RETRYING = "retrying"
+    INTERRUPTED = "interrupted"                # stopped from outside (worker terminated, Redis lost); sent again
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from drfleet import settings
 from drfleet.plan.cron import Cron, CronError
 
 TRIGGER_KINDS = ("cron", "interval", "continuous", "on-change", "on-event")
@@ -40,6 +41,9 @@ _WORD_CRONS = {
     "yearly": "0 0 1 1 *",
     "annually": "0 0 1 1 *",
 }
+
+
+MAX_CATCHUP_SECONDS = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,15 @@ class Trigger:
                 out.append(datetime.fromtimestamp(t, timezone.utc))
                 t += step
         return out
+
+    def catchup_window(self) -> float:
+        """How late a slot may still run after it was due: half a period, within [60 s, 6 h]
+        (DRFLEET_CATCHUP_SECONDS overrides it)."""
+        configured = settings.CATCHUP_SECONDS.get()
+        if configured is not None:
+            return configured
+        period = self.period_seconds() or 3600.0
+        return max(min(period / 2, MAX_CATCHUP_SECONDS), min(60.0, period))
 
     def period_seconds(self) -> float | None:
         if self.kind == "cron":

@@ -53,7 +53,7 @@ def masked(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query, parts.fragment))
 
 
-def _read_secret_file(path: str, what: str) -> str:
+def read_secret_file(path: str, what: str) -> str:
     try:
         value = Path(path).read_text().strip()
     except OSError as exc:
@@ -71,7 +71,7 @@ def with_credentials(url: str, env=os.environ) -> str:
     parts = urlsplit(url)
     if not password_file or parts.password is not None or parts.scheme not in ("redis", "rediss"):
         return url
-    password = _read_secret_file(password_file, "Redis password file (DRFLEET_REDIS_PASSWORD_FILE)")
+    password = read_secret_file(password_file, "Redis password file (DRFLEET_REDIS_PASSWORD_FILE)")
     user = settings.REDIS_USERNAME.get(env) or unquote(parts.username or "")
     host = parts.netloc.rsplit("@", 1)[-1]
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
@@ -142,7 +142,7 @@ def _reason(exc: BaseException, url: str, env) -> str:
     return text
 
 
-def _is_redis_failure(exc: BaseException) -> bool:
+def is_redis_failure(exc: BaseException) -> bool:
     from kombu.exceptions import OperationalError
     seen = 0
     while exc is not None and seen < 10:
@@ -150,20 +150,3 @@ def _is_redis_failure(exc: BaseException) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
-
-
-def explain_failure(exc: BaseException, urls: dict[str, str], env=os.environ) -> DrfleetError | None:
-    """For an exception raised while talking to Redis (directly, through kombu, or Celery's
-    result backend giving up), the clear error: which of ``urls`` (role -> URL) refuses the
-    credentials or cannot be reached. None when ``exc`` is not a Redis failure or every URL
-    answers (the caller then re-raises the original)."""
-    if not _is_redis_failure(exc):
-        return None
-    for role, url in urls.items():
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://")):
-            continue
-        try:
-            check_connection(url, env, role=role)
-        except (RedisAuthFailed, RedisUnreachable, RedisConfigInvalid) as error:
-            return error
-    return None

@@ -1,5 +1,6 @@
-"""The Redis connection for fleet state (one client per process and URL). Credentials and
-TLS (``rediss://``) come from ``state.redis_security`` (DRFLEET_REDIS_*)."""
+"""The Redis connection for fleet state, one client per process and configuration.
+Where that Redis is (one server or a Sentinel-managed master), and its credentials and TLS,
+come from ``state.fleet_redis``; there is no implicit default server."""
 
 from __future__ import annotations
 
@@ -8,30 +9,40 @@ import threading
 
 import redis
 
-from drfleet import settings
-from drfleet.state.redis_security import connect
+from drfleet.state.fleet_redis import FleetRedis, connect_broker, connect_state, fleet_redis
 
 PREFIX = "drfleet:"
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple, redis.Redis] = {}
 _lock = threading.Lock()
 
 
-def state_url() -> str:
-    """Where fleet state lives: DRFLEET_STATE_URL, else DRFLEET_BROKER_URL, else local Redis."""
-    return (settings.STATE_URL.get() or settings.BROKER_URL.get()
-            or "redis://127.0.0.1:6379/0")
-
-
 def state_client(url: str | None = None) -> redis.Redis:
-    """A shared client for ``url`` (default ``state_url()``); safe across threads and,
-    because it is created lazily per process, across prefork children."""
-    url = url or state_url()
-    key = f"{os.getpid()}:{url}"
+    """A shared client for fleet state (or for the server at ``url``, a plain redis://
+    URL, when a caller names one); safe across threads and, because it is created lazily per
+    process, across prefork children. Raises FleetNotConfigured / RedisConfigInvalid
+    (``state.fleet_redis``) when no fleet Redis is configured or the settings are wrong."""
+    if url is not None:
+        return _shared(("url", url), lambda: redis.Redis.from_url(url, health_check_interval=30,
+                                                                   socket_keepalive=True))
+    target = fleet_redis()
+    return _shared(("state", target.state, target.sentinel),
+                   lambda: connect_state(target, health_check_interval=30, socket_keepalive=True))
+
+
+def broker_client(target: FleetRedis | None = None) -> redis.Redis:
+    """A shared client for the broker's database (queue depths, unacked messages)."""
+    target = target or fleet_redis()
+    return _shared(("broker", target.broker, target.sentinel),
+                   lambda: connect_broker(target, health_check_interval=30, socket_keepalive=True))
+
+
+def _shared(identity: tuple, build) -> redis.Redis:
+    cache_key = (os.getpid(), *identity)
     with _lock:
-        client = _clients.get(key)
+        client = _clients.get(cache_key)
         if client is None:
-            client = connect(url, health_check_interval=30, socket_keepalive=True)
-            _clients[key] = client
+            client = build()
+            _clients[cache_key] = client
         return client
 
 

@@ -15,6 +15,7 @@ its idempotency claim; any other failure fails the task at once.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 
 from drfleet import settings
 from drfleet.retry import Backoff
@@ -43,10 +44,12 @@ def backup(self, dataset: str, policy: str, region: str, slot: str | None = None
 
     plan = current_plan()
     summary = None
-    if getattr(self.request, "drfleet_resumed", False) and self.request.id:
-        # an earlier delivery of this message was killed: it may have committed before
-        # it could record so; one slot must not become two backups
-        summary = committed_by_task(plan, dataset, self.request.id, slot)
+    resent = bool((self.request.headers or {}).get("drfleet_resend"))
+    if self.request.id and (getattr(self.request, "drfleet_resumed", False) or resent or _is_scheduled(slot)):
+        # an earlier delivery of this message was killed, or the message was sent again,
+        # or (a scheduled slot) Redis lost the claim of a run that committed: one slot must
+        # not become two backups, so look for it in the store first
+        summary = committed_for(plan, dataset, policy, self.request.id, slot)
     if summary is None:
         summary = run_backup(plan, dataset, policy, region=region, slot=slot,
                              task_id=self.request.id, progress=progress)
@@ -54,32 +57,43 @@ def backup(self, dataset: str, policy: str, region: str, slot: str | None = None
     return summary
 
 
-def committed_by_task(plan, dataset: str, task_id: str, slot: str | None) -> dict | None:
-    """The summary of a backup of ``dataset`` in its home store whose manifest was written
-    by task ``task_id`` (label ``task_id``), or None. Only manifests of backups started at
-    or after ``slot`` are read."""
-    from datetime import datetime, timedelta
+def _is_scheduled(slot: str | None) -> bool:
+    """A beat slot (an ISO time), not an event, watch or manual slot."""
+    try:
+        return bool(slot) and datetime.fromisoformat(slot) is not None
+    except ValueError:
+        return False
 
+
+def committed_for(plan, dataset: str, policy: str, task_id: str, slot: str | None) -> dict | None:
+    """The summary of a committed backup of ``dataset`` in its home store that this message
+    already made: written by task ``task_id`` (label ``task_id``), or, for a scheduled slot,
+    of the same policy and slot. None when there is none. Only the manifests of backups started
+    at or after the slot are read (found by the date their ids begin with)."""
     from drfleet.backup_format.layout import backup_time, manifests_prefix, parse_manifest_key
     from drfleet.datapath.catalog import read_manifest
     from drfleet.datapath.locations import home_location, store_for
 
     location = home_location(plan, dataset)
     store = store_for(plan, location)
-    try:  # beat's slots are times; event, watch and manual slots are not: read every manifest
-        since = datetime.fromisoformat(slot) - timedelta(seconds=1) if slot else None
-    except ValueError:
-        since = None
-    for info in store.list(manifests_prefix(dataset)):
-        _, backup_id = parse_manifest_key(info.key)
-        if since is not None and backup_time(backup_id) < since:
-            continue
-        manifest = read_manifest(store, dataset, backup_id)
-        if manifest.labels.get("task_id") == task_id:
-            return {"status": JobStatus.COMMITTED, "backup_id": backup_id, "dataset": dataset,
-                    "policy": manifest.policy, "location": location, "slot": manifest.slot,
-                    "plaintext_size": manifest.plaintext_size,
-                    "stored_size": sum(o.size for o in manifest.objects), "resumed": True}
+    since = datetime.fromisoformat(slot) - timedelta(seconds=1) if _is_scheduled(slot) else None
+    prefixes = [manifests_prefix(dataset)]
+    days = (datetime.now(timezone.utc).date() - since.astimezone(timezone.utc).date()).days + 1 if since else 0
+    if 0 < days <= 8:  # ids start with the UTC start date: list only the days since the slot
+        start = since.astimezone(timezone.utc)
+        prefixes = [manifests_prefix(dataset) + (start + timedelta(days=d)).strftime("%Y%m%d") for d in range(days)]
+    for prefix in prefixes:
+        for info in store.list(prefix):
+            _, backup_id = parse_manifest_key(info.key)
+            if since is not None and backup_time(backup_id) < since:
+                continue
+            manifest = read_manifest(store, dataset, backup_id)
+            if manifest.labels.get("task_id") == task_id or (
+                    since is not None and manifest.policy == policy and manifest.slot == slot):
+                return {"status": JobStatus.COMMITTED, "backup_id": backup_id, "dataset": dataset,
+                        "policy": manifest.policy, "location": location, "slot": manifest.slot,
+                        "plaintext_size": manifest.plaintext_size,
+                        "stored_size": sum(o.size for o in manifest.objects), "resumed": True}
     return None
 
 

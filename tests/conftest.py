@@ -14,6 +14,7 @@ os.environ.setdefault("DRFLEET_HOME", str(ROOT / ".drfleet" / "test-home"))
 pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.redis_server",
+    "tests.fixtures.sentinel",
     "tests.fixtures.postgres_cluster",
     "tests.fixtures.fleet",
     "tests.fixtures.s3_server",

@@ -23,43 +23,14 @@ from celery import signals
 from drfleet import settings
 from drfleet.errors import DrfleetError
 from drfleet.settings import Limits
-from drfleet.state.redis_security import (
-    RedisAuthFailed,
-    RedisUnreachable,
-    check_connection,
-    tls_options,
-    with_credentials,
-)
+from drfleet.state.fleet_redis import celery_redis_settings, check_fleet_redis, fleet_redis
+from drfleet.state.redis_security import RedisAuthFailed, RedisConfigInvalid, RedisUnreachable
 from drfleet.workers.queues import declare_queues, route_task
 
 
 class SigningMisconfigured(DrfleetError):
     hint = ("set DRFLEET_SIGNING_KEY, DRFLEET_SIGNING_CERT and DRFLEET_SIGNING_CERT_STORE to readable "
             "files (docs/security.md, 'Message signing'), or unset DRFLEET_SIGN_MESSAGES")
-
-
-def broker_url(env=os.environ) -> str:
-    """The broker URL with the configured Redis credentials filled in."""
-    return with_credentials(settings.BROKER_URL.get(env) or "redis://127.0.0.1:6379/0", env)
-
-
-def redis_urls(env=os.environ) -> dict[str, str]:
-    """Broker, result backend and state (RedBeat) URLs, credentials filled in."""
-    broker = broker_url(env)
-    return {"broker": broker,
-            "result": with_credentials(settings.RESULT_URL.get(env) or broker, env),
-            "state": with_credentials(settings.STATE_URL.get(env) or broker, env)}
-
-
-def _tls_settings(urls: dict[str, str], env) -> dict:
-    """broker_use_ssl / redis_backend_use_ssl / redbeat_redis_use_ssl for rediss:// URLs."""
-    settings = {}
-    for name, setting in (("broker", "broker_use_ssl"), ("result", "redis_backend_use_ssl"),
-                          ("state", "redbeat_redis_use_ssl")):
-        options = tls_options(urls[name], env)
-        if options:
-            settings[setting] = options
-    return settings
 
 
 def signing_enabled(env=os.environ) -> bool:
@@ -97,17 +68,12 @@ def _signing_settings(env) -> dict:
 def celery_config(regions: list[str], env=os.environ) -> dict:
     """The Celery configuration mapping for a fleet serving ``regions``."""
     limits = Limits.from_env(env)
-    urls = redis_urls(env)
     transport = {"visibility_timeout": limits.visibility}
     if settings.UNACKED_RESTORE_SECONDS.get(env):  # fault tests: sweep for expired messages often
         transport.update(unacked_restore_interval=settings.UNACKED_RESTORE_SECONDS.get(env),
                          unacked_restore_throttle=1)
     return {
-        "broker_url": urls["broker"],
-        "result_backend": urls["result"],
-        "broker_transport_options": dict(transport),
-        "result_backend_transport_options": dict(transport),
-        **_tls_settings(urls, env),
+        **celery_redis_settings(fleet_redis(env), transport),
         "visibility_timeout": limits.visibility,
         "broker_connection_retry_on_startup": True,
         **_signing_settings(env),
@@ -137,7 +103,6 @@ def celery_config(regions: list[str], env=os.environ) -> dict:
         "timezone": "UTC",
         "enable_utc": True,
         "beat_scheduler": "drfleet.beat_schedule.scheduler:FleetScheduler",
-        "redbeat_redis_url": urls["state"],
         "redbeat_key_prefix": "drfleet:redbeat:",
         "redbeat_lock_timeout": settings.BEAT_LOCK_TIMEOUT.get(env),
         "beat_max_loop_interval": settings.BEAT_MAX_INTERVAL.get(env),
@@ -148,29 +113,22 @@ def celery_config(regions: list[str], env=os.environ) -> dict:
     }
 
 
-def check_redis_credentials(conf, role: str) -> None:
-    """Ping the broker, result backend and state Redis once; exit the process (status 2)
-    when one refuses the credentials, since retrying cannot help. Unreachable servers are
-    only logged: Celery retries those."""
-    urls = {"broker": conf.broker_url, "result backend": conf.result_backend,
-            "state (RedBeat, audit)": conf.redbeat_redis_url}
-    checked = set()
-    for what, url in urls.items():
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://")) or url in checked:
-            continue
-        checked.add(url)
-        try:
-            check_connection(url, role=f"{role} {what}")
-        except RedisAuthFailed as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(2)
-        except RedisUnreachable as exc:
-            print(f"warning: {exc}", file=sys.stderr, flush=True)
+def check_redis_credentials(role: str) -> None:
+    """Reach the fleet's Redis once (every URL, or the sentinels and the master they name);
+    exit the process (status 2) when the credentials are refused or the configuration is
+    wrong, since retrying cannot help. Unreachable servers are only logged: Celery retries."""
+    try:
+        check_fleet_redis(fleet_redis(), role=role)
+    except (RedisAuthFailed, RedisConfigInvalid) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    except RedisUnreachable as exc:
+        print(f"warning: {exc}", file=sys.stderr, flush=True)
 
 
 @signals.celeryd_init.connect
 def _worker_checks_credentials(sender=None, conf=None, **_):
-    check_redis_credentials(conf, "worker")
+    check_redis_credentials("worker")
 
 
 @signals.import_modules.connect
@@ -178,4 +136,4 @@ def _beat_checks_credentials(sender=None, **_):
     # beat has no signal before RedBeat connects (beat_init comes after the scheduler is
     # built); loading the task modules is the last moment before it
     if "beat" in sys.argv[1:] and sender is not None:
-        check_redis_credentials(sender.conf, "beat")
+        check_redis_credentials("beat")

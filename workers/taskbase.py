@@ -4,7 +4,10 @@
 
 1. Region check: a message for region X run by a worker of region Y is rejected (not run,
    not requeued) and the rejection logged with the task id.
-2. Idempotency: tasks that declare ``idempotent_on`` claim their job (for backups:
+2. Idempotency: an idempotent task's message is recorded in flight before it is published
+   (``apply_async``; ``workers.reconcile`` sends again what the broker lost), and every
+   running task is recorded with its worker, whose heartbeat says it is alive. Tasks that
+   declare ``idempotent_on`` claim their job (for backups:
    dataset, policy and scheduled slot). A second message for the same job is skipped; a
    redelivery of the same message proceeds if its earlier delivery died (its lease,
    ``state.idempotency.Lease``, expired) and is retried later while that delivery is
@@ -25,16 +28,19 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 import redis
+from billiard.exceptions import Terminated, WorkerLostError
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
 from drfleet import metrics, settings
 from drfleet.retry import Backoff, is_transient
 from drfleet.settings import Setting
-from drfleet.state import audit, idempotency
+from drfleet.state import audit, idempotency, inflight
+from drfleet.state.redis_security import is_redis_failure
 from drfleet.statuses import JobStatus, TaskOutcome
 
 logger = logging.getLogger("drfleet.tasks")
@@ -68,6 +74,23 @@ class FleetTask(Task):
     transient_retries: int | Setting = 0
     transient_backoff: Backoff = Backoff(first=30.0, cap=600.0)
 
+    def job_of(self, kwargs: dict | None) -> str | None:
+        """The idempotency key of the job a message with ``kwargs`` is for, or None when this
+        task is not idempotent (or the message lacks a part of its key)."""
+        kwargs = kwargs or {}
+        if not self.idempotent_on or any(kwargs.get(k) is None for k in self.idempotent_on):
+            return None
+        return idempotency.job_key(self.name, tuple(str(kwargs[k]) for k in self.idempotent_on))
+
+    def apply_async(self, args=None, kwargs=None, task_id=None, **options):
+        """Publish as Celery does; an idempotent task's message is first recorded in flight
+        (``state.inflight``) under its task id, so a message the broker loses is found and
+        sent again (``workers.reconcile``). Raises what publishing raises."""
+        if self.job_of(kwargs) is not None:
+            task_id = task_id or uuid.uuid4().hex
+            inflight.record_sent(task_id, self.name, kwargs)
+        return super().apply_async(args, kwargs, task_id=task_id, **options)
+
     def shadow_name(self, args, kwargs, options):
         """The name Flower and logs show: the label followed by the message's names."""
         kwargs = kwargs or {}
@@ -89,6 +112,15 @@ class FleetTask(Task):
                          requeue=False)
 
         deadline = time.monotonic() + state_wait_seconds()
+        try:
+            return self._run(args, kwargs, request, task_id, region, deadline)
+        finally:
+            if request.id:
+                _quietly(inflight.clear_running, task_id)
+
+    def _run(self, args, kwargs, request, task_id, region, deadline) -> Any:
+        """``__call__`` after the region check: begin (claim, lease, running record, audit),
+        run the body, finish."""
         while True:
             begun = _Begun()
             try:
@@ -130,6 +162,16 @@ class FleetTask(Task):
                                  seconds=round(time.monotonic() - started, 3), **_names(kwargs))
                 raise
             except BaseException as exc:
+                if interrupted(exc):
+                    # not the job failing: the worker is stopping or lost Redis mid-task. The
+                    # claim stays "running" and the message in flight, so the reconcile pass
+                    # sends it again once the lease has expired (workers.reconcile).
+                    logger.warning("task %s id=%s interrupted (%s); it will be sent again", self.name, task_id,
+                                   type(exc).__name__)
+                    if self.audited:
+                        _quietly(audit.record, self.name, actor=actor, outcome=TaskOutcome.INTERRUPTED,
+                                 task_id=task_id, error=type(exc).__name__, **_names(kwargs))
+                    raise
                 self._finish(job, task_id, region, started, TaskOutcome.FAILED, kwargs, actor, error=type(exc).__name__)
                 raise
             self._finish(job, task_id, region, started, TaskOutcome.SUCCEEDED, kwargs, actor)
@@ -151,15 +193,19 @@ class FleetTask(Task):
         redis.ConnectionError/TimeoutError when the state store is away (``__call__`` waits
         and tries again, then requeues the message), Retry while another live process runs
         the same job."""
-        if request.id and self.idempotent_on and all(kwargs.get(k) is not None for k in self.idempotent_on):
-            job = idempotency.job_key(self.name, tuple(str(kwargs[k]) for k in self.idempotent_on))
+        if request.id:
+            inflight.mark_running(task_id, request.hostname or "?")
+        job = self.job_of(kwargs) if request.id else None
+        if job is not None:
             claim = idempotency.claim(job, task_id)
             if not claim.granted:
+                inflight.forget(task_id)
                 metrics.task_duplicates.labels(self.name).inc()
                 logger.warning("skipped task %s id=%s: job %s already taken by %s (%s)",
                                self.name, task_id, job, claim.holder_task_id, claim.holder_state)
                 return {"status": JobStatus.DUPLICATE, "job": job, "holder": claim.holder_task_id}
             if claim.holder_state == TaskOutcome.SUCCEEDED:
+                inflight.forget(task_id)
                 return {"status": JobStatus.ALREADY_SUCCEEDED, "job": job}
             begun.job = job
             lease = idempotency.Lease(job)
@@ -175,6 +221,7 @@ class FleetTask(Task):
             if again.holder_state == TaskOutcome.SUCCEEDED:
                 lease.release()
                 begun.lease = None
+                inflight.forget(task_id)
                 return {"status": JobStatus.ALREADY_SUCCEEDED, "job": job}
             # an earlier delivery of this message died mid-way: the body may look for
             # what it had already done (tasks.backup finds a manifest it committed)
@@ -188,6 +235,7 @@ class FleetTask(Task):
     def _finish(self, job, task_id, region, started, outcome, kwargs, actor, error=None) -> None:
         if job:
             idempotency.finish(job, task_id, outcome)
+            inflight.forget(task_id)
         metrics.task_runs.labels(self.name, region or "-", outcome).inc()
         metrics.task_duration.labels(self.name).observe(time.monotonic() - started)
         if self.audited:
@@ -202,6 +250,23 @@ class _Begun:
         self.job: str | None = None
         self.lease: idempotency.Lease | None = None
         self.actor = "api"
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` stopped the task from outside its work: the worker terminating it
+    (SystemExit, a termination or lost-worker error) or Redis going away under it (a
+    broker, result backend or state connection failing)."""
+    if isinstance(exc, (SystemExit, KeyboardInterrupt, Terminated, WorkerLostError)):
+        return True
+    return is_redis_failure(exc)
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    """Bookkeeping that must not turn a task's outcome into an error (the record expires)."""
+    try:
+        fn(*args, **kwargs)
+    except redis.RedisError as exc:
+        logger.warning("could not update %s for %s: %s", fn.__name__, args, exc)
 
 
 def state_wait_seconds() -> float:

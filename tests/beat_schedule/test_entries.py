@@ -26,7 +26,11 @@ def test_one_entry_per_dataset_policy_region_with_the_documented_fields():
     assert (wallets["keep_seconds"], wallets["keep_versions"]) == (None, None)
     kinds = {r["trigger"] for r in backups}
     assert kinds == {"cron", "continuous", "on-change", "on-event"}
-    assert [r["kind"] for r in rows if r["kind"] not in ("backup", "watch", "prune", "base-backup", "wal-lag", "copies-check")] == ["drill"] * 4 + ["verify-cold"]
+    assert [r["kind"] for r in rows if r["kind"] not in ("backup", "watch", "prune", "base-backup", "wal-lag", "copies-check",
+                                                         "reconcile")] == ["drill"] * 4 + ["verify-cold"]
+    reconciles = [r for r in rows if r["kind"] == "reconcile"]
+    assert sorted(r["queue"] for r in reconciles) == sorted(f"{region}.control" for region in
+                                                            load_plan(EXAMPLES / "microservices.yaml").region_names)
 
 
 def test_beat_fires_only_clock_triggers():
@@ -35,6 +39,7 @@ def test_beat_fires_only_clock_triggers():
     assert "backup auth-db hourly" in sched and "backup user-uploads realtime" not in sched
     assert sched["backup auth-db hourly"]["options"]["queue"] == "eu-central.data"
     assert sched["backup auth-db hourly"]["kwargs"] == {"dataset": "auth-db", "policy": "hourly", "region": "eu-central"}
+    assert sched["reconcile us-east"]["options"]["expires"] == sched["reconcile us-east"]["schedule"].run_every.total_seconds()
 
 
 def test_the_table_view_lists_every_entry():

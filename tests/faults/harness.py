@@ -32,7 +32,7 @@ from pathlib import Path
 import redis
 
 from drfleet.providers.storage import innermost
-from tests.fixtures.fleet import CeleryProcess, Fleet, write_plan
+from tests.fixtures.fleet import CeleryProcess, Fleet, add_plan_queues, write_plan
 from tests.fixtures.util import wait_for
 
 POLICY = "fast"
@@ -89,7 +89,8 @@ def fault_env(**overrides: str) -> dict:
            "DRFLEET_DATA_HARD_LIMIT": "12", "DRFLEET_CONTROL_SOFT_LIMIT": "8",
            "DRFLEET_CONTROL_HARD_LIMIT": "10", "DRFLEET_VISIBILITY_TIMEOUT": "15",
            "DRFLEET_BEAT_LOCK_TIMEOUT": "6", "DRFLEET_BEAT_MAX_INTERVAL": "1",
-           "DRFLEET_CATCHUP_SECONDS": "30", "DRFLEET_UNACKED_RESTORE_SECONDS": "1"}
+           "DRFLEET_CATCHUP_SECONDS": "30", "DRFLEET_UNACKED_RESTORE_SECONDS": "1",
+           "DRFLEET_RECONCILE_SECONDS": "2", "DRFLEET_RECONCILE_GRACE_SECONDS": "4"}
     env.update(overrides)
     return env
 
@@ -102,9 +103,7 @@ def use_broker(broker_url: str, plan_path: Path, env: dict) -> None:
     app.conf.broker_url = broker_url
     app.conf.result_backend = broker_url
     app.conf.redbeat_redis_url = broker_url
-    from drfleet.workers import plan_context
-    if hasattr(plan_context, "reset"):
-        plan_context.reset()
+    add_plan_queues(app, plan_path)
 
 
 # -- processes --------------------------------------------------------------------------
@@ -310,9 +309,10 @@ def queued(client: redis.Redis) -> int:
     return total
 
 
-def queues_idle(client: redis.Redis) -> bool:
-    """No message waiting in any drfleet queue and none delivered but unacknowledged."""
-    if client.hlen("unacked"):
+def queues_idle(client: redis.Redis, state: redis.Redis | None = None) -> bool:
+    """No message waiting in any drfleet queue, none delivered but unacknowledged, and no
+    backup or copy sent but not ended (``drfleet:inflight`` in ``state``, default the broker)."""
+    if client.hlen("unacked") or (state or client).hlen("drfleet:inflight"):
         return False
     for name in client.scan_iter(match="*.data*", count=1000):
         if client.type(name) == b"list" and client.llen(name):
@@ -323,12 +323,49 @@ def queues_idle(client: redis.Redis) -> bool:
     return True
 
 
-def drain(client: redis.Redis, *, timeout: float = 120) -> None:
-    """Wait until the queues stay idle for two seconds in a row."""
+def reconcile_now(plan_path: Path) -> None:
+    """One reconcile pass per region, in this process (beat, which sends them, is stopped
+    while a scenario settles): the same function the ``drfleet.reconcile`` task runs."""
+    import drfleet.tasks.backup  # noqa: F401 - the tasks a pass may send again
+    from drfleet.plan.loader import load_plan
+    from drfleet.state.store import broker_client, state_client
+    from drfleet.workers import app
+    from drfleet.workers.reconcile import reconcile_region
+
+    plan = load_plan(plan_path)
+    for region in plan.region_names:
+        reconcile_region(app, plan, region, broker=broker_client(), state=state_client())
+
+
+def reconcile_counts(client: redis.Redis) -> dict:
+    """How often the reconcile passes restored, re-sent or recorded missed (audit log)."""
+    from drfleet.state import audit
+    outcomes = collections.Counter(r["outcome"] for r in audit.entries(action="reconcile", limit=10**6, client=client))
+    return {f"reconcile_{o}": outcomes.get(o, 0) for o in ("restored", "resent", "missed", "abandoned")}
+
+
+def stuck_claims(client: redis.Redis) -> list[str]:
+    """Jobs whose claim still says "running" although nothing runs any more."""
+    stuck = []
+    for name in client.scan_iter(match="drfleet:idem:*", count=1000):
+        raw = client.get(name)
+        if raw and json.loads(raw).get("state") == "running":
+            stuck.append(name.decode())
+    return stuck
+
+
+def drain(client: redis.Redis, *, timeout: float = 120, plan_path: Path | None = None,
+          state: redis.Redis | None = None) -> None:
+    """Wait until the queues stay idle for two seconds in a row (with ``plan_path``, running a
+    reconcile pass every two seconds meanwhile, as beat would)."""
     quiet_since = [None]
+    last_pass = [0.0]
 
     def settled():
-        if not queues_idle(client):
+        if plan_path is not None and time.monotonic() - last_pass[0] > 2:
+            last_pass[0] = time.monotonic()
+            reconcile_now(plan_path)
+        if not queues_idle(client, state):
             quiet_since[0] = None
             return False
         quiet_since[0] = quiet_since[0] or time.monotonic()

@@ -35,6 +35,7 @@ class Row:
         """Raise AssertionError unless nothing was lost, doubled, torn or left behind."""
         assert (self.duplicates, self.lost, self.orphans_left) == (0, 0, 0), self
         assert self.notes.get("torn", 0) == 0, self
+        assert self.notes.get("stuck_claims", 0) == 0, self
         assert self.committed > 0, self
 
 
@@ -44,7 +45,7 @@ def settle_and_count(name: str, fleet, client: redis.Redis, plan_path: Path, fir
     for proc in fleet.procs:
         if "beat" in proc.argv:
             proc.stop()
-    harness.drain(client)
+    harness.drain(client, plan_path=plan_path)
     ledger = harness.ledger(plan_path, client, first)
     stores = harness.home_stores(plan_path)
     left_by_faults = harness.orphans(stores)
@@ -53,7 +54,9 @@ def settle_and_count(name: str, fleet, client: redis.Redis, plan_path: Path, fir
     return Row(name, repetitions, ledger.committed, ledger.duplicates, ledger.lost, left,
                harness.recovery_seconds(client, fault_times),
                notes={"expected_slots": ledger.expected, "missed_recorded": ledger.missed,
-                      "torn": ledger.torn, "reaped": reaped, **left_by_faults, **notes,
+                      "torn": ledger.torn, "reaped": reaped, "stuck_claims": len(harness.stuck_claims(client)),
+                      **harness.reconcile_counts(client),
+                      **left_by_faults, **notes,
                       **({"problems": ledger.problems()} if ledger.lost or ledger.duplicates else {})})
 
 
@@ -119,6 +122,67 @@ def redis_restarts(tmp: Path, *, restarts: int, down_seconds: float = 3, long_st
     finally:
         fleet.stop()
         server.cleanup()
+
+
+def _a_backup_running(client: redis.Redis, timeout: float = 60) -> None:
+    wait_for(lambda: next(client.scan_iter(match="drfleet:running:*", count=100), None) is not None,
+             timeout=timeout, interval=0.05, what="a backup to be running")
+
+
+def redis_killed_mid_backup(tmp: Path, *, kills: int, appendfsync: str = "always", down_seconds: float = 5,
+                            datasets: int = 4, every: int = 2) -> Row:
+    """SIGKILL the fleet's Redis (append-only file, ``appendfsync``) while a backup runs,
+    ``kills`` times, restarting it ``down_seconds`` later. The worker loses its connection
+    mid-task, terminates the task and acknowledges its message; the visibility timeout is an
+    hour here, so only the reconcile pass can bring the lost work back."""
+    from tests.fixtures.redis_server import RedisServer
+
+    server = RedisServer(extra_args=["--appendonly", "yes", "--appendfsync", appendfsync]).start()
+    client = redis.Redis.from_url(server.url)
+    plan = harness.write_fault_plan(tmp / "plan", datasets=datasets, every=every, payload_bytes=4 << 20)
+    fleet = harness.new_fleet(tmp, server.url, plan, harness.fault_env(DRFLEET_VISIBILITY_TIMEOUT="3600"))
+    try:
+        fleet.worker("eu-central", concurrency=2)
+        fleet.beat()
+        first = harness.first_slots(client, plan)
+        back_times = []
+        for _ in range(kills):
+            _a_backup_running(client)
+            server.kill()
+            time.sleep(down_seconds)
+            server.start()
+            back_times.append(time.time())
+            wait_for(lambda: harness.backup_successes(client, since=back_times[-1]), timeout=60,
+                     what="a backup to commit after Redis came back")
+        return settle_and_count(f"Redis SIGKILLed mid-backup (AOF, appendfsync {appendfsync})", fleet, client,
+                                plan, first, back_times, kills, down_seconds=down_seconds)
+    finally:
+        fleet.stop()
+        server.cleanup()
+
+
+def whole_worker_kills(tmp: Path, broker_url: str, *, kills: int, datasets: int = 3, every: int = 2) -> Row:
+    """SIGKILL a whole worker (main process and pool) while it runs a backup and start a
+    new one; with an hour-long visibility timeout only the reconcile pass (the dead worker's
+    heartbeat is gone) gives its message to the new worker. Recovery: kill to the next commit."""
+    client = redis.Redis.from_url(broker_url)
+    plan = harness.write_fault_plan(tmp / "plan", datasets=datasets, every=every, payload_bytes=4 << 20)
+    fleet = harness.new_fleet(tmp, broker_url, plan, harness.fault_env(DRFLEET_VISIBILITY_TIMEOUT="3600"))
+    try:
+        worker = fleet.worker("eu-central", concurrency=1)
+        fleet.beat()
+        first = harness.first_slots(client, plan)
+        kill_times = []
+        for _ in range(kills):
+            _a_backup_running(client)
+            worker.kill()
+            kill_times.append(time.time())
+            worker = fleet.worker("eu-central", concurrency=1)
+            wait_for(lambda: harness.backup_successes(client, since=kill_times[-1]), timeout=60,
+                     what="a backup to commit after the worker was killed")
+        return settle_and_count("whole worker SIGKILLed mid-backup", fleet, client, plan, first, kill_times, kills)
+    finally:
+        fleet.stop()
 
 
 def beat_failovers(tmp: Path, broker_url: str, *, failovers: int, datasets: int = 3, every: int = 2) -> Row:

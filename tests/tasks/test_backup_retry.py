@@ -80,9 +80,7 @@ def test_only_failures_a_later_attempt_can_get_past_are_transient():
     assert not is_transient(ValueError("bad plan"))
 
 
-def test_a_redelivered_backup_with_a_slot_that_is_not_a_time_still_finds_its_own_manifest(tmp_path):
-    from drfleet.datapath.backup import run_backup
-    from drfleet.tasks.backup import committed_by_task
+def _site_plan(tmp_path):
 
     src = tmp_path / "src"
     src.mkdir()
@@ -101,8 +99,34 @@ site:
     from drfleet.backup_format.keyring import create_keyring
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
-    plan = load_plan(plan_path)
+    return load_plan(plan_path)
+
+
+def test_a_redelivered_backup_with_a_slot_that_is_not_a_time_still_finds_its_own_manifest(tmp_path):
+    from drfleet.datapath.backup import run_backup
+    from drfleet.tasks.backup import committed_for
+
+    plan = _site_plan(tmp_path)
     done = run_backup(plan, "site", "hourly", region="eu-central", slot="event:deploy-17", task_id="task-1")
-    found = committed_by_task(plan, "site", "task-1", "event:deploy-17")
+    found = committed_for(plan, "site", "hourly", "task-1", "event:deploy-17")
     assert found["backup_id"] == done["backup_id"] and found["resumed"] is True
-    assert committed_by_task(plan, "site", "task-2", "event:deploy-17") is None
+    assert committed_for(plan, "site", "hourly", "task-2", "event:deploy-17") is None
+
+
+def test_a_scheduled_slot_committed_by_another_message_is_found_by_its_slot(tmp_path):
+    """Redis lost the claim of a run that committed (a failover) and the slot was sent
+    again under a new task id: the store says the slot is done."""
+    from datetime import datetime, timedelta, timezone
+
+    from drfleet.datapath.backup import run_backup
+    from drfleet.tasks.backup import committed_for
+
+    plan = _site_plan(tmp_path)
+    for age in (timedelta(0), timedelta(days=30)):  # a slot of today, and one beyond the day-prefix listing
+        slot = (datetime.now(timezone.utc) - age).replace(microsecond=0).isoformat()
+        assert committed_for(plan, "site", "hourly", "task-b", slot) is None
+        done = run_backup(plan, "site", "hourly", region="eu-central", slot=slot, task_id=f"task-a{age.days}")
+        found = committed_for(plan, "site", "hourly", "task-b", slot)
+        assert found and found["backup_id"] == done["backup_id"]
+        other_slot = (datetime.fromisoformat(slot) - timedelta(hours=1)).isoformat()
+        assert committed_for(plan, "site", "hourly", "task-b", other_slot) is None

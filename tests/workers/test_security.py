@@ -318,6 +318,6 @@ def _tamper(body_b64: str, old: bytes, new: bytes) -> str:
 def test_signing_without_its_files_is_a_clear_error(tmp_path):
     from drfleet.workers.settings import SigningMisconfigured, celery_config
     with pytest.raises(SigningMisconfigured) as missing:
-        celery_config(["eu-central"], env={"DRFLEET_SIGN_MESSAGES": "1",
+        celery_config(["eu-central"], env={"DRFLEET_BROKER_URL": "redis://127.0.0.1:1/0", "DRFLEET_SIGN_MESSAGES": "1",
                                            "DRFLEET_SIGNING_KEY": str(tmp_path / "nope.key")})
     assert "DRFLEET_SIGNING_CERT" in str(missing.value) and "docs/security.md" in str(missing.value)
