@@ -32,7 +32,7 @@ from pathlib import Path
 import redis
 
 from drfleet.providers.storage import innermost
-from tests.fixtures.fleet import CeleryProcess, Fleet, add_plan_queues, write_plan
+from tests.fixtures.fleet import CeleryProcess, Fleet, add_plan_queues, write_plan  # noqa: F401 - Fleet for scenarios
 from tests.fixtures.util import wait_for
 
 POLICY = "fast"
@@ -323,18 +323,29 @@ def queues_idle(client: redis.Redis, state: redis.Redis | None = None) -> bool:
     return True
 
 
-def reconcile_now(plan_path: Path) -> None:
-    """One reconcile pass per region, in this process (beat, which sends them, is stopped
-    while a scenario settles): the same function the ``drfleet.reconcile`` task runs."""
-    import drfleet.tasks.backup  # noqa: F401 - the tasks a pass may send again
-    from drfleet.plan.loader import load_plan
-    from drfleet.state.store import broker_client, state_client
-    from drfleet.workers import app
-    from drfleet.workers.reconcile import reconcile_region
+RECONCILE_PASS = """
+import json
+import drfleet.tasks.backup  # noqa: F401 - the tasks a pass may send again
+from drfleet.state.store import broker_client, state_client
+from drfleet.workers import app
+from drfleet.workers.plan_context import current_plan
+from drfleet.workers.reconcile import reconcile_region
+plan = current_plan()
+print(json.dumps([reconcile_region(app, plan, r, broker=broker_client(), state=state_client()).to_dict()
+                  for r in plan.region_names]))
+"""
 
-    plan = load_plan(plan_path)
-    for region in plan.region_names:
-        reconcile_region(app, plan, region, broker=broker_client(), state=state_client())
+
+def reconcile_now(env: dict) -> list[dict]:
+    """One reconcile pass per region, as the ``drfleet.reconcile`` task runs it (beat, which
+    sends those tasks, is stopped while a scenario settles), in a process configured by the
+    fleet's environment ``env``."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", RECONCILE_PASS], env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"reconcile pass failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def reconcile_counts(client: redis.Redis) -> dict:
@@ -354,17 +365,17 @@ def stuck_claims(client: redis.Redis) -> list[str]:
     return stuck
 
 
-def drain(client: redis.Redis, *, timeout: float = 120, plan_path: Path | None = None,
+def drain(client: redis.Redis, *, timeout: float = 120, reconcile_env: dict | None = None,
           state: redis.Redis | None = None) -> None:
-    """Wait until the queues stay idle for two seconds in a row (with ``plan_path``, running a
-    reconcile pass every two seconds meanwhile, as beat would)."""
+    """Wait until the queues stay idle for two seconds in a row (with ``reconcile_env``, the
+    fleet's environment, running a reconcile pass every two seconds meanwhile, as beat would)."""
     quiet_since = [None]
     last_pass = [0.0]
 
     def settled():
-        if plan_path is not None and time.monotonic() - last_pass[0] > 2:
+        if reconcile_env is not None and time.monotonic() - last_pass[0] > 2:
+            reconcile_now(reconcile_env)
             last_pass[0] = time.monotonic()
-            reconcile_now(plan_path)
         if not queues_idle(client, state):
             quiet_since[0] = None
             return False

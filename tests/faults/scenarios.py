@@ -4,6 +4,7 @@ tests/faults/report.py runs the long versions and writes docs/faults.md."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -45,7 +46,7 @@ def settle_and_count(name: str, fleet, client: redis.Redis, plan_path: Path, fir
     for proc in fleet.procs:
         if "beat" in proc.argv:
             proc.stop()
-    harness.drain(client, plan_path=plan_path)
+    harness.drain(client, reconcile_env=fleet.env)
     ledger = harness.ledger(plan_path, client, first)
     stores = harness.home_stores(plan_path)
     left_by_faults = harness.orphans(stores)
@@ -183,6 +184,54 @@ def whole_worker_kills(tmp: Path, broker_url: str, *, kills: int, datasets: int 
         return settle_and_count("whole worker SIGKILLed mid-backup", fleet, client, plan, first, kill_times, kills)
     finally:
         fleet.stop()
+
+
+REGIONS = ("eu-central", "us-east", "ap-southeast")
+
+
+def sentinel_failovers(tmp: Path, *, kills: int, datasets: int = 6, every: int = 2) -> Row:
+    """Three redis-servers and three sentinels (quorum 2); workers in three regions and two
+    beats, all configured with the sentinels and the master's name only. The master is
+    SIGKILLed while backups run, ``kills`` times (and restarted, to rejoin as a replica):
+    the sentinels promote a replica; workers, beats, the reconcile passes and the CLI follow
+    it. Recovery: a kill to the next committed backup (the failover included)."""
+    import subprocess
+    import sys
+
+    from drfleet.state.fleet_redis import connect_state, fleet_redis
+    from tests.fixtures.sentinel import SentinelCluster
+
+    cluster = SentinelCluster().start()
+    plan = harness.write_fault_plan(tmp / "plan", datasets=datasets, regions=REGIONS, every=every,
+                                    payload_bytes=1 << 20)
+    env = harness.fault_env(DRFLEET_VISIBILITY_TIMEOUT="3600", **cluster.env())
+    fleet = harness.Fleet(tmp, None, plan, env)
+    client = connect_state(fleet_redis(fleet.env), socket_timeout=5)
+    try:
+        for region in REGIONS:
+            fleet.worker(region, concurrency=1)
+        fleet.beat()
+        fleet.beat()
+        first = harness.first_slots(client, plan)
+        kill_times, failover_seconds = [], []
+        for _ in range(kills):
+            _a_backup_running(client)
+            old = cluster.kill_master()
+            kill_times.append(time.time())
+            cluster.wait_for_failover(old.port)
+            failover_seconds.append(round(time.time() - kill_times[-1], 2))
+            old.start()  # comes back as a replica of the promoted server
+            wait_for(lambda: harness.backup_successes(client, since=kill_times[-1]), timeout=120, interval=0.5,
+                     what="a backup to commit after the failover")
+        status = subprocess.run([sys.executable, "-m", "drfleet.cli.main", "status", "--json"], env=fleet.env,
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        return settle_and_count("Redis master killed (Sentinel failover)", fleet, client, plan, first, kill_times,
+                                kills, failover_seconds=failover_seconds,
+                                cli_broker=json.loads(status.stdout)["broker"])
+    finally:
+        fleet.stop()
+        cluster.stop()
 
 
 def beat_failovers(tmp: Path, broker_url: str, *, failovers: int, datasets: int = 3, every: int = 2) -> Row:
