@@ -30,10 +30,10 @@ from drfleet.errors import DrfleetError
 
 MAX_DEPTH = 64
 
-_JSON_STRING_BYTES = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_JSON_STRING_TEXT = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_NOT_BRACKET_BYTES = bytes(b for b in range(256) if b not in b"[]{}")
-_NOT_BRACKET_TEXT = re.compile(r"[^\[\]{}]+")
+_JSON_ESCAPE_BYTES = re.compile(rb"\\.", re.S)
+_JSON_ESCAPE_TEXT = re.compile(r"\\.", re.S)
+_JSON_STRING = re.compile(rb'"[^"]*"')  # once escapes are gone, a string has no '"' inside
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _OPEN_TO_SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
@@ -61,9 +61,15 @@ def json_depth_exceeds(data: bytes | str, max_depth: int) -> bool | None:
     """True when the JSON text nests arrays/objects more than ``max_depth`` deep; None when
     its brackets (outside strings) do not balance, which valid JSON always does."""
     if isinstance(data, str):
-        brackets = _NOT_BRACKET_TEXT.sub("", _JSON_STRING_TEXT.sub("", data)).encode("ascii")
+        data = _JSON_ESCAPE_TEXT.sub("", data) if "\\" in data else data
+        data = data.encode("utf-8", "surrogatepass")
     else:
-        brackets = _JSON_STRING_BYTES.sub(b"", bytes(data)).translate(None, _NOT_BRACKET_BYTES)
+        data = bytes(data)
+        data = _JSON_ESCAPE_BYTES.sub(b"", data) if b"\\" in data else data
+    # escapes removed, keep only quotes and brackets, then drop the (now tiny) strings
+    brackets = _JSON_STRING.sub(b"", data.translate(None, _NOT_STRUCTURE))
+    if b'"' in brackets:
+        return None  # an unterminated string: not JSON
     brackets = brackets.translate(_OPEN_TO_SQUARE)  # depth only: json.loads checks the kinds
     depth = 0
     while brackets:
@@ -89,7 +95,7 @@ def load_json(data: bytes | str, *, source: str, max_bytes: int, max_depth: int 
     if verdict:
         raise DocumentRefused(source, f"nested more than {max_depth} levels deep")
     if verdict is None:
-        raise DocumentRefused(source, "not valid JSON: its brackets do not balance")
+        raise DocumentRefused(source, "not valid JSON: its brackets or quotes do not balance")
     try:
         return json.loads(data, object_pairs_hook=object_pairs_hook)
     except UnicodeDecodeError as exc:
@@ -194,14 +200,12 @@ def compose_yaml(text: str | bytes, *, source: str, max_bytes: int, max_depth: i
     """The node graph of one YAML document (None when it is empty), composed by the safe
     loader within the bounds (see module doc). Raises YamlRefused (with the line where
     known) for a bound exceeded, text that is not UTF-8, or YAML that does not parse."""
-    if isinstance(text, (bytes, bytearray)):
+    try:
         check_size(text, source=source, max_bytes=max_bytes)
-        try:
+        if isinstance(text, (bytes, bytearray)):
             text = decode_text(text, source=source)
-        except DocumentRefused as exc:
-            raise YamlRefused(source, exc.reason) from None
-    else:
-        check_size(text, source=source, max_bytes=max_bytes)
+    except DocumentRefused as exc:
+        raise YamlRefused(source, exc.reason) from None
     loader = _BoundedComposer(text)
     loader.max_depth, loader.max_aliases = max_depth, max_aliases
     try:
