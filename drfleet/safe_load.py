@@ -206,9 +206,10 @@ def compose_yaml(text: str | bytes, *, source: str, max_bytes: int, max_depth: i
             text = decode_text(text, source=source)
     except DocumentRefused as exc:
         raise YamlRefused(source, exc.reason) from None
-    loader = _BoundedComposer(text)
-    loader.max_depth, loader.max_aliases = max_depth, max_aliases
+    loader = None
     try:
+        loader = _BoundedComposer(text)  # the reader refuses control characters here
+        loader.max_depth, loader.max_aliases = max_depth, max_aliases
         node = loader.get_single_node()
         if node is not None:
             _expanded_nodes(node, max_nodes)
@@ -222,7 +223,8 @@ def compose_yaml(text: str | bytes, *, source: str, max_bytes: int, max_depth: i
     except RecursionError:
         raise YamlRefused(source, f"nested more than {max_depth} levels deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def construct_yaml(node: yaml.Node | None, *, source: str) -> Any:

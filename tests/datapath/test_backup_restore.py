@@ -62,3 +62,41 @@ def test_the_read_that_reaches_the_end_refuses_a_plaintext_that_fails_its_hash(f
     with pytest.raises(IntegrityError) as info:
         shutil.copyfileobj(bad, open(os.devnull, "wb"))
     assert result["backup_id"] in str(info.value)
+
+
+def test_a_tree_with_symlinks_out_of_it_backs_up_verifies_drills_and_restores_alike(files_plan, tmp_path,
+                                                                                     redis_url, monkeypatch):
+    """Symlinks pointing outside the tree (/etc/hostname, ../outside, /etc) are common in
+    /etc and certificate directories: restore, deep verification and a restore drill all
+    bring them back as symlinks, with hard links kept, and never write through them."""
+    import random
+
+    from drfleet.datapath.verify import verify_backup
+    from drfleet.runbooks.drills import run_drill
+
+    monkeypatch.setenv("DRFLEET_STATE_URL", redis_url)
+    monkeypatch.setenv("DRFLEET_BROKER_URL", redis_url)
+    plan, src = files_plan
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("untouched")
+    (src / "hostname").symlink_to("/etc/hostname")
+    (src / "etc").symlink_to("/etc")
+    (src / "img" / "up").symlink_to("../../../../outside")
+    (src / "victim").symlink_to(outside / "victim")
+    os.link(src / "img" / "a.bin", src / "a-hardlink.bin")
+    backup_id = run_backup(plan, "site", "hourly", region="eu-central")["backup_id"]
+
+    report = verify_backup(plan, f"site/{backup_id}", depth="deep")
+    assert report["ok"], report["problems"]
+    drill = run_drill(plan, "restore", region="eu-central", dataset="site", actor="test", rng=random.Random(1))
+    assert drill.result == "passed", drill.reason
+    target = tmp_path / "restored"
+    restore_backup(plan, f"site/{backup_id}", str(target))
+    for name in ("hostname", "etc", "img/up", "victim", "link"):
+        assert os.readlink(target / name) == os.readlink(src / name), name
+    one, two = os.stat(target / "img" / "a.bin"), os.stat(target / "a-hardlink.bin")
+    assert one.st_ino == two.st_ino
+    assert open_source("files").fingerprint(str(target)) == open_source("files").fingerprint(str(src))
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert (outside / "victim").read_text() == "untouched"
