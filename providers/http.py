@@ -206,7 +206,7 @@ class JsonSession:
                 continue
             except HTTPError as exc:
                 raise self._unreachable(method, where, attempt, exc, action_id) from None
-            response = JsonResponse(raw.status, _decode(raw.data), _lower(raw.headers))
+            response = JsonResponse(raw.status, _decode(raw.data, self.provider), _lower(raw.headers))
             log.debug("%s %s %s -> %d (attempt %d)", self.provider, method, where,
                       response.status, attempt)
             if response.status < 400:
@@ -345,7 +345,7 @@ def collect_pages(fetch_page: Callable[[Any], tuple[Iterable[T], Any]], *, provi
     raise ProviderError("pagination did not end", provider=provider, max_pages=max_pages)
 
 
-def _decode(data: bytes) -> Any:
+def _decode(data: bytes, provider: str = "api") -> Any:
     """The JSON of an answer (None when it is empty or not JSON). Raises ProviderError for
     an answer larger than MAX_PAYLOAD_BYTES or nested too deeply (drfleet.safe_load)."""
     if not data:
@@ -355,7 +355,7 @@ def _decode(data: bytes) -> Any:
     except DocumentRefused as exc:
         if exc.reason.startswith(("not valid JSON", "not UTF-8")):
             return None
-        raise ProviderError(f"the API's answer was refused: {exc.reason}") from None
+        raise ProviderError(f"the API's answer was refused: {exc.reason}", provider=provider) from None
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
