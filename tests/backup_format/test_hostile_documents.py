@@ -4,7 +4,6 @@ never a parse of gigabytes."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
