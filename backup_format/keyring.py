@@ -33,10 +33,13 @@ from drfleet.backup_format.errors import (
     SecretNotSerializable,
 )
 from drfleet.backup_format.layout import check_category
+from drfleet.safe_load import DocumentRefused, load_json
 
 KEYRING_FORMAT = "drfleet-keyring"
 KEYRING_VERSION = 1
 MASTER_KEY_BYTES = 32
+MAX_KEYRING_BYTES = 1 << 20  # about 5,000 keys
+MAX_KEYRING_DEPTH = 8
 _GROUP_OTHER_RW = stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH
 
 
@@ -125,13 +128,14 @@ class Keyring:
 def parse_keyring(text: str | bytes, *, source: str, category: str | None = None) -> Keyring:
     """Parse a keyring document. ``source`` names where it came from (a path or a variable).
 
-    Raises ``KeyringInvalid`` if it is malformed, of an unknown format/version, holds a key
+    Raises ``KeyringInvalid`` if it is malformed (larger than MAX_KEYRING_BYTES or nested
+    deeper than MAX_KEYRING_DEPTH included), of an unknown format/version, holds a key
     whose id does not match its material, or is not for ``category`` (when given).
     """
     try:
-        doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise KeyringInvalid(source, f"not valid JSON ({exc.__class__.__name__} at {_where(exc)})") from None
+        doc = load_json(text, source=source, max_bytes=MAX_KEYRING_BYTES, max_depth=MAX_KEYRING_DEPTH)
+    except DocumentRefused as exc:
+        raise KeyringInvalid(source, _without_content(exc.reason)) from None
     if not isinstance(doc, dict) or doc.get("format") != KEYRING_FORMAT:
         raise KeyringInvalid(source, f"not a {KEYRING_FORMAT} document")
     if doc.get("version") != KEYRING_VERSION:
@@ -308,5 +312,9 @@ def _format_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _where(exc: Exception) -> str:
-    return f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "decoding"
+def _without_content(reason: str) -> str:
+    """A JSON error without the parser's words about what it met (never key material):
+    ``not valid JSON: Expecting ',' delimiter: line 3 column 5 (char 40)`` keeps its place."""
+    if reason.startswith("not valid JSON:") and ": line " in reason:
+        return "not valid JSON (at line " + reason.rsplit(": line ", 1)[1].split(" column")[0] + ")"
+    return reason

@@ -6,7 +6,8 @@ Keys are '/'-separated strings relative to the store prefix (see docs/format.md)
     datasets/{dataset}/manifests/{backup_id}.json           the manifest (commit point)
 
 Every function that builds a key validates its components and raises ``InvalidName``
-for one that could escape its directory or collide on a case-insensitive store.
+for one that could escape its directory or collide on a case-insensitive store. The name
+rule is ``drfleet.names`` (``drfleet plan check`` applies the same one to the plan).
 """
 
 from __future__ import annotations
@@ -16,43 +17,36 @@ import secrets
 from datetime import datetime, timezone
 
 from drfleet.backup_format.errors import InvalidName, NaiveTimestamp, NotAManifestKey
+from drfleet.names import CATEGORY_MAX_LEN, NAME_MAX_LEN, name_problem
 
-DATASET_MAX_LEN = 128
+DATASET_MAX_LEN = NAME_MAX_LEN
+CATEGORY_MAX_LEN = CATEGORY_MAX_LEN
 OBJECT_NAME_MAX_LEN = 200
-CATEGORY_MAX_LEN = 64
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
-_CATEGORY = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _BACKUP_ID = re.compile(r"(\d{8}T\d{6}Z)-[0-9a-f]{8}\Z")
 _BACKUP_ID_TIME = "%Y%m%dT%H%M%SZ"
 
 
-def _check_name(what: str, value: object, max_len: int, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str):
-        raise InvalidName(what, value, f"must be a string, not {type(value).__name__}")
-    if not value:
-        raise InvalidName(what, value, "must not be empty")
-    if len(value) > max_len:
-        raise InvalidName(what, value, f"longer than {max_len} characters")
-    if not pattern.match(value):
-        raise InvalidName(what, value, "must be lowercase letters, digits, '.', '_' or '-', "
-                                       "starting with a letter or digit")
+def _check_name(what: str, value: object, *, category: bool = False, max_len: int | None = None) -> str:
+    problem = name_problem(value, category=category, max_len=max_len)
+    if problem:
+        raise InvalidName(what, value, problem)
     return value
 
 
 def check_dataset(dataset: str) -> str:
     """Return ``dataset`` if it is a safe key component; raise ``InvalidName`` otherwise."""
-    return _check_name("dataset", dataset, DATASET_MAX_LEN, _NAME)
+    return _check_name("dataset", dataset)
 
 
 def check_object_name(name: str) -> str:
     """Return ``name`` if it is a safe object name; raise ``InvalidName`` otherwise."""
-    return _check_name("object name", name, OBJECT_NAME_MAX_LEN, _NAME)
+    return _check_name("object name", name, max_len=OBJECT_NAME_MAX_LEN)
 
 
 def check_category(category: str) -> str:
     """Return ``category`` if it is a valid key category; raise ``InvalidName`` otherwise."""
-    return _check_name("category", category, CATEGORY_MAX_LEN, _CATEGORY)
+    return _check_name("category", category, category=True)
 
 
 def check_backup_id(backup_id: str) -> str:

@@ -38,10 +38,16 @@ from drfleet.backup_format.errors import (
     UnknownManifestVersion,
 )
 from drfleet.backup_format.layout import check_backup_id, check_dataset, check_object_name, parse_manifest_key
+from drfleet.safe_load import DocumentRefused, load_json
 
 MANIFEST_FORMAT = "drfleet-manifest"
 MANIFEST_VERSION = 1
 SUPPORTED_VERSIONS = (MANIFEST_VERSION,)
+#: the largest manifest a reader accepts (a manifest lists objects and a fingerprint: a
+#: few KiB to a few MiB), and how deeply its JSON may nest (``source_position`` and
+#: ``fingerprint`` are a few levels deep)
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_MANIFEST_DEPTH = 32
 _UNSIGNED_FIELDS = ("mac", "keys")
 _SHA256_HEX = r"^[0-9a-f]{64}$"
 _TRAILING_MANIFEST_KEY = re.compile(r"(?:^|[/:])(datasets/[^/:]+/manifests/[^/:]+)\Z")
@@ -184,7 +190,8 @@ class Manifest(_Strict):
         """Parse a stored manifest. ``source`` names it in errors (a store key or a path).
 
         Raises ``UnknownManifestVersion`` for a version this reader does not support and
-        ``ManifestInvalid`` for bad JSON, a wrong format, an invalid field, a document not
+        ``ManifestInvalid`` for bad JSON, a document larger than MAX_MANIFEST_BYTES or
+        nested deeper than MAX_MANIFEST_DEPTH, a wrong format, an invalid field, a document not
         in canonical form, or, when ``source`` ends with a manifest key (``store:key``, a URL
         or a path), a manifest describing another dataset or backup than that key says.
         Does not check the MAC: call ``verify_mac``.
@@ -243,9 +250,10 @@ def _load_json(data: bytes, source: str) -> dict[str, Any]:
         return dict(pairs)
 
     try:
-        raw = json.loads(data, object_pairs_hook=no_duplicates)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestInvalid(source, f"not valid JSON: {exc}") from None
+        raw = load_json(data, source=source, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_MANIFEST_DEPTH,
+                        object_pairs_hook=no_duplicates)
+    except DocumentRefused as exc:
+        raise ManifestInvalid(source, exc.reason) from None
     if not isinstance(raw, dict):
         raise ManifestInvalid(source, "not a JSON object")
     return raw

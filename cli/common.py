@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from drfleet import settings
+from drfleet import inline_secrets, settings
 from drfleet.errors import DrfleetError
 
 plan_option = click.option(
@@ -30,17 +30,37 @@ def use_plan(plan_path: str | None):
     return current_plan()
 
 
+def refuse_inline_secrets(values: dict) -> None:
+    """Raise InlineSecretRefused when an argument or option of the running command holds a
+    password (``postgresql://u:pw@...``, ``?password=``, ``host=... password=...``): before
+    anything is sent, stored or printed. The error names the option and shows its value
+    masked; it never repeats the password."""
+    ctx = click.get_current_context(silent=True)
+    params = {p.name: p for p in ctx.command.params} if ctx is not None else {}
+    for name, value in values.items():
+        param = params.get(name)
+        label = name
+        if isinstance(param, click.Option):
+            label = max(param.opts, key=len)
+        elif isinstance(param, click.Argument):
+            label = param.human_readable_name
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            inline_secrets.refuse(item, what=label)
+
+
 def reports_errors(fn):
-    """Turn drfleet's own errors into a readable message and exit status 1 (2 for
-    invalid input), never a traceback."""
+    """Refuse arguments that hold a password (``refuse_inline_secrets``), then turn
+    drfleet's own errors into a readable message and exit status 1 (2 for invalid input:
+    a plan or an argument), never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            refuse_inline_secrets(kwargs)
             return fn(*args, **kwargs)
         except DrfleetError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             from drfleet.plan.loader import PlanInvalid
-            sys.exit(2 if isinstance(exc, PlanInvalid) else 1)
+            sys.exit(2 if isinstance(exc, (PlanInvalid, inline_secrets.InlineSecretRefused)) else 1)
         except Exception as exc:  # Redis refusing credentials or unreachable: say which, hide the password
             from drfleet.state.fleet_redis import explain_failure
             explained = explain_failure(exc)

@@ -2,15 +2,18 @@
 
 Listing reads manifests only (``datasets/{dataset}/manifests/*.json``); objects without a
 manifest are not backups. Unreadable manifests are reported as problems, never skipped
-silently.
+silently, and never fatal for the others: a manifest too large to be one (its stored size
+is checked before it is read), nested too deeply or otherwise invalid is one problem line,
+and every other manifest and dataset is still listed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drfleet.backup_format.errors import ManifestInvalid
 from drfleet.backup_format.layout import manifest_key, manifests_prefix, parse_manifest_key
-from drfleet.backup_format.manifest import Manifest
+from drfleet.backup_format.manifest import MAX_MANIFEST_BYTES, Manifest
 from drfleet.datapath.errors import BackupNotFound
 from drfleet.datapath.locations import store_for
 from drfleet.errors import DrfleetError
@@ -38,11 +41,17 @@ class Listing:
     problems: list[str] = field(default_factory=list)
 
 
-def read_manifest(store: Store, dataset: str, backup_id: str) -> Manifest:
-    """The manifest of ``backup_id`` in ``store``. Raises ObjectNotFound, or the format's
-    ManifestInvalid/UnknownManifestVersion."""
+def read_manifest(store: Store, dataset: str, backup_id: str, *, size: int | None = None) -> Manifest:
+    """The manifest of ``backup_id`` in ``store``. ``size``: its stored size when a listing
+    gave it (else the store is asked): a manifest larger than MAX_MANIFEST_BYTES is refused
+    unread. Raises ObjectNotFound, or the format's ManifestInvalid/UnknownManifestVersion."""
     key = manifest_key(dataset, backup_id)
-    return Manifest.from_bytes(store.get_bytes(key), source=f"{store.name}:{key}")
+    source = f"{store.name}:{key}"
+    size = store.stat(key).size if size is None else size
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestInvalid(source, f"the stored object is {size:,} bytes, more than the "
+                                      f"{MAX_MANIFEST_BYTES:,} a manifest may have; not read")
+    return Manifest.from_bytes(store.get_bytes(key), source=source)
 
 
 def list_backups(plan: Plan, dataset: str | None = None, *, locations: list[str] | None = None) -> Listing:
@@ -65,7 +74,8 @@ def list_backups(plan: Plan, dataset: str | None = None, *, locations: list[str]
             for info in infos:
                 try:
                     _, backup_id = parse_manifest_key(info.key)
-                    listing.backups.append(BackupRecord(location, read_manifest(store, ds, backup_id)))
+                    listing.backups.append(BackupRecord(location, read_manifest(store, ds, backup_id,
+                                                                                size=info.size)))
                 except DrfleetError as exc:
                     listing.problems.append(f"{location}:{info.key}: {exc.message}")
     listing.backups.sort(key=lambda r: (r.manifest.created_at, r.backup_id, r.location))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from drfleet import inline_secrets
 from drfleet.datapath.catalog import find_backup
 from drfleet.datapath.errors import RestoreTargetInvalid
 from drfleet.datapath.locations import store_for
@@ -32,11 +33,13 @@ def restore_backup(plan: Plan, backup_id: str, target: str, *, location: str | N
 
     A files backup is restored with its whole chain (``datapath.tree_restore``): an
     incremental gives the exact tree of its day; the summary then lists the ``chain``.
-    Raises BackupNotFound, WrongKey, envelope errors naming the object, IntegrityError
-    (ChainBroken for an incremental missing a link), and the data source's RestoreFailed
-    (with the tool's stderr tail).
+    Raises InlineSecretRefused when ``target`` holds a password (use ``env:VAR`` or
+    ``file:PATH``), BackupNotFound, WrongKey, envelope errors naming the object,
+    IntegrityError (ChainBroken for an incremental missing a link), and the data source's
+    RestoreFailed (with the tool's stderr tail).
     """
     started = time.monotonic()
+    inline_secrets.refuse(target, what="the restore target")  # before it is logged or used
     record = find_backup(plan, backup_id, location=location)
     m = record.manifest
     if not target:

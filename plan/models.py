@@ -10,15 +10,45 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from drfleet.errors import DrfleetError
+from drfleet.names import name_problem
 from drfleet.plan.copies import CopyTarget, parse_copy_target
 from drfleet.plan.durations import parse_duration
 from drfleet.plan.retention import Retention, parse_retention
 from drfleet.plan.triggers import Trigger, parse_trigger
 
 NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+def _key_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(f"invalid name: {problem}")
+    return value
+
+
+def _category_name(value: str) -> str:
+    problem = name_problem(value, category=True)
+    if problem:
+        raise ValueError(f"invalid key category name: {problem}")
+    return value
+
+
+# names that become parts of store keys, Redis keys and file names: the stores' rule
+# (drfleet.names, applied by backup_format.layout), so `plan check` refuses what a store would
+KeyName = Annotated[str, AfterValidator(_key_name)]
+CategoryName = Annotated[str, AfterValidator(_category_name)]
 
 
 class UnknownPlanName(DrfleetError, KeyError):
@@ -381,16 +411,16 @@ class Plan(Strict):
     regions: list[Region] = Field(min_length=1, description=(
         "The regions the fleet runs in, exactly one with `primary: true`. Each region needs "
         "at least one storage location of its own and its own workers."))
-    storage: dict[str, StorageLocation] = Field(min_length=1, description=(
+    storage: dict[KeyName, StorageLocation] = Field(min_length=1, description=(
         "Where backups are written, by location name: in-region directories or buckets, and "
         "offsite ones (`offsite: true`). Copy targets and `offsite:NAME` refer to these names."))
-    keys: dict[str, KeyCategory] = Field(min_length=1, description=(
+    keys: dict[CategoryName, KeyCategory] = Field(min_length=1, description=(
         "Key categories by name, each with its own keyring (a file or a variable). A "
         "dataset's `key` and a location's `key` name one of them."))
-    hosts: dict[str, Host] = Field({}, description=(
+    hosts: dict[KeyName, Host] = Field({}, description=(
         "SSH-reachable hosts by name: a files dataset's `source.host` and the `recovery:` "
         "section refer to them. Default none."))
-    datasets: dict[str, Dataset] = Field(min_length=1, description=(
+    datasets: dict[KeyName, Dataset] = Field(min_length=1, description=(
         "What is backed up, by dataset name: the name is used in commands (`drfleet backup "
         "NAME`), backup ids (NAME/ID) and storage keys, so do not rename a dataset with backups."))
     objectives: Objectives = Field(Objectives(), description=(

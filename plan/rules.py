@@ -19,9 +19,18 @@ def _mapping(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _sequence(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _listed(names: Any) -> str:
+    """Names for a message, sorted (a YAML key may be a number or a date: as text)."""
+    return ", ".join(sorted(str(name) for name in names))
+
+
 def _regions(doc: dict) -> tuple[set[str], str | None]:
     names, primary = set(), None
-    for region in doc.get("regions") or []:
+    for region in _sequence(doc.get("regions")):
         if isinstance(region, dict) and isinstance(region.get("name"), str):
             names.add(region["name"])
             if region.get("primary"):
@@ -57,30 +66,30 @@ def resolve_copy_target(doc: dict, home: str, target: CopyTarget) -> list[str]:
     if target.location:
         if target.location not in offsite:
             raise ValueError(f"offsite location {target.location!r} is not declared as "
-                             f"'offsite: true' under storage (offsite locations: {', '.join(sorted(offsite)) or 'none'})")
+                             f"'offsite: true' under storage (offsite locations: {_listed(offsite) or 'none'})")
         return [target.location]
     if target.kind == "offsite-all":
-        return sorted(offsite)
-    return sorted(n for n, loc in offsite.items() if loc.get("default", True))
+        return sorted(offsite, key=str)
+    return sorted((n for n, loc in offsite.items() if loc.get("default", True)), key=str)
 
 
 def check_references(doc: dict) -> Iterator[Issue]:
     """Yield (path, message) for every dangling reference and sovereignty violation."""
     regions, primary = _regions(doc)
-    keys = set(_mapping(doc.get("keys")))
-    hosts = set(_mapping(doc.get("hosts")))
+    keys = {k for k in _mapping(doc.get("keys")) if isinstance(k, str)}
+    hosts = {h for h in _mapping(doc.get("hosts")) if isinstance(h, str)}
     storage = _mapping(doc.get("storage"))
 
     for name, loc in storage.items():
         loc = _mapping(loc)
         for field in ("region", "jurisdiction"):
             if isinstance(loc.get(field), str) and regions and loc[field] not in regions:
-                yield ("storage", name, field), f"unknown region {loc[field]!r} (regions: {', '.join(sorted(regions))})"
+                yield ("storage", name, field), f"unknown region {loc[field]!r} (regions: {_listed(regions)})"
         if isinstance(loc.get("key"), str) and loc["key"] not in keys:
-            yield ("storage", name, "key"), f"unknown key category {loc['key']!r} (keys: {', '.join(sorted(keys))})"
+            yield ("storage", name, "key"), f"unknown key category {loc['key']!r} (keys: {_listed(keys)})"
     if regions and not any(isinstance(l, dict) and not l.get("offsite") for l in storage.values()):
         yield ("storage",), "no storage location in any region: declare at least one with 'region:'"
-    for region in sorted(regions):
+    for region in sorted(regions, key=str):
         if storage and not any(isinstance(l, dict) and l.get("region") == region and not l.get("offsite")
                                for l in storage.values()):
             yield ("regions",), f"region {region!r} has no storage location; add one under storage with region: {region}"
@@ -105,23 +114,25 @@ def check_references(doc: dict) -> Iterator[Issue]:
         ds = _mapping(ds)
         home = ds.get("region")
         if isinstance(home, str) and regions and home not in regions:
-            yield ("datasets", name, "region"), f"unknown region {home!r} (regions: {', '.join(sorted(regions))})"
+            yield ("datasets", name, "region"), f"unknown region {home!r} (regions: {_listed(regions)})"
         if isinstance(ds.get("key"), str) and ds["key"] not in keys:
             yield ("datasets", name, "key"), (f"unknown key category {ds['key']!r} "
-                                              f"(keys: {', '.join(sorted(keys)) or 'none declared'})")
+                                              f"(keys: {_listed(keys) or 'none declared'})")
         objectives = _mapping(doc.get("objectives"))
-        if ds.get("rpo") is None and ds.get("data_class") not in _mapping(objectives.get("rpo")):
+        data_class = ds.get("data_class") if isinstance(ds.get("data_class"), str) else None
+        if ds.get("rpo") is None and data_class not in _mapping(objectives.get("rpo")):
             yield ("datasets", name), ("no RPO target: give 'rpo:' or a 'data_class' listed under objectives.rpo "
-                                       f"(classes: {', '.join(sorted(_mapping(objectives.get('rpo')))) or 'none'})")
+                                       f"(classes: {_listed(_mapping(objectives.get('rpo'))) or 'none'})")
         scenario = ds.get("scenario") or ("single-service" if ds.get("kind") == "files" else "database")
-        if ds.get("rto") is None and scenario not in _mapping(objectives.get("rto")):
+        if ds.get("rto") is None and isinstance(scenario, str) and scenario not in _mapping(objectives.get("rto")):
             yield ("datasets", name), (f"no RTO target: give 'rto:' or list scenario {scenario!r} under objectives.rto")
         source = _mapping(ds.get("source"))
         if isinstance(source.get("host"), str) and source["host"] not in hosts:
-            yield ("datasets", name, "source", "host"), f"unknown host {source['host']!r} (hosts: {', '.join(sorted(hosts)) or 'none'})"
-        yield from _check_policies(doc, name, ds, home if home in regions else None, primary)
+            yield ("datasets", name, "source", "host"), f"unknown host {source['host']!r} (hosts: {_listed(hosts) or 'none'})"
+        yield from _check_policies(doc, name, ds, home if isinstance(home, str) and home in regions else None,
+                                   primary)
 
-    for i, drill in enumerate(doc.get("drills") or []):
+    for i, drill in enumerate(_sequence(doc.get("drills"))):
         drill = _mapping(drill)
         if isinstance(drill.get("region"), str) and drill["region"] not in regions:
             yield ("drills", i, "region"), f"unknown region {drill['region']!r}"
@@ -157,9 +168,9 @@ def _check_policies(doc: dict, name: str, ds: dict, home: str | None, primary: s
         if not sovereign:
             continue
         storage = _mapping(doc.get("storage"))
-        outside = sorted(loc for loc in locations
-                         if location_region(_mapping(storage.get(loc))) != home)
+        outside = sorted((loc for loc in locations
+                          if location_region(_mapping(storage.get(loc))) != home), key=str)
         if outside:
             yield path, (f"data sovereignty: dataset {name!r} is region-only ({home}) but copy target "
-                         f"{target.label!r} sends copies outside it (to {', '.join(outside)}); "
+                         f"{target.label!r} sends copies outside it (to {_listed(outside)}); "
                          f"use 'home-region', or an offsite location with 'jurisdiction: {home}'")

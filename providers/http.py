@@ -31,6 +31,7 @@ import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from drfleet.errors import DrfleetError
+from drfleet.safe_load import DocumentRefused, load_json
 
 # ---------------------------------------------------------------------------- errors
 
@@ -92,6 +93,7 @@ log = logging.getLogger("drfleet.providers.http")
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+MAX_PAYLOAD_BYTES = 32 << 20  # an API answer larger or deeper than this is refused, not parsed
 T = TypeVar("T")
 
 
@@ -204,7 +206,7 @@ class JsonSession:
                 continue
             except HTTPError as exc:
                 raise self._unreachable(method, where, attempt, exc, action_id) from None
-            response = JsonResponse(raw.status, _decode(raw.data), _lower(raw.headers))
+            response = JsonResponse(raw.status, _decode(raw.data, self.provider), _lower(raw.headers))
             log.debug("%s %s %s -> %d (attempt %d)", self.provider, method, where,
                       response.status, attempt)
             if response.status < 400:
@@ -343,13 +345,17 @@ def collect_pages(fetch_page: Callable[[Any], tuple[Iterable[T], Any]], *, provi
     raise ProviderError("pagination did not end", provider=provider, max_pages=max_pages)
 
 
-def _decode(data: bytes) -> Any:
+def _decode(data: bytes, provider: str = "api") -> Any:
+    """The JSON of an answer (None when it is empty or not JSON). Raises ProviderError for
+    an answer larger than MAX_PAYLOAD_BYTES or nested too deeply (drfleet.safe_load)."""
     if not data:
         return None
     try:
-        return jsonlib.loads(data)
-    except ValueError:
-        return None
+        return load_json(data, source="the API's answer", max_bytes=MAX_PAYLOAD_BYTES)
+    except DocumentRefused as exc:
+        if exc.reason.startswith(("not valid JSON", "not UTF-8")):
+            return None
+        raise ProviderError(f"the API's answer was refused: {exc.reason}", provider=provider) from None
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:

@@ -19,6 +19,11 @@
    its task id and so its claim; any other error fails it at once.
 4. Metrics: outcome counters and a duration histogram.
 5. Audit: tasks marked ``audited`` append a record of who started them and how they ended.
+6. Inline secrets: a message whose arguments hold a password (``postgresql://u:pw@...``,
+   ``password=...``; ``drfleet.inline_secrets``) -- one crafted by hand, since the CLI
+   refuses them -- is refused, not run. The ``task_prerun`` hook masks the secret in the
+   request before Celery records the task as started (``result_extended`` stores the
+   arguments), so the result backend, the audit and the worker's log see ``***`` only.
 
 Task bodies contain only their own work. Messages carry names and ids; secrets are
 resolved on the worker.
@@ -33,10 +38,11 @@ from typing import Any
 
 import redis
 from billiard.exceptions import Terminated, WorkerLostError
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from celery.utils.saferepr import saferepr
 
-from drfleet import metrics, settings
+from drfleet import inline_secrets, metrics, settings
 from drfleet.retry import Backoff, is_transient
 from drfleet.settings import Setting
 from drfleet.state import audit, idempotency, inflight
@@ -111,6 +117,10 @@ class FleetTask(Task):
             raise Reject(f"task {task_id} is for region {region!r}, worker serves {served!r}",
                          requeue=False)
 
+        refused = getattr(request, "drfleet_refused_arguments", None) or _inline_secret_paths(args, kwargs)
+        if refused:
+            raise self._refuse_inline_secrets(refused, kwargs, task_id, request)
+
         deadline = time.monotonic() + state_wait_seconds()
         try:
             return self._run(args, kwargs, request, task_id, region, deadline)
@@ -179,6 +189,22 @@ class FleetTask(Task):
             if lease is not None:
                 lease.release()  # after the claim says how the job ended
         return result
+
+    def _refuse_inline_secrets(self, refused: list[str], kwargs: dict, task_id: str,
+                               request) -> inline_secrets.InlineSecretRefused:
+        """The error that fails a task whose arguments hold a password; logged and audited
+        with the argument names and masked values only."""
+        names = ", ".join(refused)
+        logger.error("refused task %s id=%s: %s holds a password inline; nothing was run",
+                     self.name, task_id, names)
+        if self.audited:
+            headers = request.headers or {}
+            audit.record(self.name, actor=headers.get("drfleet_actor") or "api", outcome=TaskOutcome.FAILED,
+                         task_id=task_id, error="InlineSecretRefused",
+                         **_names(inline_secrets.redacted(kwargs)))
+        return inline_secrets.InlineSecretRefused(
+            f"task {self.name} refused: {names} holds a password inline; nothing was run",
+            task_id=task_id)
 
     def _retries_allowed(self) -> int:
         allowed = self.transient_retries
@@ -273,6 +299,28 @@ def state_wait_seconds() -> float:
     """How long a task waits for an unreachable state store before its message is
     requeued: DRFLEET_STATE_WAIT_SECONDS, default 30."""
     return settings.STATE_WAIT_SECONDS.get()
+
+
+def _inline_secret_paths(args, kwargs) -> list[str]:
+    return sorted({path for path, _ in inline_secrets.secrets_in({"args": list(args or ()), **(kwargs or {})})})
+
+
+@signals.task_prerun.connect
+def _mask_inline_secrets(sender=None, task=None, args=None, kwargs=None, **_: Any) -> None:
+    """Before Celery stores the started task with its arguments: mask any password in
+    them (in place: the stored request and the task's call share the dict) and mark the
+    request, so ``FleetTask.__call__`` refuses it."""
+    if not isinstance(task, FleetTask):
+        return
+    refused = _inline_secret_paths(args, kwargs)
+    if not refused:
+        return
+    request = task.request
+    for key in list(kwargs or {}):
+        kwargs[key] = inline_secrets.redacted(kwargs[key])
+    request.args = inline_secrets.redacted(list(args or ()))
+    request.argsrepr, request.kwargsrepr = saferepr(request.args), saferepr(kwargs or {})
+    request.drfleet_refused_arguments = refused
 
 
 def _names(kwargs: dict) -> dict:

@@ -136,3 +136,14 @@ class FingerprintFailed(DataSourceError):
     def __init__(self, kind: str, reason: str, **facts: Any) -> None:
         super().__init__(f"cannot fingerprint {kind} source: {reason}", kind=kind, **facts)
         self.kind, self.reason = kind, reason
+
+
+def with_target_state(exc: DrfleetError, state: str, *, hint: str | None = None) -> DrfleetError:
+    """``exc`` (returned, for ``raise``) now also saying what state the restore target is
+    in (fact ``target_state``), and ``hint`` when given: in its message, its rendering and
+    its args (what Celery's result backend keeps)."""
+    exc.facts["target_state"] = state
+    if hint is not None:
+        exc.hint = hint
+    exc.args = (exc.render(),)
+    return exc

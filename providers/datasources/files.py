@@ -6,11 +6,14 @@ symlinks, hardlinks and empty directories; the root itself is the member ``.``.
 Sockets, FIFOs and device files are skipped. A file that vanishes or cannot be read
 fails the dump: the producer's ``close()`` raises FileUnreadable naming the path.
 
-restore extracts into ``conn`` (created if missing; it must be empty) and refuses, with
-UnsafeArchiveMember, absolute names, ``..`` components, members under an archived
-symlink, symlinks whose target resolves outside the target, hardlinks to anything but a
-file extracted earlier from the same archive, and device/FIFO/special members. Nothing
-is ever written outside the target; members extracted before a refusal stay in it.
+restore extracts into ``conn`` (created if missing; it must be empty). Symlinks are
+restored as symlinks, whatever they point at (inside the tree, ``/etc/hostname``,
+``../outside``), and never followed on write. It refuses, with UnsafeArchiveMember,
+absolute names, ``..`` components, members under an archived symlink or under any
+directory on the way that is a symlink, hardlinks to anything but a file extracted
+earlier from the same archive, and device/FIFO/special members. Nothing is ever written
+outside the target; members extracted before a refusal stay in it (a whole backup is
+restored by ``datapath.tree_restore``, which stages it and leaves the target untouched).
 Modes and mtimes are restored; owners too when ``owners`` is true (the default when
 running as root; by user/group name when it exists here, else by number).
 Options: ``exclude`` (dump, fingerprint; accepted and unused by restore so one mapping

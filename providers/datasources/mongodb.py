@@ -18,7 +18,14 @@ database. Users and roles are not dumped.
 
 Options: ``method`` ("auto" | "tools" | "pymongo"), ``databases``, ``oplog`` (tools
 path: --oplog / --oplogReplay), ``drop`` (restore, default True: drop each collection
-before restoring it). ``position`` is best effort: ``{"last_write": {"ts": [secs, inc],
+before restoring it), ``temp_dir`` (restore: where the dump is spooled).
+
+A restore touches the target only after the whole dump was read and checked: it is
+spooled to a private temporary file (in ``temp_dir``; room for the whole uncompressed
+dump) while every chunk's tag and the backup's hash are checked, and a drfleet-format
+dump is read through once more for its structure and announced counts. A corrupt or
+truncated backup therefore fails with the target untouched; a failure of the restore
+itself after that (the server refusing a write) says which state the target is in. ``position`` is best effort: ``{"last_write": {"ts": [secs, inc],
 "term": n}}`` from ``hello`` on a replica set, else ``{"last_write": None}``.
 
 fingerprint: per collection the document count, a SHA-256 over the documents' BSON in
@@ -30,7 +37,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from typing import Any, BinaryIO, Mapping
 from urllib.parse import unquote
 
@@ -38,7 +47,13 @@ import pymongo
 import pymongo.errors
 from bson.raw_bson import RawBSONDocument
 
-from drfleet.providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
+from drfleet.errors import DrfleetError
+from drfleet.providers.datasources.errors import (
+    FingerprintFailed,
+    InvalidSourceOptions,
+    RestoreFailed,
+    with_target_state,
+)
 from drfleet.providers.datasources.support import mongodb_logical as logical
 from drfleet.providers.datasources.support.credentials import PrivateFile, scrub_text, scrub_url, url_password
 from drfleet.providers.datasources.support.producer import ProcessProducer, Producer, ThreadProducer
@@ -47,7 +62,8 @@ from drfleet.providers.datasources.support.tools import require_tool, run_tool, 
 KIND = "mongodb"
 SYSTEM_DATABASES = ("admin", "local", "config")
 ARCHIVE_MAGIC = b"\x6d\xe2\x99\x81"  # mongodump --archive: int32 0x8199e26d, little endian
-OPTIONS = {"method", "databases", "oplog", "drop"}
+OPTIONS = {"method", "databases", "oplog", "drop", "temp_dir"}
+SPOOL_CHUNK = 1 << 20
 
 
 def _client_factory(uri: str) -> Any:
@@ -161,50 +177,67 @@ def dump(conn: str, options: Mapping[str, Any] | None = None) -> Producer:
                           cleanup=[client.close])
 
 
-class _Rejoined:
-    """``head`` followed by the rest of ``stream`` (after peeking at a format magic)."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head, self._stream = head, stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            data = self._head if size < 0 else self._head[:size]
-            self._head = self._head[len(data):]
-            return data
-        return self._stream.read(size)
-
-
 def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = None) -> None:
-    """Restore a dump made by ``dump`` (either format) into ``conn``.
+    """Restore a dump made by ``dump`` (either format) into ``conn``, once the whole of it
+    was read and checked (see the module doc).
 
     Raises RestoreFailed with mongorestore's stderr tail, or naming what is wrong with a
     drfleet-format stream (truncated, counts differ, several databases into one);
-    ToolNotInstalled when an archive needs mongorestore and it is missing.
+    ToolNotInstalled when an archive needs mongorestore and it is missing; errors of
+    ``stream`` (a corrupt chunk) propagate. Every error raised after the stream was opened
+    carries ``target_state``: untouched, or partly restored.
     """
     opts = _options(options)
     facts = _facts(conn)
-    head = stream.read(len(logical.MAGIC))
-    rejoined = _Rejoined(head, stream)
-    if head.startswith(ARCHIVE_MAGIC):
-        executable = require_tool("mongorestore", **facts)
-        with tool_config(conn) as config:
-            returncode, tail = run_tool(mongorestore_argv(config.path, opts, executable),
-                                        stdin=rejoined, secrets=[url_password(conn)])
-        if returncode != 0:
-            raise RestoreFailed("mongorestore", returncode, tail, **facts)
-        return
+    untouched = "untouched: the whole dump is read and checked before the target is changed"
+    with tempfile.TemporaryDirectory(prefix="drfleet-mongorestore-", dir=opts.get("temp_dir")) as spool_dir:
+        path = os.path.join(spool_dir, "dump")
+        try:
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                shutil.copyfileobj(stream, out, SPOOL_CHUNK)  # to the end: every check of the backup
+        except DrfleetError as exc:
+            raise with_target_state(exc, untouched) from None
+        with open(path, "rb") as spooled:
+            head = spooled.read(len(logical.MAGIC))
+            spooled.seek(0)
+            if head.startswith(ARCHIVE_MAGIC):
+                _restore_archive(conn, spooled, opts, facts)
+            else:
+                _restore_logical(conn, spooled, opts, facts, untouched)
 
+
+def _restore_archive(conn: str, spooled: BinaryIO, opts: dict, facts: dict) -> None:
+    executable = require_tool("mongorestore", **facts)
+    with tool_config(conn) as config:
+        returncode, tail = run_tool(mongorestore_argv(config.path, opts, executable),
+                                    stdin=spooled, secrets=[url_password(conn)])
+    if returncode != 0:
+        raise with_target_state(RestoreFailed("mongorestore", returncode, tail, **facts), _PARTLY)
+
+
+_PARTLY = ("partly restored: collections of the dump may have been dropped (drop) and restored "
+           "in part; restore again (drop replaces them) or from another backup")
+
+
+def _restore_logical(conn: str, spooled: BinaryIO, opts: dict, facts: dict, untouched: str) -> None:
     def failed(message: str, hint: str | None = None) -> RestoreFailed:
         return RestoreFailed(logical.TOOL, None, [], message=message, hint=hint, **facts)
 
+    try:  # the structure and the announced counts, before anything is written
+        logical.LogicalRestore(None, target_db=facts["database"], drop=False, failed=failed,
+                               write=False).run(spooled)
+    except RestoreFailed as exc:
+        raise with_target_state(exc, untouched) from None
+    spooled.seek(0)
     client = _client_factory(conn)
     try:
         logical.LogicalRestore(client, target_db=facts["database"], drop=opts.get("drop", True),
-                               failed=failed).run(rejoined)
+                               failed=failed).run(spooled)
+    except RestoreFailed as exc:
+        raise with_target_state(exc, _PARTLY) from None
     except pymongo.errors.PyMongoError as exc:
-        raise RestoreFailed(logical.TOOL, None, [scrub_text(str(exc), [url_password(conn)])],
-                            **facts) from None
+        raise with_target_state(RestoreFailed(logical.TOOL, None, [scrub_text(str(exc), [url_password(conn)])],
+                                              **facts), _PARTLY) from None
     finally:
         client.close()
 

@@ -18,6 +18,14 @@ Options
 
 The target database of a restore must exist; objects are restored ``--no-owner`` and
 ``--exit-on-error``.
+
+A restore that fails part-way (a corrupt chunk, a refused statement, a killed tool) never
+leaves half a database behind without saying so. The schema step runs in one transaction
+(it fails whole, and fails on any object that exists already), so everything the restore
+writes belongs to objects it created; on failure those are dropped again
+(``support.pg_undo``) and the error's ``target_state`` says "as it was", or names what
+could not be dropped. With ``clean`` the whole restore is one transaction (pg_restore
+``--single-transaction``, so ``jobs`` is 1): on failure the target keeps its old objects.
 """
 
 from __future__ import annotations
@@ -35,7 +43,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from drfleet.providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
+from drfleet.errors import DrfleetError
+from drfleet.providers.datasources.errors import (
+    FingerprintFailed,
+    InvalidSourceOptions,
+    RestoreFailed,
+    with_target_state,
+)
+from drfleet.providers.datasources.support import pg_undo
 from drfleet.providers.datasources.support.credentials import PrivateFile, scrub_text
 from drfleet.providers.datasources.support.producer import ProcessProducer
 from drfleet.providers.datasources.support.spool import GrowingSpool, SpoolCancelled
@@ -271,15 +286,17 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
 
     ``mode: stream`` (the default): the stream is spooled to a private temp file on a
     thread while ``pg_restore`` processes follow the spool as it grows: one creates the
-    schema (``--section=pre-data``, from the archive's table of contents at the start),
-    then ``jobs`` of them load the table data in parallel (the data entries dealt out in
-    stream order), then ``pg_restore -j N --section=post-data`` builds indexes,
-    constraints and triggers from the finished spool. Decrypting overlaps loading. If the
-    stream fails part-way (a corrupt chunk, a hash mismatch at its end), the loaders are
-    stopped and what was loaded stays in the target, which ``restore`` never is with
-    ``clean``: the restore fails.
-    ``mode: spool``, and always with ``clean``: the whole dump is spooled (and the stream's
-    checks passed) before ``pg_restore -j N`` touches the target.
+    schema in one transaction (``--section=pre-data --single-transaction``, from the
+    archive's table of contents at the start), then ``jobs`` of them load the table data
+    in parallel (the data entries dealt out in stream order), then ``pg_restore -j N
+    --section=post-data`` builds indexes, constraints and triggers from the finished
+    spool. Decrypting overlaps loading. If the stream fails part-way (a corrupt chunk, a
+    hash mismatch at its end), the loaders are stopped.
+    ``mode: spool``: the whole dump is spooled (and the stream's checks passed) before
+    pg_restore touches the target: the schema in one transaction, then data and post-data
+    with ``-j N``. With ``clean``: spooled, then one ``--single-transaction`` pg_restore.
+    On any failure, what the restore created is dropped (see the module doc) and the error
+    carries ``target_state``.
 
     Raises RestoreFailed with pg_restore's stderr tail when it exits non-zero (or when
     the stream is empty), ToolNotInstalled when pg_restore is missing, InvalidSourceOptions
@@ -295,6 +312,7 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
     base = [pg_restore, "--no-owner", "--exit-on-error", "--no-password", f"--dbname={target.tool_dbname}"]
     env, passfile = target.tool_env()
     run = functools.partial(_run_restore, env=env, target=target)
+    before = _catalog_before(conn)
     try:
         with tempfile.TemporaryDirectory(prefix="drfleet-pgrestore-", dir=opts.get("temp_dir")) as spool_dir:
             path = os.path.join(spool_dir, "dump.pgc")
@@ -307,11 +325,46 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
                 with open(path, "wb") as out:
                     shutil.copyfileobj(stream, out, COPY_CHUNK)
                     _refuse_empty(out.tell(), target)
-                clean = ["--clean", "--if-exists"] if opts.get("clean") else []
-                run(base + [f"--jobs={jobs}", *clean, path])
+                if opts.get("clean"):
+                    run(base + ["--clean", "--if-exists", "--single-transaction", path])
+                else:
+                    run(base + ["--section=pre-data", "--single-transaction", path])
+                    run(base + [f"--jobs={jobs}", "--section=data", "--section=post-data", path])
+    except BaseException as exc:
+        state = _undo_state(conn, before, atomic=bool(opts.get("clean")))
+        if isinstance(exc, DrfleetError):
+            raise with_target_state(exc, state) from None
+        exc.add_note(f"target_state: {state}")
+        raise
     finally:
         if passfile:
             passfile.remove()
+
+
+def _catalog_before(conn: str) -> pg_undo.CatalogSnapshot | None:
+    """What the target holds before the restore (None when it cannot be read: pg_restore
+    will then say why, and nothing was touched)."""
+    try:
+        return pg_undo.CatalogSnapshot.take(conn)
+    except psycopg.Error:
+        return None
+
+
+def _undo_state(conn: str, before: pg_undo.CatalogSnapshot | None, *, atomic: bool) -> str:
+    """Drop what a failed restore created; say what state the target database is in."""
+    if before is None:
+        return "as it was: the restore could not reach the database"
+    try:
+        created, left = pg_undo.undo(conn, before)
+    except psycopg.Error as exc:
+        return (f"unknown: the database could not be read after the failure "
+                f"({scrub_text(' '.join(str(exc).split()), [_Target(conn).password])}); check it by hand")
+    if left:
+        return (f"{len(left)} object(s) the restore created could not be dropped and are left in it: "
+                f"{', '.join(left[:20])}{' ...' if len(left) > 20 else ''}")
+    if atomic or not created:
+        return "as it was: nothing the restore did was kept"
+    return f"as it was: the {created} object(s) the restore had created (with their rows) were dropped again"
 
 
 def _run_restore(argv: list[str], stdin: BinaryIO | None = None, *, env, target: "_Target") -> None:
@@ -326,7 +379,7 @@ def _stream_schema_and_data(base: list[str], run, spool: GrowingSpool, spool_dir
     returns once the spool is complete (its stream read to the end and checked)."""
     spool.start()
     try:
-        run(base + ["--section=pre-data"], spool.follower())
+        run(base + ["--section=pre-data", "--single-transaction"], spool.follower())
         listing = os.path.join(spool_dir, "data.list")
         run([base[0], "--list", "--section=data", f"--file={listing}"], spool.follower())
         with open(listing, encoding="utf-8") as fh:

@@ -46,7 +46,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from drfleet.providers.datasources.errors import FingerprintFailed, InvalidSourceOptions, RestoreFailed
+from drfleet.errors import DrfleetError
+from drfleet.providers.datasources.errors import (
+    FingerprintFailed,
+    InvalidSourceOptions,
+    RestoreFailed,
+    with_target_state,
+)
 from drfleet.providers.datasources.support.credentials import scrub_text
 from drfleet.providers.datasources.support.producer import ThreadProducer
 from drfleet.providers.datasources.support.redis_protocol import TOOL, RdbStream, RedisTarget
@@ -141,30 +147,41 @@ def restore(conn: str, stream: BinaryIO, options: Mapping[str, Any] | None = Non
     timeout = float(opts.get("timeout", DEFAULT_TIMEOUT))
     facts = {"data_dir": data_dir, "dbfilename": dbfilename}
 
-    head = stream.read(5)
-    if head != b"REDIS":
-        raise _restore_failed(target, "the stream is not an RDB file (no 'REDIS' magic)", **facts)
-    fd, spool = tempfile.mkstemp(prefix=".drfleet-restore-", suffix=".rdb", dir=data_dir)
+    states = {"spool": "untouched: the whole backup is read and checked before the server is "
+                       "stopped, and it was not stopped",
+              "shutdown": "its data file was not replaced (check that the server is running: "
+                          "SHUTDOWN NOSAVE may have stopped it)",
+              "restart": f"its data file {dbfilename} now holds the backup (its previous dataset is "
+                         "gone) but the server is not serving it: start the server"}
+    stage = "spool"
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(head)
-            while chunk := stream.read(COPY_CHUNK):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if not _ends_like_an_rdb(spool):
-            raise _restore_failed(target, "the RDB stream is truncated (it does not end with "
-                                          "the EOF opcode and checksum); the server was left "
-                                          "untouched", **facts)
-        _match_owner(spool, os.path.join(data_dir, dbfilename), data_dir)
-        if opts.get("shutdown", True):
-            _shutdown_nosave(target, timeout, facts)
-        os.replace(spool, os.path.join(data_dir, dbfilename))
-    finally:
-        if os.path.exists(spool):
-            os.unlink(spool)
-    _restart(target, opts, timeout, facts)
-    _check_loaded_from(target, data_dir, dbfilename, facts)
+        head = stream.read(5)
+        if head != b"REDIS":
+            raise _restore_failed(target, "the stream is not an RDB file (no 'REDIS' magic)", **facts)
+        fd, spool = tempfile.mkstemp(prefix=".drfleet-restore-", suffix=".rdb", dir=data_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(head)
+                while chunk := stream.read(COPY_CHUNK):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if not _ends_like_an_rdb(spool):
+                raise _restore_failed(target, "the RDB stream is truncated (it does not end with "
+                                              "the EOF opcode and checksum)", **facts)
+            _match_owner(spool, os.path.join(data_dir, dbfilename), data_dir)
+            stage = "shutdown"
+            if opts.get("shutdown", True):
+                _shutdown_nosave(target, timeout, facts)
+            os.replace(spool, os.path.join(data_dir, dbfilename))
+            stage = "restart"
+        finally:
+            if os.path.exists(spool):
+                os.unlink(spool)
+        _restart(target, opts, timeout, facts)
+        _check_loaded_from(target, data_dir, dbfilename, facts)
+    except DrfleetError as exc:
+        raise with_target_state(exc, states[stage]) from None
 
 
 def _ends_like_an_rdb(path: str) -> bool:

@@ -62,3 +62,78 @@ def test_the_read_that_reaches_the_end_refuses_a_plaintext_that_fails_its_hash(f
     with pytest.raises(IntegrityError) as info:
         shutil.copyfileobj(bad, open(os.devnull, "wb"))
     assert result["backup_id"] in str(info.value)
+
+
+def test_a_tree_with_symlinks_out_of_it_backs_up_verifies_drills_and_restores_alike(files_plan, tmp_path,
+                                                                                     redis_url, monkeypatch):
+    """Symlinks pointing outside the tree (/etc/hostname, ../outside, /etc) are common in
+    /etc and certificate directories: restore, deep verification and a restore drill all
+    bring them back as symlinks, with hard links kept, and never write through them."""
+    import random
+
+    from drfleet.datapath.verify import verify_backup
+    from drfleet.runbooks.drills import run_drill
+
+    monkeypatch.setenv("DRFLEET_STATE_URL", redis_url)
+    monkeypatch.setenv("DRFLEET_BROKER_URL", redis_url)
+    plan, src = files_plan
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("untouched")
+    (src / "hostname").symlink_to("/etc/hostname")
+    (src / "etc").symlink_to("/etc")
+    (src / "img" / "up").symlink_to("../../../../outside")
+    (src / "victim").symlink_to(outside / "victim")
+    os.link(src / "img" / "a.bin", src / "a-hardlink.bin")
+    backup_id = run_backup(plan, "site", "hourly", region="eu-central")["backup_id"]
+
+    report = verify_backup(plan, f"site/{backup_id}", depth="deep")
+    assert report["ok"], report["problems"]
+    drill = run_drill(plan, "restore", region="eu-central", dataset="site", actor="test", rng=random.Random(1))
+    assert drill.result == "passed", drill.reason
+    target = tmp_path / "restored"
+    restore_backup(plan, f"site/{backup_id}", str(target))
+    for name in ("hostname", "etc", "img/up", "victim", "link"):
+        assert os.readlink(target / name) == os.readlink(src / name), name
+    one, two = os.stat(target / "img" / "a.bin"), os.stat(target / "a-hardlink.bin")
+    assert one.st_ino == two.st_ino
+    assert open_source("files").fingerprint(str(target)) == open_source("files").fingerprint(str(src))
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert (outside / "victim").read_text() == "untouched"
+
+
+def test_a_postgres_restore_that_meets_a_corrupt_chunk_leaves_no_empty_tables(tmp_path, pg_cluster, monkeypatch):
+    """The finding: a corrupt chunk part-way used to leave the schema's empty tables in the
+    target without a word. Now the target is as it was, and the error says so."""
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.datapath.catalog import find_backup
+    from drfleet.plan.loader import load_plan
+    from tests.fixtures.fleet import write_plan
+
+    pg_cluster.create_database("pg_corrupt_src")
+    pg_cluster.psql("CREATE SCHEMA shop; CREATE TABLE shop.orders (id int PRIMARY KEY, note text); "
+                    "INSERT INTO shop.orders SELECT g, md5(g::text) || md5((-g)::text) || md5((7 * g)::text) "
+                    "|| md5((13 * g)::text) FROM generate_series(1, 60000) g",
+                    "pg_corrupt_src")
+    pg_cluster.create_database("pg_corrupt_target")
+    monkeypatch.setenv("APP_DB_URL", pg_cluster.dsn("pg_corrupt_src"))
+    monkeypatch.setenv("TARGET_DB_URL", pg_cluster.dsn("pg_corrupt_target", secret=True))
+    datasets = ("app-db:\n  kind: postgres\n  region: eu-central\n  connection: {env: APP_DB_URL}\n"
+                "  key: content\n  rpo: 1h\n  rto: 15m\n  policies:\n"
+                "    - {name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}\n")
+    plan_path = write_plan(tmp_path / "plan", datasets=datasets)
+    (tmp_path / "plan" / "keys").mkdir(mode=0o700)
+    create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
+    plan = load_plan(plan_path)
+    backup_id = run_backup(plan, "app-db", "hourly", region="eu-central")["backup_id"]
+    m = find_backup(plan, f"app-db/{backup_id}").manifest
+    obj = tmp_path / "plan" / "stores" / "eu-central" / "datasets" / "app-db" / "backups" / backup_id / m.objects[0].name
+    assert obj.stat().st_size > 3 << 20, "the dump must span several chunks"
+    data = bytearray(obj.read_bytes())
+    data[len(data) * 4 // 5] ^= 0x01
+    obj.write_bytes(bytes(data))
+    with pytest.raises(Exception) as info:
+        restore_backup(plan, f"app-db/{backup_id}", "env:TARGET_DB_URL")
+    assert "target_state: as it was" in str(info.value)
+    assert pg_cluster.psql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'shop'",
+                           "pg_corrupt_target") == []

@@ -11,6 +11,7 @@ import shutil
 import tarfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -305,3 +306,56 @@ def test_a_files_backup_still_restores_without_drfleet(tree_plan, tmp_path):
     completed = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     assert files.fingerprint(str(out)) == files.fingerprint(str(src))
+
+
+def _week(plan, src):
+    """A full and two incrementals; Monday deletes a file that Sunday had."""
+    settle()
+    full = backup(plan, "weekly-full")
+    (src / "docs" / "old" / "c.txt").unlink()
+    (src / "docs" / "a.txt").write_text("monday\n")
+    monday = backup(plan, "daily-incremental")
+    (src / "docs" / "a.txt").write_text("tuesday\n")
+    tuesday = backup(plan, "daily-incremental")
+    return full, monday, tuesday
+
+
+def _data_object(plan, backup_id):
+    m = find_backup(plan, f"uploads/{backup_id}").manifest
+    root = plan.storage["eu-central-store"].path
+    return Path(root) / "datasets" / "uploads" / "backups" / backup_id / m.objects[0].name
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-target", "empty-target"])
+def test_a_damaged_middle_link_leaves_the_target_as_it_was(tree_plan, tmp_path, existing):
+    plan, src = tree_plan
+    _, monday, tuesday = _week(plan, src)
+    damaged = _data_object(plan, monday["backup_id"])
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size: only reading it finds out
+    damaged.write_bytes(bytes(data))
+    target = tmp_path / "restore" / "uploads"
+    if existing:
+        target.mkdir(parents=True)
+    with pytest.raises(Exception) as info:
+        restore_backup(plan, f"uploads/{tuesday['backup_id']}", str(target))
+    assert "left as it was" in str(info.value) and "data-0000" in str(info.value)
+    assert f"backup_id: {monday['backup_id']}" in str(info.value)
+    if existing:
+        assert target.is_dir() and list(target.iterdir()) == []
+        assert "still an empty directory" in str(info.value)
+    else:
+        assert not target.exists() and "was not created" in str(info.value)
+    assert list(target.parent.iterdir()) == ([target] if existing else []), "a staging directory was left"
+
+
+def test_a_truncated_link_is_refused_before_the_target_is_touched(tree_plan, tmp_path):
+    plan, src = tree_plan
+    _, monday, tuesday = _week(plan, src)
+    damaged = _data_object(plan, monday["backup_id"])
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    target = tmp_path / "restore"
+    with pytest.raises(Exception) as info:
+        restore_backup(plan, f"uploads/{tuesday['backup_id']}", str(target))
+    assert monday["backup_id"] in str(info.value) and "untouched" in str(info.value)
+    assert not target.exists()

@@ -1,13 +1,16 @@
 """Extracting a tar stream into a directory without ever writing outside it.
 
-Each member is checked before anything is written for it: its name must be relative,
-without ``..``, and not under a symlink member of the same archive; the real path of its
-parent must lie in the target; symlinks must resolve inside the target (checked again
-for all of them at the end, since a later symlink can change what an earlier one
-resolves to); hardlinks may only point at regular files extracted earlier; device, FIFO
-and other special members are refused. Files are created with O_EXCL|O_NOFOLLOW so an
-existing entry is never followed. Directory modes/mtimes are applied last, deepest
-first, so read-only directories do not block their own extraction.
+Symlinks are restored as symlinks, whatever they point at (``/etc/hostname``,
+``../outside``: common in /etc and certificate directories), and are never followed on
+write: nothing is ever written through one. Each member is checked before anything is
+written for it: its name must be relative, without ``..``, and not under a symlink member
+of the same archive; every directory on the way from the target to it must be a real
+directory (checked with lstat, so a symlink planted earlier -- by this archive or by an
+earlier link of an incremental chain -- is refused, never followed); hardlinks may only
+point at regular files extracted earlier; device, FIFO and other special members are
+refused. Files are created with O_EXCL|O_NOFOLLOW so an existing entry is never
+followed. Directory modes/mtimes are applied last, deepest first, so read-only
+directories do not block their own extraction, and only to real directories.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import grp
 import os
 import pwd
 import shutil
+import stat
 import tarfile
 from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
@@ -39,6 +43,41 @@ def safe_member_name(name: str) -> str:
     return "/".join(parts)
 
 
+def real_directories_to(root: str, path: str, member: str, *, create: bool = False,
+                        verified: set[str] | None = None) -> str:
+    """Check that every component of ``path`` below ``root`` (``path`` included) is a real
+    directory -- never a symlink, never something else -- creating missing ones (mode 0700)
+    when ``create``; returns ``path``. ``verified`` caches directories already checked.
+    Raises UnsafeArchiveMember naming ``member`` otherwise (a missing one without
+    ``create``: FileNotFoundError)."""
+    rel = os.path.relpath(path, root)
+    if rel == ".":
+        return path
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        raise UnsafeArchiveMember(member, "its directory is outside the target")
+    current = root
+    for part in rel.split(os.sep):
+        current = os.path.join(current, part)
+        if verified is not None and current in verified:
+            continue
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            if not create:
+                raise
+            os.mkdir(current, 0o700)
+            mode = stat.S_IFDIR
+        if stat.S_ISLNK(mode):
+            raise UnsafeArchiveMember(member, f"its directory {os.path.relpath(current, root)!r} is a "
+                                              "symlink: nothing is written through a symlink")
+        if not stat.S_ISDIR(mode):
+            raise UnsafeArchiveMember(member, f"{os.path.relpath(current, root)!r} on its way is not a "
+                                              "directory")
+        if verified is not None:
+            verified.add(current)
+    return path
+
+
 class Extractor:
     """Extracts one tar stream into ``target`` (see module doc for the checks)."""
 
@@ -47,11 +86,9 @@ class Extractor:
         self.owners = owners
         self._symlink_members: set[str] = set()
         self._regular_members: set[str] = set()
-        self._created_links: list[tuple[str, str]] = []
         self._directories: list[tuple[str, tarfile.TarInfo]] = []
-
-    def _inside(self, path: str) -> bool:
-        return path == self.root or path.startswith(self.root + os.sep)
+        self._real_dirs: set[str] = set()  # verified real directories (they stay so: a
+        # directory is never replaced by a member, see _remove_existing)
 
     def extract(self, stream: BinaryIO, *, directory_metadata: bool = True) -> None:
         """Extract every member; raises UnsafeArchiveMember, or RestoreFailed when the
@@ -77,7 +114,6 @@ class Extractor:
                                 "it does not end with an end-of-archive block",
                                 target=self.root)
         reader.drain()
-        self._check_links()
         if directory_metadata:
             self.apply_directory_metadata(self._directories)
 
@@ -88,8 +124,14 @@ class Extractor:
 
     def apply_directory_metadata(self, directories) -> None:
         """Apply owner (if restoring owners), mode and mtime of (path, member) pairs,
-        deepest first, so a read-only directory never blocks its own children."""
+        deepest first, so a read-only directory never blocks its own children; a path that
+        is no longer a real directory on a path of real directories (an incremental chain
+        replaced it) is skipped, never followed."""
         for path, member in sorted(directories, key=lambda d: d[0].count(os.sep), reverse=True):
+            try:
+                real_directories_to(self.root, path, member.name)
+            except (UnsafeArchiveMember, FileNotFoundError):
+                continue
             self._apply_metadata(path, member)
 
     def _extract_member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
@@ -103,13 +145,14 @@ class Extractor:
                 raise UnsafeArchiveMember(member.name, "it lies under a symlink of the archive")
         dest = os.path.join(self.root, name) if name else self.root
         parent = os.path.dirname(dest) if name else self.root
-        os.makedirs(self._checked_parent(member.name, parent), mode=0o700, exist_ok=True)
+        real_directories_to(self.root, parent, member.name, create=True, verified=self._real_dirs)
         if member.isdir():
             if os.path.islink(dest) or (os.path.lexists(dest) and not os.path.isdir(dest)):
                 self._remove_existing(member.name, dest)
                 self._symlink_members.discard(name)
             if not os.path.isdir(dest):
                 os.mkdir(dest, 0o700)
+            self._real_dirs.add(dest)
             self._directories.append((dest, member))
         elif member.issym():
             self._extract_symlink(member, name, dest)
@@ -117,11 +160,6 @@ class Extractor:
             self._extract_hardlink(member, name, dest)
         else:
             self._extract_file(tar, member, name, dest)
-
-    def _checked_parent(self, member_name: str, parent: str) -> str:
-        if not self._inside(os.path.realpath(parent)):
-            raise UnsafeArchiveMember(member_name, "its directory resolves outside the target")
-        return parent
 
     def _extract_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str,
                       dest: str) -> None:
@@ -134,13 +172,15 @@ class Extractor:
         self._apply_metadata(dest, member)
 
     def _extract_symlink(self, member: tarfile.TarInfo, name: str, dest: str) -> None:
-        if not self._link_target_inside(dest, member.linkname):
-            raise UnsafeArchiveMember(member.name, f"symlink target {member.linkname!r} is "
-                                                   "outside the target directory")
+        """Create the symlink as it was, pointing wherever it pointed (inside or outside
+        the tree): creating a link writes nothing through it."""
+        if not name:
+            raise UnsafeArchiveMember(member.name, "the archive root cannot be a symlink")
+        if not member.linkname or "\x00" in member.linkname:
+            raise UnsafeArchiveMember(member.name, "the symlink has an empty target or a NUL byte")
         self._remove_existing(member.name, dest)
         os.symlink(member.linkname, dest)
         self._symlink_members.add(name)
-        self._created_links.append((dest, member.name))
         self._apply_metadata(dest, member)
 
     def _extract_hardlink(self, member: tarfile.TarInfo, name: str, dest: str) -> None:
@@ -156,26 +196,11 @@ class Extractor:
         os.link(os.path.join(self.root, source), dest, follow_symlinks=False)
         self._regular_members.add(name)
 
-    def _link_target_inside(self, dest: str, linkname: str) -> bool:
-        if not linkname or "\x00" in linkname:
-            return False
-        resolved = os.path.join(os.path.dirname(dest), linkname)  # absolute stays absolute
-        return self._inside(os.path.realpath(resolved))
-
     def _remove_existing(self, member_name: str, dest: str) -> None:
         if os.path.isdir(dest) and not os.path.islink(dest):
             raise UnsafeArchiveMember(member_name, "it would replace a directory")
         if os.path.lexists(dest):
             os.unlink(dest)  # a later member of the same name wins, as with tar
-
-    def _check_links(self) -> None:
-        escaping = [(dest, name) for dest, name in self._created_links
-                    if os.path.lexists(dest) and not self._inside(os.path.realpath(dest))]
-        for dest, _ in escaping:
-            os.unlink(dest)
-        if escaping:
-            raise UnsafeArchiveMember(escaping[0][1], "with the archive's other symlinks, it "
-                                                      "resolves outside the target directory")
 
     def _apply_metadata(self, path: str, member: tarfile.TarInfo) -> None:
         is_link = member.issym()

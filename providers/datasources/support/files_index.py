@@ -17,11 +17,13 @@ from json.encoder import encode_basestring_ascii as _json_string
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 from drfleet.providers.datasources.errors import DataSourceError
+from drfleet.safe_load import DocumentRefused, load_json
 
 INDEX_FORMAT = "drfleet-file-index"
 INDEX_VERSION = 1
 RACY_WINDOW_NS = 2_000_000_000  # coarser than any file system's timestamp tick we support
 SPOOL_BYTES = 16 << 20
+MAX_HEADER_BYTES = 1 << 20  # the header holds the root and the exclude patterns
 
 
 class IndexInvalid(DataSourceError):
@@ -99,7 +101,7 @@ def _first_bad_line(body: bytes) -> int:
             row = json.loads(line)
             if Entry(*row).type not in _TYPES or not isinstance(row[0], str):
                 return number
-        except (ValueError, TypeError, UnicodeDecodeError):
+        except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
             return number
     return 2
 
@@ -119,12 +121,14 @@ class FileIndex:
     @classmethod
     def parse(cls, stream: BinaryIO, *, source: str = "file index") -> "FileIndex":
         """Read an index document; raises IndexInvalid (naming ``source``) for a wrong
-        format or version, a malformed line, or an entry count that does not match."""
-        header_line = stream.readline()
+        format or version, a header line longer than MAX_HEADER_BYTES or nested, a malformed
+        line (a nested one too: entries are flat, and the C decoder's recursion limit ends
+        a nested bomb at once), or an entry count that does not match."""
+        header_line = stream.readline(MAX_HEADER_BYTES + 1)
         try:
-            header = json.loads(header_line)
-        except (ValueError, UnicodeDecodeError):
-            raise IndexInvalid("no header line", source=source) from None
+            header = load_json(header_line, source=source, max_bytes=MAX_HEADER_BYTES, max_depth=4)
+        except DocumentRefused as exc:
+            raise IndexInvalid(f"no header line ({exc.reason})", source=source) from None
         if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
             raise IndexInvalid(f"not a {INDEX_FORMAT} document", source=source)
         if header.get("version") != INDEX_VERSION:
@@ -137,7 +141,7 @@ class FileIndex:
             lines = {row[0]: line + b"\n" for row, line in zip(rows, body.split(b"\n"))}
             if not all(isinstance(e.path, str) and e.type in _TYPES for e in entries.values()):
                 raise ValueError("bad entry")
-        except (ValueError, TypeError, IndexError, UnicodeDecodeError):
+        except (ValueError, TypeError, IndexError, UnicodeDecodeError, RecursionError):
             raise IndexInvalid(f"line {_first_bad_line(body)} is not an index entry",
                                source=source) from None
         if header.get("entries") != len(entries) or not isinstance(header.get("scan_started_ns"), int):

@@ -76,11 +76,14 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
 
 
 class LogicalRestore:
-    """Reads the format from a stream into ``client``; see ``run``."""
+    """Reads the format from a stream into ``client``; see ``run``. With ``write=False``
+    (and no client) it only checks the stream -- structure, single database when
+    ``target_db`` is named, announced counts -- writing nothing."""
 
     def __init__(self, client: Any, *, target_db: str | None, drop: bool,
-                 failed: Callable[..., RestoreFailed]) -> None:
+                 failed: Callable[..., RestoreFailed], write: bool = True) -> None:
         self.client = client
+        self.write = write
         self.target_db = target_db
         self.drop = drop
         self.failed = failed
@@ -127,19 +130,25 @@ class LogicalRestore:
         if self.target_db and len(self._source_dbs) > 1:
             raise self.failed("the dump holds several databases but the target URL names one",
                               hint="restore into a URL without a database name")
+        self._counts["collections"] += 1
+        if not self.write:
+            self._coll = None if header.get("type") == "view" else header["name"]
+            return
         db = self.client[self.target_db or header["db"]]
         name = header["name"]
         if self.drop:
             db.drop_collection(name)
         if name not in db.list_collection_names():
             db.create_collection(name, **dict(header.get("options") or {}))
-        self._counts["collections"] += 1
         self._coll = None if header.get("type") == "view" else db[name]
         self._indexes = [spec for spec in header.get("indexes", []) if spec.get("name") != "_id_"]
 
     def _add_document(self, record: bytes) -> None:
         if self._coll is None:
             raise self.failed("a document record comes before any collection record")
+        if not self.write:
+            self._counts["documents"] += 1
+            return
         self._batch.append(RawBSONDocument(record) if self._raw else bson.decode(record))
         self._batch_bytes += len(record)
         self._counts["documents"] += 1
@@ -152,7 +161,8 @@ class LogicalRestore:
         self._batch, self._batch_bytes = [], 0
 
     def _finish_collection(self) -> None:
-        if self._coll is None:
+        if self._coll is None or not self.write:
+            self._coll = None
             return
         self._flush()
         for spec in self._indexes:  # after the data, as mongorestore does

@@ -130,17 +130,40 @@ def test_drop_replaces_existing_collections(shop, servers):
     assert mongodb.fingerprint("mongodb://target/shop") == mongodb.fingerprint(SOURCE_URL)
 
 
-def test_truncated_or_inconsistent_streams_are_refused(shop):
+def test_truncated_or_inconsistent_streams_are_refused(shop, servers):
     with mongodb.dump(SOURCE_URL, {"method": "pymongo"}) as producer:
         data = read_all(producer)
-    with pytest.raises(RestoreFailed, match="truncated"):
+    servers.setdefault("target", mongomock.MongoClient())["t1"].orders.insert_one({"_id": "kept"})
+    with pytest.raises(RestoreFailed, match="truncated") as caught:
         mongodb.restore("mongodb://target/t1", io.BytesIO(data[:-5]))
+    assert caught.value.facts["target_state"].startswith("untouched")
+    assert list(servers["target"]["t1"].orders.find()) == [{"_id": "kept"}]  # not dropped
     end = data.rindex(mongodb_logical.END + bson.encode({"collections": 4, "documents": 2508}))
     lying = data[:end] + mongodb_logical.END + bson.encode({"collections": 4, "documents": 9})
     with pytest.raises(RestoreFailed, match="announced"):
         mongodb.restore("mongodb://target/t2", io.BytesIO(lying))
     with pytest.raises(RestoreFailed, match="not a drfleet MongoDB dump"):
         mongodb.restore("mongodb://target/t3", io.BytesIO(b"PGDMP" + b"\0" * 40))
+
+
+@pytest.mark.parametrize("at", [0.5, 0.99])
+def test_a_corrupt_chunk_leaves_the_target_untouched_and_says_so(shop, servers, at):
+    from drfleet.backup_format.errors import EnvelopeCorrupt
+
+    with mongodb.dump(SOURCE_URL, {"method": "pymongo"}) as producer:
+        data = read_all(producer)
+
+    class Breaking(io.BytesIO):
+        def read(self, n=-1):
+            if self.tell() >= len(data) * at:
+                raise EnvelopeCorrupt("data-0000.zst.dfe", 3, "chunk 3 failed authentication")
+            return super().read(min(n, 1024) if n and n > 0 else 1024)
+
+    servers.setdefault("target", mongomock.MongoClient())["shop"].orders.insert_one({"_id": "kept"})
+    with pytest.raises(EnvelopeCorrupt) as caught:
+        mongodb.restore("mongodb://target/shop", Breaking(data))
+    assert caught.value.facts["target_state"].startswith("untouched")
+    assert list(servers["target"]["shop"].orders.find()) == [{"_id": "kept"}]
 
 
 # --- tool path ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from drfleet.providers.datasources import postgres
 from drfleet.providers.datasources.errors import InvalidSourceOptions, RestoreFailed, SourceToolFailed
+from tests.fixtures.util import wait_for
 
 SCHEMA = """
 CREATE SCHEMA billing;
@@ -161,9 +162,10 @@ def test_a_stream_that_fails_part_way_kills_pg_restore_and_raises_its_error(pg_c
             return super().read(min(n, 4096) if n and n > 0 else 4096)
 
     pg_cluster.create_database("ds_broken_stream")
-    with pytest.raises(ValueError, match="chunk 7"):
+    with pytest.raises(ValueError, match="chunk 7") as caught:
         postgres.restore(pg_cluster.dsn("ds_broken_stream"), Breaking(data))
     assert pg_cluster.psql(INDEXES, "ds_broken_stream") == []  # post-data never ran
+    assert any(note.startswith("target_state: as it was") for note in caught.value.__notes__)
 
 
 def test_parallel_dump_is_refused_and_unknown_options_named():
@@ -271,4 +273,63 @@ def test_a_data_loader_that_fails_stops_the_restore_with_its_words_before_post_d
     assert len(loaders) == 2
     assert any("refuse_all" in line for line in caught.value.stderr_tail)
     assert pg_cluster.psql(INDEXES, "ds_loader_refused") == []
-    assert pg_cluster.psql("SELECT count(*) FROM billing.invoices", "ds_loader_refused") == [(0,)]
+    assert pg_cluster.psql(TABLES, "ds_loader_refused") == []  # what it created was dropped again
+    assert "as it was" in caught.value.facts["target_state"]
+
+
+TABLES = ("SELECT table_schema, table_name FROM information_schema.tables "
+          "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2")
+
+
+class Breaking(io.BytesIO):
+    """A backup stream whose chunk past ``at`` fails authentication, as a damaged object
+    does; ``first`` (a condition) is waited for before it fails."""
+
+    def __init__(self, data: bytes, at: int, first=None) -> None:
+        super().__init__(data)
+        self.at, self.first = at, first
+
+    def read(self, n=-1):
+        if self.tell() >= self.at:
+            from drfleet.backup_format.errors import EnvelopeCorrupt
+            if self.first is not None:
+                wait_for(self.first, timeout=60, what="the restore to create the schema")
+            raise EnvelopeCorrupt("data-0000.zst.dfe", 7, "chunk 7 failed authentication")
+        return super().read(min(n, 4096) if n and n > 0 else 4096)
+
+
+@pytest.mark.parametrize("mode", ["stream", "spool"])
+def test_a_corrupt_chunk_leaves_the_target_database_as_it_was_and_says_so(pg_cluster, source_db, mode):
+    with postgres.dump(pg_cluster.dsn(source_db)) as producer:
+        data = read_all(producer)
+    db = f"ds_corrupt_{mode}"
+    pg_cluster.create_database(db)
+    pg_cluster.psql("CREATE TABLE public.already_here (n int); INSERT INTO already_here VALUES (1), (2)", db)
+    from drfleet.backup_format.errors import EnvelopeCorrupt
+    # stream mode: the schema is created while the stream arrives; fail once it is there
+    created = (lambda: pg_cluster.psql("SELECT 1 FROM pg_namespace WHERE nspname = 'billing'", db)) \
+        if mode == "stream" else None
+    with pytest.raises(EnvelopeCorrupt) as caught:
+        postgres.restore(pg_cluster.dsn(db, secret=True), Breaking(data, len(data) * 3 // 4, created),
+                         {"mode": mode})
+    assert pg_cluster.psql(TABLES, db) == [("public", "already_here")]
+    assert pg_cluster.psql("SELECT count(*) FROM already_here", db) == [(2,)]
+    assert pg_cluster.psql("SELECT nspname FROM pg_namespace WHERE nspname = 'billing'", db) == []
+    state = caught.value.facts["target_state"]
+    assert state.startswith("as it was") and ("dropped again" in state or mode == "spool")
+    assert "target_state: as it was" in caught.value.args[0]  # what the result backend keeps
+
+
+def test_a_clean_restore_that_fails_keeps_the_old_objects(pg_cluster, source_db):
+    with postgres.dump(pg_cluster.dsn(source_db)) as producer:
+        data = read_all(producer)
+    pg_cluster.create_database("ds_clean_fails")
+    postgres.restore(pg_cluster.dsn("ds_clean_fails"), io.BytesIO(data))
+    pg_cluster.psql("DELETE FROM billing.invoices WHERE id > 10; "
+                    "CREATE VIEW blocker AS SELECT id FROM public.customers", "ds_clean_fails")
+    before = postgres.fingerprint(pg_cluster.dsn("ds_clean_fails"))
+    with pytest.raises(RestoreFailed) as caught:  # the view blocks DROP TABLE customers
+        postgres.restore(pg_cluster.dsn("ds_clean_fails"), io.BytesIO(data), {"clean": True})
+    assert postgres.fingerprint(pg_cluster.dsn("ds_clean_fails")) == before
+    assert before["per_table"]["billing.invoices"]["rows"] == 10
+    assert caught.value.facts["target_state"].startswith("as it was")

@@ -150,6 +150,28 @@ def test_restore_refuses_a_truncated_rdb_and_leaves_the_server_alone(source, tar
     assert not [name for name in os.listdir(target.dir) if name.endswith(".rdb")]
 
 
+@pytest.mark.parametrize("source", ["diskless"], indirect=True)
+def test_a_corrupt_chunk_leaves_the_server_serving_its_own_data_and_says_so(source, target):
+    from drfleet.backup_format.errors import EnvelopeCorrupt
+
+    with redis_source.dump(source.url) as producer:
+        data = read_all(producer)
+
+    class Breaking(io.BytesIO):
+        def read(self, n=-1):
+            if self.tell() > len(data) * 3 // 4:
+                raise EnvelopeCorrupt("data-0000.zst.dfe", 5, "chunk 5 failed authentication")
+            return super().read(n)
+
+    target.client().set("still", "here")
+    with pytest.raises(EnvelopeCorrupt) as caught:
+        redis_source.restore(target.url, Breaking(data), {"data_dir": str(target.dir), "restart": restart(target)})
+    assert caught.value.facts["target_state"].startswith("untouched")
+    assert "target_state: untouched" in caught.value.args[0]
+    assert target.client().get("still") == b"here"
+    assert not [name for name in os.listdir(target.dir) if name.endswith(".rdb")]
+
+
 def test_restore_options_are_checked(target):
     with pytest.raises(InvalidSourceOptions, match="data_dir"):
         redis_source.restore(target.url, io.BytesIO(b"REDIS"), {"restart": restart(target)})
@@ -170,6 +192,7 @@ def test_restore_with_a_failing_command_reports_its_stderr(source, target):
     assert caught.value.returncode == 5
     assert caught.value.stderr_tail == ["unit redis.service not found"]
     assert os.path.exists(os.path.join(target.dir, "dump.rdb"))  # written before the restart
+    assert "not serving it: start the server" in caught.value.facts["target_state"]
 
 
 @pytest.mark.parametrize("source", ["diskless"], indirect=True)
