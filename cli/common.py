@@ -16,16 +16,21 @@ plan_option = click.option(
     help="DR plan file (default: $DRFLEET_PLAN, else the embedded demo plan).")
 
 
-def use_plan(plan_path: str | None):
-    """Load the plan for a command (and export it for the Celery app)."""
+def use_plan(plan_path: str | None, *, need_fleet: bool = True):
+    """Load the plan for a command (and export it for the Celery app). When no fleet Redis
+    is configured, use the one of the fleet `drfleet up` runs on DRFLEET_HOME, if any (a
+    command that needs a fleet then fails with FleetNotConfigured, saying how to name one)."""
     if plan_path:
         os.environ["DRFLEET_PLAN"] = os.path.abspath(plan_path)
-    if not settings.BROKER_URL.get():
-        # a local fleet (`drfleet up`) leaves its embedded broker's URL in DRFLEET_HOME
+    if need_fleet and not (settings.BROKER_URL.is_set() or settings.REDIS_SENTINELS.is_set()
+                           or settings.STATE_URL.is_set()):
+        from drfleet.fleet.home_lock import running_fleet_env
         from drfleet.paths import drfleet_home
-        marker = drfleet_home() / "broker-url"
-        if marker.exists():
-            os.environ["DRFLEET_BROKER_URL"] = marker.read_text().strip()
+        found = running_fleet_env(drfleet_home())
+        if found:
+            os.environ.update({k: v for k, v in found.items() if k != "DRFLEET_PLAN"})
+            if not plan_path and not settings.PLAN.is_set() and found.get("DRFLEET_PLAN"):
+                os.environ["DRFLEET_PLAN"] = found["DRFLEET_PLAN"]
     from drfleet.workers.plan_context import current_plan
     return current_plan()
 

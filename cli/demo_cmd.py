@@ -20,24 +20,23 @@ def demo(keep_running):
     Redis database on their regions' workers, list, verify (deep) and restore them, show
     the schedule, then stop everything that was started."""
     from drfleet.fleet.local import LocalFleet
-    from drfleet.plan.demo import demo_root, ensure_demo_plan
+    from drfleet.plan.demo import ensure_demo_plan
     from drfleet.plan.loader import load_plan
 
-    os.environ.pop("DRFLEET_BROKER_URL", None)
-    os.environ.pop("DRFLEET_STATE_URL", None)
+    for name in ("DRFLEET_BROKER_URL", "DRFLEET_STATE_URL", "DRFLEET_RESULT_URL", "DRFLEET_REDIS_SENTINELS",
+                 "DRFLEET_REDIS_MASTER", "DRFLEET_REDIS_PASSWORD_FILE"):
+        os.environ.pop(name, None)  # the demo runs on its own embedded Redis
     plan_file = ensure_demo_plan()
     os.environ["DRFLEET_PLAN"] = str(plan_file)
     plan = load_plan(plan_file)
     _ensure_keyrings(plan)
     click.secho(f"== plan {plan_file}", bold=True)
-    fleet = LocalFleet(plan, plan_file, home=demo_root(), flower=False, broker_env={"DEMO_REDIS_URL": ""})
+    # the same home as `drfleet up`: one demo, one state (`drfleet report` afterwards shows this run)
+    fleet = LocalFleet(plan, plan_file, flower=False)
     fleet.start(echo=lambda line: click.echo("   " + line))
     try:
-        broker = fleet.env["DRFLEET_BROKER_URL"]
-        os.environ["DRFLEET_BROKER_URL"] = broker
-        os.environ["DEMO_REDIS_URL"] = fleet.env["DEMO_REDIS_URL"]
-        from drfleet.workers import app
-        app.conf.broker_url = app.conf.result_backend = broker
+        os.environ.update({k: v for k, v in fleet.env.items() if k.startswith("DRFLEET_REDIS_") or k == "DRFLEET_BROKER_URL"})
+        from drfleet.workers import app  # configured from the environment when first used
         _wait_for_workers(app, len(plan.region_names) * 2)
         _run_tour(plan, plan_file)
         if keep_running:
@@ -83,7 +82,7 @@ def _wait_for_workers(app, count: int, timeout: float = 90) -> None:
         if len(replies) >= count:
             click.echo(f"   {len(replies)} workers answered")
             return
-    raise click.ClickException(f"workers did not answer within {timeout:.0f}s; see the logs under DRFLEET_HOME/demo/logs")
+    raise click.ClickException(f"workers did not answer within {timeout:.0f}s; see the logs under DRFLEET_HOME/logs")
 
 
 def _run_tour(plan, plan_file) -> None:

@@ -11,7 +11,7 @@ import click
 
 from drfleet.cli.data_cmds import audit_cmd, backup, backups_group, keys_group, restore, trigger, verify
 from drfleet.cli.demo_cmd import demo
-from drfleet.cli.fleet_cmds import ping, status, up
+from drfleet.cli.fleet_cmds import down, ping, status, up
 from drfleet.cli.plan_cmds import plan_group, schedule
 
 
@@ -26,6 +26,7 @@ def main():
 main.add_command(plan_group)
 main.add_command(schedule)
 main.add_command(up)
+main.add_command(down)
 main.add_command(status)
 main.add_command(ping)
 for command in (demo, backup, trigger, backups_group, restore, verify, keys_group, audit_cmd):

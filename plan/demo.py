@@ -1,7 +1,8 @@
 """The embedded demo plan: two regions, filesystem stores and keyrings under
 DRFLEET_HOME/demo, and datasets that exist on any machine (a generated file tree, a
-Redis server the demo starts). ``drfleet up`` and ``make demo`` use it when no plan is
-given."""
+Redis server the demo starts: its ``cache`` dataset backs up the fleet's own embedded Redis,
+whose URL ``drfleet up`` writes 0600 to DRFLEET_HOME/embedded-redis.url). ``drfleet up`` and
+``make demo`` use it when no plan is given, with the same home and state."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ datasets:
   cache:
     kind: redis
     region: us-east
-    connection: {{env: DEMO_REDIS_URL}}
+    connection: {{file: {home}/embedded-redis.url}}   # written by `drfleet up` / `drfleet demo`
     key: cache
     data_class: cache
     policies:
@@ -62,5 +63,5 @@ def ensure_demo_plan() -> Path:
         (content / "images").mkdir(parents=True, exist_ok=True)
         (content / "index.html").write_text("<h1>drfleet demo</h1>\n")
         (content / "images" / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>\n")
-        path.write_text(DEMO_PLAN.format(root=root))
+        path.write_text(DEMO_PLAN.format(root=root, home=drfleet_home()))
     return path
