@@ -10,8 +10,8 @@ from drfleet.plan.models import Plan
 from drfleet.plan.recovery import EXAMPLE_RECOVERY, RecoveryConfigInvalid, recovery_config
 from drfleet.providers.clouds.base import ProviderAuthError
 from drfleet.providers.dns import DnsError, DnsZoneNotFound, switch_record
-from drfleet.runbooks.docs import example_plan
 from drfleet.providers.dns.cloudflare import CloudflareClient
+from drfleet.runbooks.docs import example_plan
 from tests.contract_servers.cloudflare import CloudflareContract
 
 TOKEN = "cf-test-token-0123456789abcdef"
