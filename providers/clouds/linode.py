@@ -44,7 +44,7 @@ from drfleet.providers.clouds.base import (
     tags_to_labels,
 )
 from drfleet.providers.clouds.client import BaseCloudClient
-from drfleet.providers.http import ErrorDetail, collect_pages
+from drfleet.providers.http import ErrorDetail, collect_pages, wait_until_reset
 
 SERVER_STATUS = {"running": RUNNING, "provisioning": STARTING, "booting": STARTING,
                  "rebooting": STARTING, "rebuilding": STARTING, "migrating": STARTING,
@@ -68,7 +68,7 @@ class LinodeClient(BaseCloudClient):
     provider = "linode"
     default_base_url = "https://api.linode.com/v4"
     default_token_env = "LINODE_TOKEN"
-    rate_limit_reset_header = "x-ratelimit-reset"
+    rate_limit_wait = staticmethod(wait_until_reset("x-ratelimit-reset"))
 
     @staticmethod
     def parse_error(status: int, body: Any, headers: Mapping[str, str]) -> ErrorDetail:
