@@ -253,10 +253,13 @@ class JsonSession:
         if path.startswith(("http://", "https://")):
             base, target = urlsplit(self.base_url), urlsplit(path)
             if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-                # Never send the token to a host the plan did not name.
-                raise ProviderError("provider returned a link to another host",
+                # Never send the token to a host the plan did not name, nor in clear text.
+                raise ProviderError("provider returned a link to another scheme or host",
                                     provider=self.provider, link_host=target.netloc,
-                                    expected_host=base.netloc)
+                                    link_origin=f"{target.scheme}://{target.netloc}",
+                                    expected_origin=f"{base.scheme}://{base.netloc}",
+                                    hint="the link was not followed (the API token would have "
+                                         "gone there); check base_url in the plan")
             url = path
         else:
             url = self.base_url + "/" + path.lstrip("/")

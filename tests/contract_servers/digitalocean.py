@@ -35,6 +35,7 @@ class DigitalOceanContract(ContractServer):
     provider = "digitalocean"
     api_prefix = "/v2"
     now = staticmethod(time.time)
+    link_base: str | None = None  # where links.pages point (default: this server's url)
 
     def register_routes(self) -> None:
         self.route("GET", r"/droplets", self.list_droplets)
@@ -131,7 +132,7 @@ class DigitalOceanContract(ContractServer):
 
         def link(number: int) -> str:
             query = {"page": number, "per_page": per_page, **({"tag_name": tag} if tag else {})}
-            return f"{self.url}/droplets?{urlencode(query)}"
+            return f"{self.link_base or self.url}/droplets?{urlencode(query)}"
 
         pages: dict[str, str] = {}
         if page > 1:
