@@ -22,6 +22,12 @@ class DnsError(DrfleetError):
     hint = "check the DNS provider settings in the plan (zone, credentials) and the provider's message"
 
 
+class DnsAuthError(DnsError):
+    """The provider rejected the credentials; the error names where they came from."""
+
+    hint = "check the DNS provider credentials named above"
+
+
 class DnsZoneNotFound(DnsError):
     hint = "create the zone at the provider, or fix recovery.dns.zone / zone_id in the plan"
 
