@@ -51,14 +51,14 @@ class DigitalOceanContract(ContractServer):
     def error_reply(self, status: int, message: str, code: str | None = None) -> Reply:
         code = code or {404: "not_found", 422: "unprocessable_entity", 429: "too_many_requests",
                         500: "server_error"}.get(status, "service_unavailable")
-        return Reply(status, {"id": code, "message": message, "request_id": None})
+        return Reply(status, {"id": code, "message": message, "request_id": ""})
 
     def unauthorized(self) -> Reply:
         return self.error_reply(401, "Unable to authenticate you", "Unauthorized")
 
     def rate_limited_body(self) -> Any:
         return {"id": "too_many_requests", "message": "API Rate limit exceeded.",
-                "request_id": None}
+                "request_id": ""}
 
     def standard_headers(self, request_id: str) -> dict[str, str]:
         remaining = max(0, 5000 - len(self.requests))

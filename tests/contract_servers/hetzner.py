@@ -123,6 +123,7 @@ class HetznerContract(ContractServer):
             "server_type": {"id": 1, "name": server_type, "cores": 2, "memory": 4.0, "disk": 40},
             "datacenter": {"id": 1, "name": f"{location}-dc14",
                            "location": {"id": 1, "name": location}},
+            "location": {"id": 1, "name": location},
             "image": {"id": 1, "type": "system", "name": image}, "labels": labels,
             "locked": False, "protection": {"delete": False, "rebuild": False},
         }

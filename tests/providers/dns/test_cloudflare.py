@@ -23,6 +23,7 @@ def api(monkeypatch):
     with CloudflareContract(TOKEN, page_size_cap=2) as server:
         server.zone_id = server.add_zone("example.com")
         yield server
+        assert server.violations == [], "requests or answers the specification does not allow"
 
 
 def client(api, **kw) -> CloudflareClient:

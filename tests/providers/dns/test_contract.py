@@ -105,7 +105,12 @@ def cloudflare_world(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     token = "cf-" + uuid.uuid4().hex
     monkeypatch.setenv("CF_TOKEN", token)
     api = CloudflareContract(token).start()
-    request.addfinalizer(api.stop)
+
+    def stop() -> None:
+        api.stop()
+        assert api.violations == [], "requests or answers the specification does not allow"
+
+    request.addfinalizer(stop)
     zone = f"z{uuid.uuid4().hex[:8]}.example.com"
     zone_id = api.add_zone(zone)
 
