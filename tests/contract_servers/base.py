@@ -198,6 +198,14 @@ class ContractServer:
         with self.lock:
             self._outcomes.append(Outcome(result, polls, code, message))
 
+    def assert_no_violations(self) -> None:
+        """Fail (AssertionError listing them) when a request this server received, or an
+        answer it gave, broke the provider's specification; fixtures call it at teardown."""
+        with self.lock:
+            found = list(self.violations)
+        assert not found, (f"{len(found)} request(s) or answer(s) the {self.provider} "
+                           "specification does not allow:\n" + "\n".join(found[:20]))
+
     def count(self, method: str, path_pattern: str) -> int:
         """How many requests of ``method`` had a path fully matching ``path_pattern``."""
         return len(self.matching(method, path_pattern))

@@ -60,14 +60,15 @@ def component_closure(doc: dict, paths: list[str]) -> dict[str, list[str]]:
 
 
 def yaml_block(lines: list[str], key_line: int) -> list[str]:
-    """The lines of the mapping entry starting at ``key_line`` (up to the next line indented
-    no deeper than its key)."""
+    """The lines of the mapping entry starting at ``key_line``: up to the next line indented no
+    deeper than its key that is not an item of a sequence written at the key's indentation."""
     indent = len(lines[key_line]) - len(lines[key_line].lstrip(" "))
     end = key_line + 1
     while end < len(lines):
         line = lines[end]
-        if line.strip() and not line.lstrip(" ").startswith("#") and \
-                len(line) - len(line.lstrip(" ")) <= indent:
+        deeper = len(line) - len(line.lstrip(" ")) > indent
+        item = len(line) - len(line.lstrip(" ")) == indent and line.lstrip(" ").startswith("- ")
+        if line.strip() and not line.lstrip(" ").startswith("#") and not deeper and not item:
             break
         end += 1
     return lines[key_line:end]

@@ -18,7 +18,7 @@ def _harness(case: ProviderCase, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ha
         harness = Harness(case, server, None, FakeClock(), token)  # type: ignore[arg-type]
         harness.client = harness.make_client()
         yield harness
-        assert server.violations == [], "requests or answers the provider's specification does not allow"
+        server.assert_no_violations()
 
 
 @pytest.fixture(params=sorted(CASES))

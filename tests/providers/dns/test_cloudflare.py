@@ -23,7 +23,7 @@ def api(monkeypatch):
     with CloudflareContract(TOKEN, page_size_cap=2) as server:
         server.zone_id = server.add_zone("example.com")
         yield server
-        assert server.violations == [], "requests or answers the specification does not allow"
+        server.assert_no_violations()
 
 
 def client(api, **kw) -> CloudflareClient:

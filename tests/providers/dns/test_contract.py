@@ -108,7 +108,7 @@ def cloudflare_world(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
 
     def stop() -> None:
         api.stop()
-        assert api.violations == [], "requests or answers the specification does not allow"
+        api.assert_no_violations()
 
     request.addfinalizer(stop)
     zone = f"z{uuid.uuid4().hex[:8]}.example.com"
