@@ -100,6 +100,23 @@ class DnsSettings(_Strict):
     base_url: str | None = Field(None, description=(
         "cloudflare only: another API base URL (tests, proxies). Default "
         "https://api.cloudflare.com/client/v4."))
+    enterprise_zone: bool = Field(False, description=(
+        "cloudflare only: true when the zone is on Cloudflare's Enterprise plan, the only one "
+        "that takes TTLs of 30 to 59 seconds. Default false."))
+
+
+CLOUDFLARE_AUTOMATIC_TTL = 1
+
+
+def cloudflare_ttl_problem(ttl: int, enterprise_zone: bool = False) -> str | None:
+    """Why Cloudflare would refuse ``ttl`` (None when it takes it): its API accepts 1
+    ("automatic") or 60 to 86400 seconds, the minimum lowered to 30 on Enterprise zones."""
+    low = 30 if enterprise_zone else 60
+    if ttl == CLOUDFLARE_AUTOMATIC_TTL or low <= ttl <= 86400:
+        return None
+    return (f"Cloudflare takes a TTL of 1 (automatic) or {low} to 86400 seconds"
+            + ("" if enterprise_zone else " (30 on Enterprise zones: set recovery.dns.enterprise_zone)")
+            + f", not {ttl}")
 
 
 class DnsName(_Strict):
@@ -110,7 +127,8 @@ class DnsName(_Strict):
         "The record type; the new value is the recovered host's `address`. Default A."))
     ttl: int | None = Field(None, ge=1, description=(
         "The TTL in seconds written with the new value. Unset: the record's current TTL, "
-        "else 60. Resolvers may keep the old value for up to the old TTL."))
+        "else 60. Resolvers may keep the old value for up to the old TTL. Cloudflare takes 1 "
+        "(automatic) or 60 to 86400 (from 30 on Enterprise zones)."))
 
 
 class ConfigPush(_Strict):
@@ -286,6 +304,13 @@ def recovery_config(plan: Plan) -> Recovery:
                      db.endpoint_file.host if db.endpoint_file else None]:
             if host and host not in plan.hosts:
                 problems.append(f"recovery.databases.{ds}: unknown host {host!r}")
+    if rec.dns and rec.dns.provider == "cloudflare":
+        records = [(f"services.{n}", s.dns) for n, s in rec.services.items()]
+        records += [(f"databases.{n}", d.dns) for n, d in rec.databases.items()]
+        for where, record in records:
+            problem = record and record.ttl and cloudflare_ttl_problem(record.ttl, rec.dns.enterprise_zone)
+            if problem:
+                problems.append(f"recovery.{where}.dns.ttl: {problem}")
     if problems:
         raise RecoveryConfigInvalid("the plan's recovery section names things the plan does not have",
                                     problems=problems)
@@ -305,7 +330,7 @@ EXAMPLE_RECOVERY: dict[str, Any] = {
     "ssh": {"user": "drfleet", "key_file": "/etc/drfleet/ssh/id_ed25519", "known_hosts": "/etc/drfleet/ssh/known_hosts"},
     "clouds": {
         "eu-central": {"provider": "hetzner", "token_env": "HCLOUD_TOKEN", "region": "fsn1", "size": "cx22", "image": "ubuntu-24.04"},
-        "ap-southeast": {"provider": "vultr", "token_env": "VULTR_API_KEY", "region": "sgp", "size": "vc2-1c-2gb", "image": "ubuntu-24.04"},
+        "ap-southeast": {"provider": "vultr", "token_env": "VULTR_API_KEY", "region": "sgp", "size": "vc2-1c-2gb", "image": "2284"},
     },
     "fallback_region": "ap-southeast",
     "dns": {"provider": "cloudflare", "zone": "example.com", "token_env": "CLOUDFLARE_API_TOKEN"},

@@ -5,8 +5,10 @@
 retries only what is safe to retry, and turns every failure into a ``ProviderError``
 subclass carrying the provider's error code and request id.
 
-Retried: 429 (waiting ``Retry-After`` seconds or HTTP-date, else the provider's reset
-header, else the backoff), 502, 503, 504 (``Retry-After`` honoured there too), connect
+Retried: 429 (waiting ``Retry-After`` seconds or HTTP-date, else what the provider's
+``rate_limit_wait`` computes from its rate-limit headers, else the backoff), 502, 503, 504
+(``Retry-After`` honoured there too), the (status, error code) pairs a provider documents as
+"nothing was done, retry" (``retry_codes``, e.g. Hetzner's 409 ``conflict``), connect
 timeouts, and read timeouts of idempotent methods (a POST that timed out may have created
 something, so it is not repeated). Nothing else: a 4xx or 500 raises at once. Backoff is
 capped exponential with jitter; ``sleep``/``now``/``jitter`` are injectable so tests never
@@ -109,6 +111,21 @@ class ErrorDetail:
 ErrorParser = Callable[[int, Any, Mapping[str, str]], ErrorDetail]
 """(HTTP status, decoded JSON body or None, response headers) -> ErrorDetail."""
 
+RateLimitWait = Callable[[Mapping[str, str], float], "float | None"]
+"""(lower-cased response headers of a 429 without Retry-After, now) -> seconds to wait, or
+None to fall back to the backoff."""
+
+
+def wait_until_reset(header: str) -> RateLimitWait:
+    """For providers whose reset header is the epoch second one more request is allowed
+    (DigitalOcean: the oldest request leaves the window; Linode: the window restarts)."""
+    def wait(headers: Mapping[str, str], now: float) -> float | None:
+        try:
+            return max(0.0, float(headers[header]) - now) if headers.get(header) else None
+        except ValueError:
+            return None
+    return wait
+
 
 @dataclass(frozen=True)
 class JsonResponse:
@@ -128,7 +145,8 @@ class JsonSession:
                  timeout_seconds: float = 30.0, connect_timeout_seconds: float = 10.0,
                  max_attempts: int = 5, backoff_base_seconds: float = 1.0,
                  backoff_cap_seconds: float = 30.0, max_retry_after_seconds: float = 300.0,
-                 reset_header: str | None = None,
+                 rate_limit_wait: RateLimitWait | None = None,
+                 retry_codes: frozenset[tuple[int, str]] = frozenset(),
                  jitter: Callable[[float], float] | None = equal_jitter,
                  sleep: Callable[[float], None] = time.sleep,
                  now: Callable[[], float] = time.time,
@@ -145,7 +163,8 @@ class JsonSession:
         self._backoff_base = backoff_base_seconds
         self._backoff_cap = backoff_cap_seconds
         self._max_retry_after = max_retry_after_seconds
-        self._reset_header = reset_header
+        self._rate_limit_wait = rate_limit_wait
+        self._retry_codes = retry_codes
         self._jitter = jitter
         self._sleep = sleep
         self._now = now
@@ -211,7 +230,7 @@ class JsonSession:
                       response.status, attempt)
             if response.status < 400:
                 return response
-            if response.status in RETRY_STATUSES and not last:
+            if not last and (response.status in RETRY_STATUSES or self._retry_code(response)):
                 delay = self._retry_delay(response, attempt)
                 if delay is not None:
                     log.warning("%s %s %s -> %d (attempt %d/%d); retrying in %.2fs",
@@ -236,10 +255,13 @@ class JsonSession:
         if path.startswith(("http://", "https://")):
             base, target = urlsplit(self.base_url), urlsplit(path)
             if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-                # Never send the token to a host the plan did not name.
-                raise ProviderError("provider returned a link to another host",
+                # Never send the token to a host the plan did not name, nor in clear text.
+                raise ProviderError("provider returned a link to another scheme or host",
                                     provider=self.provider, link_host=target.netloc,
-                                    expected_host=base.netloc)
+                                    link_origin=f"{target.scheme}://{target.netloc}",
+                                    expected_origin=f"{base.scheme}://{base.netloc}",
+                                    hint="the link was not followed (the API token would have "
+                                         "gone there); check base_url in the plan")
             url = path
         else:
             url = self.base_url + "/" + path.lstrip("/")
@@ -252,22 +274,29 @@ class JsonSession:
         delay = min(self._backoff_cap, self._backoff_base * (2 ** (attempt - 1)))
         return self._jitter(delay) if self._jitter else delay
 
+    def _retry_code(self, response: JsonResponse) -> bool:
+        """Is this a (status, code) the provider documents as safe to send again?"""
+        if not self._retry_codes or response.status not in {s for s, _ in self._retry_codes}:
+            return False
+        code = self._parse_error(response.status, response.body, response.headers).code
+        return (response.status, code) in self._retry_codes
+
     def _retry_delay(self, response: JsonResponse, attempt: int) -> float | None:
         """Seconds to wait before retrying, or None when the provider asks for too long.
 
-        ``Retry-After`` wins whenever present (RFC 9110 defines it for 429 and 503); a 429
-        without it falls back to the provider's rate-limit reset header, then the backoff.
+        ``Retry-After`` wins whenever present (RFC 9110 defines it for 429 and 503), and one
+        past ``max_retry_after_seconds`` gives up. A 429 without it waits what the provider's
+        ``rate_limit_wait`` computes from its rate-limit headers (capped at
+        ``max_retry_after_seconds`` rather than given up on), then the backoff.
         """
         wait = retry_after_seconds(response.headers.get("retry-after"), self._now())
-        if wait is None and response.status == 429 and self._reset_header \
-                and response.headers.get(self._reset_header):
-            try:
-                wait = max(0.0, float(response.headers[self._reset_header]) - self._now())
-            except ValueError:
-                wait = None
-        if wait is None:
-            return self._backoff(attempt)
-        return wait if wait <= self._max_retry_after else None
+        if wait is not None:
+            return wait if wait <= self._max_retry_after else None
+        if response.status == 429 and self._rate_limit_wait:
+            computed = self._rate_limit_wait(response.headers, self._now())
+            if computed is not None:
+                return min(computed, self._max_retry_after)
+        return self._backoff(attempt)
 
     def _error(self, method: str, where: str, response: JsonResponse, attempts: int,
                action_id: str | None) -> ProviderError:

@@ -26,7 +26,7 @@ from drfleet.providers.clouds.base import (
     Server,
     ServerSpec,
 )
-from drfleet.providers.http import ErrorDetail, JsonSession, equal_jitter
+from drfleet.providers.http import ErrorDetail, JsonSession, RateLimitWait, equal_jitter
 
 T = TypeVar("T")
 
@@ -59,7 +59,8 @@ class BaseCloudClient:
     provider: ClassVar[str]
     default_base_url: ClassVar[str]
     default_token_env: ClassVar[str]
-    rate_limit_reset_header: ClassVar[str | None] = None
+    rate_limit_wait: ClassVar[RateLimitWait | None] = None  # 429 without Retry-After
+    retry_codes: ClassVar[frozenset[tuple[int, str]]] = frozenset()  # documented "retry"
 
     def __init__(self, *, token_env: str | None = None, base_url: str | None = None,
                  region: str | None = None, size: str | None = None, image: str | None = None,
@@ -73,7 +74,8 @@ class BaseCloudClient:
             provider=self.provider, base_url=base_url or self.default_base_url,
             token_env=token_env or self.default_token_env, parse_error=self.parse_error,
             timeout_seconds=timeout_seconds, max_attempts=max_attempts,
-            reset_header=self.rate_limit_reset_header, jitter=jitter, sleep=sleep, now=now,
+            rate_limit_wait=type(self).rate_limit_wait, retry_codes=self.retry_codes,
+            jitter=jitter, sleep=sleep, now=now,
             environ=environ)
         self.defaults = {"region": region, "size": size, "image": image}
         self._sleep = sleep

@@ -35,7 +35,7 @@ from drfleet.providers.clouds.base import (
     tags_to_labels,
 )
 from drfleet.providers.clouds.client import BaseCloudClient
-from drfleet.providers.http import ErrorDetail, collect_pages
+from drfleet.providers.http import ErrorDetail, collect_pages, wait_until_reset
 
 SERVER_STATUS = {"new": STARTING, "active": RUNNING, "off": STOPPED, "archive": STOPPED}
 ACTION_STATUS = {"in-progress": ACTION_RUNNING, "completed": ACTION_SUCCESS,
@@ -47,7 +47,7 @@ class DigitalOceanClient(BaseCloudClient):
     provider = "digitalocean"
     default_base_url = "https://api.digitalocean.com/v2"
     default_token_env = "DIGITALOCEAN_TOKEN"
-    rate_limit_reset_header = "ratelimit-reset"
+    rate_limit_wait = staticmethod(wait_until_reset("ratelimit-reset"))
 
     @staticmethod
     def parse_error(status: int, body: Any, headers: Mapping[str, str]) -> ErrorDetail:

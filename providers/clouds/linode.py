@@ -12,6 +12,10 @@ with the ``X-Filter`` header), "SSH Keys" (``/profile/sshkeys``), "Pagination" (
 Linode has tags, not labels: label ``k=v`` is stored as tag ``k:v``. Creating from an image
 requires a root password: a random one is generated, sent once, and never kept or logged;
 access is by the SSH keys (whose texts are sent as ``authorized_keys``).
+
+A server name becomes a Linode ``label`` that keeps the API's rules ("Linode Instances",
+``label``): 3 to 64 characters of letters, digits, ``-``, ``_`` and ``.``, beginning with a
+letter and ending with a letter or digit, no two separators in a row (``linode_label``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import base64
 import ipaddress
 import json
 import logging
+import re
 import secrets
 from typing import Any, Mapping
 
@@ -44,7 +49,7 @@ from drfleet.providers.clouds.base import (
     tags_to_labels,
 )
 from drfleet.providers.clouds.client import BaseCloudClient
-from drfleet.providers.http import ErrorDetail, collect_pages
+from drfleet.providers.http import ErrorDetail, collect_pages, wait_until_reset
 
 SERVER_STATUS = {"running": RUNNING, "provisioning": STARTING, "booting": STARTING,
                  "rebooting": STARTING, "rebuilding": STARTING, "migrating": STARTING,
@@ -55,6 +60,8 @@ EVENT_STATUS = {"scheduled": ACTION_RUNNING, "started": ACTION_RUNNING,
                 "failed": ACTION_ERROR}
 PAGE_SIZE = 500  # the API's maximum
 log = logging.getLogger("drfleet.providers.clouds.linode")
+LABEL_MIN, LABEL_MAX = 3, 64
+LABEL_PREFIX = "vm-"  # where a name does not begin with a letter, or is too short
 RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 
@@ -64,11 +71,22 @@ def is_public_ipv4(address: str) -> bool:
     return not (any(ip in net for net in RFC1918) or ip.is_loopback or ip.is_link_local)
 
 
+def linode_label(name: str) -> str:
+    """``name`` as a valid Linode label: other characters become ``-``, a run of separators
+    becomes its first one, separators are trimmed from both ends, ``vm-`` goes in front when
+    it does not begin with a letter or is under 3 characters, and it is cut to 64."""
+    label = re.sub(r"[^A-Za-z0-9_.-]", "-", name.strip())
+    label = re.sub(r"([-_.])[-_.]+", r"\1", label).strip("-_.")
+    if not label[:1].isalpha() or len(label) < LABEL_MIN:
+        label = LABEL_PREFIX + label if label else LABEL_PREFIX + "server"
+    return label[:LABEL_MAX].rstrip("-_.")
+
+
 class LinodeClient(BaseCloudClient):
     provider = "linode"
     default_base_url = "https://api.linode.com/v4"
     default_token_env = "LINODE_TOKEN"
-    rate_limit_reset_header = "x-ratelimit-reset"
+    rate_limit_wait = staticmethod(wait_until_reset("x-ratelimit-reset"))
 
     @staticmethod
     def parse_error(status: int, body: Any, headers: Mapping[str, str]) -> ErrorDetail:
@@ -87,7 +105,7 @@ class LinodeClient(BaseCloudClient):
         event cannot be found (wait on the Server then). Raises ProviderError subclasses."""
         spec = self._complete_spec(spec)
         payload: dict[str, Any] = {
-            "label": spec.name, "region": spec.region, "type": spec.size, "image": spec.image,
+            "label": linode_label(spec.name), "region": spec.region, "type": spec.size, "image": spec.image,
             "tags": labels_to_tags(spec.labels), "root_pass": secrets.token_urlsafe(32),
             "authorized_keys": [self._key_text(k) for k in spec.ssh_key_ids], "booted": True,
         }

@@ -9,12 +9,19 @@ next cursor in ``meta.links.next``), errors ``{"error": "...", "status": N}`` an
 
 Vultr has no action objects: create and delete return ``None`` for the action, and waiting
 is on the instance (running = status active, power running, server_status ok). Labels are
-stored as tags ``k:v``. A numeric image is an ``os_id``, anything else an ``image_id``.
+stored as tags ``k:v``.
+
+The plan's ``image`` names one of the three things an instance can be created from (the
+"Create Instance" body takes exactly one of them): an operating system ``os_id`` (a number, as
+``GET /os`` lists them: ``2284``, or ``os:2284``), a snapshot ``snapshot_id`` (``snapshot:<id>``,
+or the snapshot's bare UUID), or a Marketplace application ``image_id`` (``app:<image_id>``,
+e.g. ``app:docker``). Anything else is refused when the client is built.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, Mapping
 
 from drfleet.providers.clouds.base import (
@@ -23,6 +30,7 @@ from drfleet.providers.clouds.base import (
     STOPPED,
     UNKNOWN,
     Action,
+    CloudConfigError,
     Server,
     ServerSpec,
     labels_match,
@@ -36,6 +44,31 @@ from drfleet.providers.clouds.client import BaseCloudClient
 from drfleet.providers.http import ErrorDetail, collect_pages
 
 PER_PAGE = 500  # the API's maximum
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+IMAGE_FORMS = "an OS id (2284 or os:2284), snapshot:<id> (or the snapshot's UUID), or app:<image_id>"
+
+
+def image_field(image: str) -> tuple[str, int | str]:
+    """The "Create Instance" field and value for a plan's ``image``.
+
+    ``2284``/``os:2284`` -> ``("os_id", 2284)``; ``snapshot:<id>`` or a bare UUID ->
+    ``("snapshot_id", id)``; ``app:<image_id>`` -> ``("image_id", image_id)``.
+    Raises CloudConfigError for anything else (e.g. ``ubuntu-24.04``, which Vultr would reject).
+    """
+    text = str(image).strip()
+    kind, sep, rest = text.partition(":")
+    if not sep:
+        kind, rest = ("os", text) if text.isdigit() else ("snapshot", text) \
+            if UUID.fullmatch(text) else ("", text)
+    rest = rest.strip()
+    if kind == "os" and rest.isdigit():
+        return "os_id", int(rest)
+    if kind == "snapshot" and rest:
+        return "snapshot_id", rest
+    if kind == "app" and rest:
+        return "image_id", rest
+    raise CloudConfigError(f"vultr: cannot tell what image {text!r} is", provider="vultr",
+                           image=text, hint=f"give the image as {IMAGE_FORMS}")
 
 
 def normalised_status(raw: Mapping[str, Any]) -> str:
@@ -56,6 +89,12 @@ class VultrClient(BaseCloudClient):
     default_base_url = "https://api.vultr.com/v2"
     default_token_env = "VULTR_API_KEY"
 
+    def __init__(self, **kwargs: Any) -> None:
+        """Raises CloudConfigError when the default ``image`` is none of the forms above."""
+        super().__init__(**kwargs)
+        if self.defaults["image"]:
+            image_field(self.defaults["image"])
+
     @staticmethod
     def parse_error(status: int, body: Any, headers: Mapping[str, str]) -> ErrorDetail:
         body = body if isinstance(body, dict) else {}
@@ -66,17 +105,17 @@ class VultrClient(BaseCloudClient):
     # ------------------------------------------------------------------ instances
 
     def create_server(self, spec: ServerSpec) -> tuple[Server, Action | None]:
-        """POST /instances. Vultr has no actions: wait on the returned Server."""
+        """POST /instances. Vultr has no actions: wait on the returned Server.
+
+        Raises CloudConfigError when the image is none of the forms ``image_field`` takes."""
         spec = self._complete_spec(spec)
         payload: dict[str, Any] = {
             "label": spec.name, "hostname": spec.name, "region": spec.region, "plan": spec.size,
             "sshkey_id": list(spec.ssh_key_ids), "tags": labels_to_tags(spec.labels),
             "enable_ipv6": True,
         }
-        if str(spec.image).isdigit():
-            payload["os_id"] = int(spec.image)
-        else:
-            payload["image_id"] = spec.image
+        field, value = image_field(str(spec.image))
+        payload[field] = value
         if spec.user_data:
             payload["user_data"] = base64.b64encode(spec.user_data.encode()).decode()
         return self._server(self.session.post("/instances", json=payload).body["instance"]), None
@@ -129,7 +168,8 @@ class VultrClient(BaseCloudClient):
         return Server(
             provider=self.provider, id=str(raw["id"]), name=raw.get("label", ""),
             status=normalised_status(raw), region=raw.get("region"), size=raw.get("plan"),
-            image=raw.get("image_id") or (str(raw["os_id"]) if raw.get("os_id") else None),
+            image=f"app:{raw['image_id']}" if raw.get("image_id") else
+            (str(raw["os_id"]) if raw.get("os_id") else None),
             ipv4=None if ipv4 == "0.0.0.0" else ipv4, ipv6=raw.get("v6_main_ip") or None,
             labels=tags_to_labels(raw.get("tags")),
             provider_status="/".join(str(raw.get(k, "")) for k in

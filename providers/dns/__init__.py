@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from drfleet.providers.dns.base import DnsClient, DnsError, DnsRecord, DnsZoneNotFound, SwitchResult, switch_record
+from drfleet.providers.dns.base import (
+    DnsAuthError,
+    DnsClient,
+    DnsError,
+    DnsRecord,
+    DnsZoneNotFound,
+    SwitchResult,
+    switch_record,
+)
 from drfleet.registry import Registry
 
 
@@ -34,5 +42,5 @@ def open_dns(kind: str, settings: Any, **injected: Any) -> DnsClient:
     return DNS.load(kind).from_settings(settings, **injected)
 
 
-__all__ = ["DNS", "DnsClient", "DnsError", "DnsRecord", "DnsZoneNotFound", "SwitchResult", "open_dns",
+__all__ = ["DNS", "DnsAuthError", "DnsClient", "DnsError", "DnsRecord", "DnsZoneNotFound", "SwitchResult", "open_dns",
            "switch_record"]

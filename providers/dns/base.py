@@ -22,6 +22,12 @@ class DnsError(DrfleetError):
     hint = "check the DNS provider settings in the plan (zone, credentials) and the provider's message"
 
 
+class DnsAuthError(DnsError):
+    """The provider rejected the credentials; the error names where they came from."""
+
+    hint = "check the DNS provider credentials named above"
+
+
 class DnsZoneNotFound(DnsError):
     hint = "create the zone at the provider, or fix recovery.dns.zone / zone_id in the plan"
 
@@ -31,7 +37,14 @@ class DnsRecord:
     name: str                 # fully qualified, no trailing dot
     type: str
     values: tuple[str, ...]   # sorted
-    ttl: int
+    ttl: int                  # seconds resolvers may keep the answer
+    provider_ttl: int | None = None  # the TTL as the provider stores it, when that differs
+    # (Cloudflare's 1 = "automatic", which resolvers see as 300 s): what is written back
+
+    @property
+    def ttl_to_keep(self) -> int:
+        """The TTL to write when the record's TTL is to stay what it is."""
+        return self.provider_ttl if self.provider_ttl is not None else self.ttl
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,13 @@ def fqdn(name: str, zone: str) -> str:
 def switch_record(client: DnsClient, name: str, rtype: str, values: list[str], *,
                   ttl: int | None = None, now: Callable[[], float] = time.time) -> SwitchResult:
     """Point ``name``/``rtype`` at ``values`` (idempotent). The new TTL is ``ttl``, else the
-    old record's, else DEFAULT_TTL. Raises what the client raises."""
+    old record's as the provider stores it (an automatic TTL stays automatic), else
+    DEFAULT_TTL. Raises what the client raises."""
     name = fqdn(name, client.zone)
     new_values = tuple(sorted(values))
     current = client.get_record(name, rtype)
-    new_ttl = ttl or (current.ttl if current else DEFAULT_TTL)
-    if current and current.values == new_values and current.ttl == new_ttl:
+    new_ttl = ttl or (current.ttl_to_keep if current else DEFAULT_TTL)
+    if current and current.values == new_values and current.ttl_to_keep == new_ttl:
         return SwitchResult(name, rtype, current.values, new_values, current.ttl, new_ttl, False,
                             now(), None)
     change_id = client.set_record(name, rtype, list(new_values), new_ttl)

@@ -5,7 +5,10 @@ From Cloudflare's API documentation: bearer API tokens; every answer is an envel
 {"page", "per_page", "count", "total_count", "total_pages"}}``; ``GET /zones?name=``;
 ``GET /zones/{zone_id}/dns_records?type=&name=&page=&per_page=`` (one record per value);
 ``POST`` to create, ``PUT /zones/{zone_id}/dns_records/{id}`` to overwrite (idempotent, so
-retried like a GET), ``DELETE`` to remove; ``ttl: 1`` means "automatic" (300 s). The request id is the ``cf-ray`` header.
+retried like a GET), ``DELETE`` to remove; ``ttl`` is 1 ("automatic", served as 300 s) or 60 to
+86400 seconds (from 30 on Enterprise zones): any other TTL is refused here before a request.
+An automatic TTL read back is reported as 300 s but written back as 1. The request id is the
+``cf-ray`` header.
 
 HTTP, retries (429 with Retry-After, 502/503/504) and error facts come from the cloud
 clients' ``JsonSession``; errors are ``ProviderError`` subclasses with Cloudflare's code.
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from drfleet.providers.dns.base import DnsRecord, DnsZoneNotFound
+from drfleet.plan.recovery import CLOUDFLARE_AUTOMATIC_TTL, cloudflare_ttl_problem
+from drfleet.providers.dns.base import DnsError, DnsRecord, DnsZoneNotFound
 from drfleet.providers.http import ErrorDetail, JsonSession, collect_pages
 
 AUTOMATIC_TTL_SECONDS = 300
@@ -33,9 +37,11 @@ class CloudflareClient:
     provider = "cloudflare"
 
     def __init__(self, zone: str, *, zone_id: str | None = None, token_env: str = "CLOUDFLARE_API_TOKEN",
-                 base_url: str = "https://api.cloudflare.com/client/v4", **injected: Any) -> None:
+                 base_url: str = "https://api.cloudflare.com/client/v4", enterprise_zone: bool = False,
+                 **injected: Any) -> None:
         self.zone = zone.rstrip(".").lower()
         self._zone_id = zone_id
+        self.enterprise_zone = enterprise_zone
         self.session = JsonSession(provider="cloudflare", base_url=base_url, token_env=token_env,
                                    parse_error=parse_error, **injected)
 
@@ -43,7 +49,8 @@ class CloudflareClient:
     def from_settings(cls, settings: Any, **injected: Any) -> "CloudflareClient":
         return cls(settings.zone, zone_id=settings.zone_id,
                    token_env=settings.token_env or "CLOUDFLARE_API_TOKEN",
-                   base_url=settings.base_url or "https://api.cloudflare.com/client/v4", **injected)
+                   base_url=settings.base_url or "https://api.cloudflare.com/client/v4",
+                   enterprise_zone=settings.enterprise_zone, **injected)
 
     def zone_id(self) -> str:
         if self._zone_id:
@@ -73,12 +80,21 @@ class CloudflareClient:
         records = self._records(name, rtype)
         if not records:
             return None
-        ttl = int(records[0].get("ttl") or 1)
-        return DnsRecord(name, rtype, tuple(sorted(r["content"] for r in records)),
-                         AUTOMATIC_TTL_SECONDS if ttl == 1 else ttl)
+        ttl = int(records[0].get("ttl") or CLOUDFLARE_AUTOMATIC_TTL)
+        values = tuple(sorted(r["content"] for r in records))
+        if ttl == CLOUDFLARE_AUTOMATIC_TTL:
+            return DnsRecord(name, rtype, values, AUTOMATIC_TTL_SECONDS, provider_ttl=ttl)
+        return DnsRecord(name, rtype, values, ttl)
 
     def set_record(self, name: str, rtype: str, values: list[str], ttl: int) -> str | None:
-        """Change existing records in place, create missing ones, delete extras."""
+        """Change existing records in place, create missing ones, delete extras.
+
+        Raises DnsError, before any request, when Cloudflare would refuse ``ttl``."""
+        problem = cloudflare_ttl_problem(ttl, self.enterprise_zone)
+        if problem:
+            raise DnsError(f"cloudflare: {problem}", provider="cloudflare", zone=self.zone,
+                           record=f"{name} {rtype}", ttl=ttl,
+                           hint="set the record's dns.ttl in the plan to 1 or 60..86400")
         zid = self.zone_id()
         existing = sorted(self._records(name, rtype), key=lambda r: r["content"] not in values)
         wanted = list(values)

@@ -4,7 +4,9 @@ change is INSYNC.
 Credentials: the plan's ``access_key``/``secret_key`` references (resolved here, on the
 worker), else boto3's own chain. ``endpoint_url`` points at another implementation of the
 API (moto's server in the tests). Errors are DnsError carrying AWS's error code and request
-id; a zone that does not exist is DnsZoneNotFound.
+id; a zone that does not exist is DnsZoneNotFound; credentials AWS rejects (HTTP 401/403 or
+an authentication error code) are DnsAuthError naming where the credentials came from
+(``env:VAR``/``file:PATH``), never their values.
 """
 
 from __future__ import annotations
@@ -12,24 +14,40 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from drfleet.providers.dns.base import DnsError, DnsRecord, DnsZoneNotFound
+from drfleet.providers.dns.base import DnsAuthError, DnsError, DnsRecord, DnsZoneNotFound
+
+AUTH_CODES = frozenset({"InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied",
+                        "AccessDeniedException", "InvalidSignatureException", "ExpiredToken",
+                        "UnrecognizedClientException", "IncompleteSignature",
+                        "MissingAuthenticationToken"})
+DEFAULT_CHAIN = "boto3's default credential chain"
 
 
-def _error(exc: Exception, what: str, **facts: Any) -> DnsError:
+def _error(exc: Exception, what: str, credentials: str = DEFAULT_CHAIN, **facts: Any) -> DnsError:
     response = getattr(exc, "response", None) or {}
-    code = response.get("Error", {}).get("Code")
+    code = response.get("Error", {}).get("Code") or None
     message = response.get("Error", {}).get("Message") or str(exc)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    request_id = response.get("ResponseMetadata", {}).get("RequestId")
+    if code in AUTH_CODES or status in (401, 403):
+        return DnsAuthError(f"route53 rejected the AWS credentials from {credentials}",
+                            provider="route53", aws_code=code, http_status=status,
+                            request_id=request_id, credentials=credentials, **facts,
+                            hint=f"check the access key and secret in {credentials}: valid, "
+                                 "not expired, allowed to change this hosted zone")
     cls = DnsZoneNotFound if code == "NoSuchHostedZone" else DnsError
     return cls(f"route53: {what} failed: {message}", provider="route53", aws_code=code,
-               request_id=response.get("ResponseMetadata", {}).get("RequestId"), **facts)
+               request_id=request_id, **facts)
 
 
 class Route53Client:
     provider = "route53"
 
     def __init__(self, zone: str, *, zone_id: str | None = None, client: Any = None,
-                 sleep: Callable[[float], None] = time.sleep, sync_timeout: float = 120.0) -> None:
+                 sleep: Callable[[float], None] = time.sleep, sync_timeout: float = 120.0,
+                 credentials: str = DEFAULT_CHAIN) -> None:
         self.zone = zone.rstrip(".").lower()
+        self.credentials = credentials  # where they came from, for errors: never the values
         self._zone_id = zone_id
         self._client = client
         self._sleep = sleep
@@ -48,8 +66,10 @@ class Route53Client:
             kwargs["aws_access_key_id"] = resolve_secret(settings.access_key, what="route53 access key")
         if settings.secret_key:
             kwargs["aws_secret_access_key"] = resolve_secret(settings.secret_key, what="route53 secret key")
+        refs = [ref.describe() for ref in (settings.access_key, settings.secret_key) if ref]
         return cls(settings.zone, zone_id=settings.zone_id,
-                   client=boto3.session.Session().client("route53", **kwargs), **injected)
+                   client=boto3.session.Session().client("route53", **kwargs),
+                   credentials=" and ".join(refs) or DEFAULT_CHAIN, **injected)
 
     def zone_id(self) -> str:
         """The hosted zone's id (looked up by name once). Raises DnsZoneNotFound."""
@@ -59,7 +79,7 @@ class Route53Client:
         try:
             answer = self._client.list_hosted_zones_by_name(DNSName=self.zone + ".", MaxItems="1")
         except (ClientError, BotoCoreError) as exc:
-            raise _error(exc, "listing hosted zones", zone=self.zone) from None
+            raise _error(exc, "listing hosted zones", zone=self.zone, credentials=self.credentials) from None
         for zone in answer.get("HostedZones", []):
             if zone["Name"].rstrip(".").lower() == self.zone:
                 self._zone_id = zone["Id"].rsplit("/", 1)[-1]
@@ -72,7 +92,7 @@ class Route53Client:
             answer = self._client.list_resource_record_sets(
                 HostedZoneId=self.zone_id(), StartRecordName=name + ".", StartRecordType=rtype, MaxItems="1")
         except (ClientError, BotoCoreError) as exc:
-            raise _error(exc, f"reading {name} {rtype}", zone=self.zone) from None
+            raise _error(exc, f"reading {name} {rtype}", zone=self.zone, credentials=self.credentials) from None
         for rrset in answer.get("ResourceRecordSets", []):
             if rrset["Name"].rstrip(".").lower() == name.lower() and rrset["Type"] == rtype:
                 values = tuple(sorted(r["Value"] for r in rrset.get("ResourceRecords", [])))
@@ -96,7 +116,7 @@ class Route53Client:
                 self._sleep(2)
                 status = self._client.get_change(Id=change_id)["ChangeInfo"]["Status"]
         except (ClientError, BotoCoreError) as exc:
-            raise _error(exc, f"changing {name} {rtype}", zone=self.zone) from None
+            raise _error(exc, f"changing {name} {rtype}", zone=self.zone, credentials=self.credentials) from None
         if status != "INSYNC":
             raise DnsError(f"route53: change {change_id} not in sync after {self._sync_timeout:.0f}s",
                            provider="route53", change_id=change_id,

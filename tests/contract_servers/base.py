@@ -6,6 +6,10 @@ uses. A subclass declares routes and the provider's JSON shapes; this base does 
 
 * bearer-token check (a wrong token gets the provider's own 401 body),
 * provider rate-limit and request-id headers on every answer,
+* every request checked against the provider's published OpenAPI document (``spec.py``)
+  where it is installed: a request it does not allow is answered 400 and recorded in
+  ``violations``, and so is each answer of this server's that the document does not allow
+  (fixtures fail a test that leaves ``violations`` non-empty),
 * small page sizes (``page_size_cap``) so clients must cross several pages,
 * a request log (``requests``, ``count``) for assertions,
 * a control surface for faults: ``fail_next`` (N answers with a status, optional
@@ -29,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+from tests.contract_servers.spec import Spec, provider_spec
 from tests.fixtures.util import port_open, wait_for
 
 SUCCESS, ERROR, NEVER = "success", "error", "never"
@@ -123,6 +128,8 @@ class ContractServer:
         self._routes: list[Route] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.spec: Spec | None = provider_spec(self.provider)
+        self.violations: list[str] = []
         self.register_routes()
 
     # ------------------------------------------------------------------ lifecycle
@@ -191,6 +198,14 @@ class ContractServer:
         with self.lock:
             self._outcomes.append(Outcome(result, polls, code, message))
 
+    def assert_no_violations(self) -> None:
+        """Fail (AssertionError listing them) when a request this server received, or an
+        answer it gave, broke the provider's specification; fixtures call it at teardown."""
+        with self.lock:
+            found = list(self.violations)
+        assert not found, (f"{len(found)} request(s) or answer(s) the {self.provider} "
+                           "specification does not allow:\n" + "\n".join(found[:20]))
+
     def count(self, method: str, path_pattern: str) -> int:
         """How many requests of ``method`` had a path fully matching ``path_pattern``."""
         return len(self.matching(method, path_pattern))
@@ -258,13 +273,29 @@ class ContractServer:
         with self.lock:
             self.requests.append(request)
             fault = self._take_fault(method, path) if authorized else None
-        if not authorized:
-            reply = self.unauthorized()
-        elif fault is not None:
+        if fault is not None:
             reply = self._fault_reply(fault)
         else:
-            reply = self._route(request)
+            reply = self._checked(request, parts.path, body if raw_body else None)
         reply.headers = {**self.standard_headers(request_id), **reply.headers}
+        return reply
+
+    def _checked(self, request: Request, raw_path: str, body: Any) -> Reply:
+        """The answer to ``request``, both checked against the provider's document."""
+        if self.spec is None:
+            return self._route(request) if request.authorized else self.unauthorized()
+        problems = self.spec.check_request(request.method, raw_path, request.query,
+                                           request.headers, body)
+        if problems:
+            with self.lock:
+                self.violations += problems
+            return self.error_reply(400, "not allowed by the specification: " + "; ".join(problems))
+        reply = self._route(request) if request.authorized else self.unauthorized()
+        if not isinstance(reply.body, bytes):
+            reply.body = self.spec.complete_response(request.method, raw_path, reply.status, reply.body)
+        problems = self.spec.check_response(request.method, raw_path, reply.status, reply.body)
+        with self.lock:
+            self.violations += [f"this server's answer: {p}" for p in problems]
         return reply
 
     def _take_fault(self, method: str, path: str) -> Fault | None:

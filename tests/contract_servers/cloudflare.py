@@ -59,9 +59,11 @@ class CloudflareContract(ContractServer):
 
     # ------------------------------------------------------------------ test setup
 
-    def add_zone(self, name: str) -> str:
+    def add_zone(self, name: str, *, enterprise: bool = False) -> str:
         zone_id = uuid.uuid4().hex
-        self.zones[zone_id] = {"id": zone_id, "name": name, "status": "active"}
+        plan = "enterprise" if enterprise else "free"
+        self.zones[zone_id] = {"id": zone_id, "name": name, "status": "active",
+                               "plan": {"id": plan, "name": plan.title(), "legacy_id": plan}}
         return zone_id
 
     def add_record(self, zone_id: str, name: str, rtype: str, content: str, ttl: int = 1) -> str:
@@ -94,16 +96,17 @@ class CloudflareContract(ContractServer):
         return self.ok(chunk, {"page": page, "per_page": per_page, "count": len(chunk),
                                "total_count": len(items), "total_pages": total_pages})
 
-    def _valid(self, body: Any) -> str | None:
+    def _valid(self, zone_id: str, body: Any) -> str | None:
         if not isinstance(body, dict) or not all(body.get(k) for k in ("type", "name", "content")):
             return "type, name and content are required"
         ttl = body.get("ttl", 1)
-        if not (ttl == 1 or 60 <= int(ttl) <= 86400):
-            return "TTL must be between 60 and 86400 seconds, or 1 for Automatic"
+        low = 30 if self.zones[zone_id]["plan"]["legacy_id"] == "enterprise" else 60
+        if not (ttl == 1 or low <= int(ttl) <= 86400):
+            return f"TTL must be between {low} and 86400 seconds, or 1 for Automatic"
         return None
 
     def create_record(self, request: Request) -> Reply:
-        problem = self._valid(request.body)
+        problem = self._valid(request.params["zone"], request.body)
         if problem:
             return self.error_reply(400, problem, "9005")
         record_id = self.add_record(request.params["zone"], request.body["name"], request.body["type"],
@@ -114,7 +117,7 @@ class CloudflareContract(ContractServer):
         record = self.records.get(request.params["id"])
         if record is None:
             return self.error_reply(404, "Record does not exist.", "81044")
-        problem = self._valid(request.body)
+        problem = self._valid(request.params["zone"], request.body)
         if problem:
             return self.error_reply(400, problem, "9005")
         record.update({k: request.body[k] for k in ("type", "name", "content", "ttl", "proxied") if k in request.body})

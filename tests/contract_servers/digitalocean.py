@@ -35,6 +35,7 @@ class DigitalOceanContract(ContractServer):
     provider = "digitalocean"
     api_prefix = "/v2"
     now = staticmethod(time.time)
+    link_base: str | None = None  # where links.pages point (default: this server's url)
 
     def register_routes(self) -> None:
         self.route("GET", r"/droplets", self.list_droplets)
@@ -50,14 +51,14 @@ class DigitalOceanContract(ContractServer):
     def error_reply(self, status: int, message: str, code: str | None = None) -> Reply:
         code = code or {404: "not_found", 422: "unprocessable_entity", 429: "too_many_requests",
                         500: "server_error"}.get(status, "service_unavailable")
-        return Reply(status, {"id": code, "message": message, "request_id": None})
+        return Reply(status, {"id": code, "message": message, "request_id": ""})
 
     def unauthorized(self) -> Reply:
         return self.error_reply(401, "Unable to authenticate you", "Unauthorized")
 
     def rate_limited_body(self) -> Any:
         return {"id": "too_many_requests", "message": "API Rate limit exceeded.",
-                "request_id": None}
+                "request_id": ""}
 
     def standard_headers(self, request_id: str) -> dict[str, str]:
         remaining = max(0, 5000 - len(self.requests))
@@ -131,7 +132,7 @@ class DigitalOceanContract(ContractServer):
 
         def link(number: int) -> str:
             query = {"page": number, "per_page": per_page, **({"tag_name": tag} if tag else {})}
-            return f"{self.url}/droplets?{urlencode(query)}"
+            return f"{self.link_base or self.url}/droplets?{urlencode(query)}"
 
         pages: dict[str, str] = {}
         if page > 1:

@@ -119,8 +119,7 @@ class LinodeContract(ContractServer):
                 "percent_complete": 100 if job.status != "running" else 40,
                 "message": (job.outcome.message or "Linode creation failed")
                 if job.status == "error" else None,
-                "seen": False, "read": False, "username": "drfleet", "duration": None,
-                "rate": None, "time_remaining": None, "secondary_entity": None}
+                "seen": False, "read": False, "username": "drfleet", "time_remaining": None}
 
     def seed_servers(self, count: int, labels: dict[str, str] | None = None,
                      prefix: str = "seed") -> list[str]:

@@ -67,7 +67,7 @@ class VultrContract(ContractServer):
                 "allowed_bandwidth": 1000, "netmask_v4": "", "gateway_v4": "0.0.0.0",
                 "power_status": "running", "server_status": "none", "v6_network": "",
                 "v6_main_ip": "", "v6_network_size": 0, "label": label, "internal_ip": "",
-                "kvm": "", "hostname": label, "tag": "", "tags": list(tags), "os_id": os_id,
+                "kvm": "", "hostname": label, "tag": "", "tags": list(tags), "os_id": os_id or 0,
                 "app_id": 0, "image_id": image_id, "firewall_group_id": "", "features": [],
                 **(self.ready_fields(self.new_id()) if ready else {})}
 

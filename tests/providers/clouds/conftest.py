@@ -18,6 +18,7 @@ def _harness(case: ProviderCase, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ha
         harness = Harness(case, server, None, FakeClock(), token)  # type: ignore[arg-type]
         harness.client = harness.make_client()
         yield harness
+        server.assert_no_violations()
 
 
 @pytest.fixture(params=sorted(CASES))

@@ -62,6 +62,34 @@ def test_pagination_follows_absolute_next_links(digitalocean: Harness) -> None:
     assert {r.arg("tag_name") for r in pages} == {"env:prod"}
 
 
+def test_next_links_are_followed_as_given(digitalocean: Harness) -> None:
+    digitalocean.server.seed_servers(5)
+
+    assert len(digitalocean.client.list_servers()) == 5
+
+    first, *rest = digitalocean.server.matching("GET", r"/droplets")
+    assert first.query == {"page": ["1"], "per_page": ["200"]}
+    # later pages ask for exactly what links.pages.next says (the server's page size)
+    assert [r.query for r in rest] == [{"page": ["2"], "per_page": ["2"]},
+                                       {"page": ["3"], "per_page": ["2"]}]
+
+
+@pytest.mark.parametrize("origin", ["https://127.0.0.1:{port}", "http://localhost:{port}",
+                                    "http://127.0.0.1:{other}"])
+def test_a_next_link_to_another_scheme_or_host_is_refused(digitalocean: Harness,
+                                                          origin: str) -> None:
+    digitalocean.server.seed_servers(3)
+    link = origin.format(port=digitalocean.server.port, other=digitalocean.server.port + 1)
+    digitalocean.server.link_base = link + "/v2"
+
+    with pytest.raises(ProviderError) as raised:
+        digitalocean.client.list_servers()
+
+    assert raised.value.facts["link_origin"] == link
+    assert raised.value.facts["expected_origin"] == f"http://127.0.0.1:{digitalocean.server.port}"
+    assert digitalocean.server.count("GET", r"/droplets") == 1  # nothing sent to the link
+
+
 def test_error_carries_id_and_request_id(digitalocean: Harness) -> None:
     with pytest.raises(ProviderNotFound) as raised:
         digitalocean.client.get_server("424242")

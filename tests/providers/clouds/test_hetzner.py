@@ -11,7 +11,7 @@ from drfleet.providers.clouds.base import (
     ProviderRateLimited,
     ServerSpec,
 )
-from drfleet.providers.clouds.hetzner import HetznerClient
+from drfleet.providers.clouds.hetzner import HetznerClient, one_request_refill
 from tests.contract_servers.hetzner import md5_fingerprint
 from tests.providers.clouds.harness import OTHER_KEY, PUBLIC_KEY, Harness
 
@@ -114,13 +114,37 @@ def test_ssh_key_name_taken_by_another_key_is_reported(hetzner: Harness) -> None
     assert raised.value.code == "uniqueness_error"
 
 
-def test_rate_limit_without_retry_after_waits_for_ratelimit_reset(hetzner: Harness) -> None:
+def test_rate_limit_without_retry_after_waits_for_one_request_not_the_whole_bucket(
+        hetzner: Harness) -> None:
     hetzner.server.now = hetzner.clock.now
+    hetzner.server.spent = 3600  # the bucket is empty: RateLimit-Reset is an hour away
     hetzner.server.rate_limit_next(1, retry_after=None)
 
-    hetzner.client.list_servers()
+    assert hetzner.client.list_servers() == []
 
-    # The 429 was the first request: RateLimit-Reset says one request regenerates in 1 s.
+    # One request refills in 3600 s / 3600 requests: wait 1 s, not the hour to a full bucket.
+    assert hetzner.clock.sleeps == [1.0]
+
+
+@pytest.mark.parametrize("headers,expected", [
+    ({"ratelimit-limit": "3600", "ratelimit-remaining": "0", "ratelimit-reset": "1003600"}, 1.0),
+    ({"ratelimit-limit": "100", "ratelimit-remaining": "50", "ratelimit-reset": "1000100"}, 2.0),
+    ({}, 1.0),
+    ({"ratelimit-limit": "x", "ratelimit-remaining": "0", "ratelimit-reset": "1"}, 1.0),
+])
+def test_one_request_refill_is_time_to_full_over_requests_missing(headers: dict,
+                                                                  expected: float) -> None:
+    assert one_request_refill(headers, now=1_000_000.0) == expected
+
+
+def test_a_conflict_is_retried(hetzner: Harness) -> None:
+    hetzner.server.fail_next(1, 409, method="POST", path="/servers", body={"error": {
+        "code": "conflict", "message": "The resource has changed during the request, "
+                                      "please retry", "details": {}}})
+
+    server, _ = hetzner.client.create_server(ServerSpec(name="db-1"))
+
+    assert server.name == "db-1" and hetzner.server.count("POST", r"/servers") == 2
     assert hetzner.clock.sleeps == [1.0]
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 
 from drfleet.providers.clouds.base import ActionFailed, ProviderError, ServerSpec
-from drfleet.providers.clouds.linode import LinodeClient, is_public_ipv4
+from drfleet.providers.clouds.linode import LinodeClient, is_public_ipv4, linode_label
 from tests.providers.clouds.harness import OTHER_KEY, PUBLIC_KEY, Harness
 
 
@@ -112,3 +113,30 @@ def test_an_unreadable_event_does_not_lose_the_created_linode(linode: Harness) -
 
     assert action is None and server.id in linode.server.servers
     assert linode.client.wait_until_running(server.id, 60).is_running
+
+
+LABEL_RULE = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|[-_.](?=[A-Za-z0-9]))*[A-Za-z0-9]")
+
+
+@pytest.mark.parametrize("name,label", [
+    ("db-1", "db-1"),
+    ("site eu/central", "site-eu-central"),
+    ("web--1", "web-1"),
+    ("a__b..c-._d", "a_b.c-d"),
+    ("-db-", "vm-db"),
+    ("1st-db", "vm-1st-db"),
+    ("db", "vm-db"),
+    ("###", "vm-server"),
+    ("x" * 70 + "-y", "x" * 64),
+    ("a" * 63 + "-b", "a" * 63),
+])
+def test_a_server_name_becomes_a_label_the_api_takes(name: str, label: str) -> None:
+    assert linode_label(name) == label
+    assert 3 <= len(label) <= 64 and LABEL_RULE.fullmatch(label)
+
+
+def test_create_sends_a_valid_label_for_an_awkward_name(linode: Harness) -> None:
+    server, _ = linode.client.create_server(ServerSpec(name="1 site__restore-"))
+
+    [request] = linode.server.matching("POST", r"/linode/instances")
+    assert request.body["label"] == "vm-1-site_restore" == server.name

@@ -27,11 +27,38 @@ def test_create_sends_the_documented_body(vultr: Harness) -> None:
     assert server.status == base.STARTING and server.ipv4 is None  # main_ip 0.0.0.0
 
 
-def test_a_non_numeric_image_is_an_image_id(vultr: Harness) -> None:
-    vultr.client.create_server(ServerSpec(name="app-1", image="wordpress"))
+SNAPSHOT = "cb676a46-66fd-4dfb-b839-443f2e6c0b60"
+
+
+@pytest.mark.parametrize("image,field,value", [
+    ("2284", "os_id", 2284),
+    ("os:2284", "os_id", 2284),
+    (f"snapshot:{SNAPSHOT}", "snapshot_id", SNAPSHOT),
+    (SNAPSHOT, "snapshot_id", SNAPSHOT),
+    ("app:docker", "image_id", "docker"),
+])
+def test_each_kind_of_image_goes_in_its_own_field(vultr: Harness, image: str, field: str,
+                                                 value: object) -> None:
+    vultr.client.create_server(ServerSpec(name="restore-1", image=image))
 
     [request] = vultr.server.matching("POST", r"/instances")
-    assert request.body["image_id"] == "wordpress" and "os_id" not in request.body
+    sent = {k for k in ("os_id", "snapshot_id", "image_id", "app_id", "iso_id") if k in request.body}
+    assert sent == {field} and request.body[field] == value
+
+
+@pytest.mark.parametrize("image", ["ubuntu-24.04", "wordpress", "os:ubuntu", "snapshot:", "app:"])
+def test_an_image_of_no_known_form_is_refused_before_any_request(vultr: Harness,
+                                                                 image: str) -> None:
+    with pytest.raises(CloudConfigError) as raised:
+        vultr.client.create_server(ServerSpec(name="restore-1", image=image))
+
+    assert raised.value.facts["image"] == image and "snapshot:" in raised.value.hint
+    assert vultr.server.requests == []
+
+
+def test_a_plan_default_image_of_no_known_form_is_refused_when_the_client_is_built() -> None:
+    with pytest.raises(CloudConfigError):
+        VultrClient.from_plan({"image": "ubuntu-24.04"})
 
 
 def test_running_means_active_running_and_ok(vultr: Harness) -> None:
