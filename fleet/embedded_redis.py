@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,8 @@ class EmbeddedRedis:
             lines = [f"port {port}", "bind 127.0.0.1", f"dir {data}", "appendonly yes", "appendfsync everysec",
                      'save ""', "maxmemory-policy noeviction", f"requirepass {password}", f"masterauth {password}"]
             if self.ha:
-                lines += ["replica-announce-ip 127.0.0.1", "min-replicas-to-write 1", "min-replicas-max-lag 10"]
+                lines += ["replica-announce-ip 127.0.0.1", "min-replicas-to-write 1", "min-replicas-max-lag 10",
+                          "repl-diskless-sync-delay 0"]
                 if i:
                     lines.append(f"replicaof 127.0.0.1 {self.ports[0]}")
             conf = _private_file(data / "redis.conf", "\n".join(lines) + "\n")
@@ -81,6 +83,25 @@ class EmbeddedRedis:
                 f"sentinel failover-timeout {MASTER_NAME} 10000"]) + "\n")
             out.append((f"sentinel-{i}", ["redis-server", str(conf), "--sentinel"]))
         return out
+
+    def wait_replicas(self, timeout: float) -> bool:
+        """With ``ha``: wait until both replicas are connected to the master (it refuses
+        writes without one: ``min-replicas-to-write 1``). True at once without ``ha``."""
+        if not self.ha:
+            return True
+        import redis
+        client = redis.Redis(port=self.ports[0], password=self.password_file.read_text().strip(), socket_timeout=2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                info = client.info("replication")
+                replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+                if len(replicas) >= len(self.ports) - 1 and all(r.get("state") == "online" for r in replicas):
+                    return True
+            except redis.RedisError:
+                pass
+            time.sleep(0.1)
+        return False
 
     def all_ports(self) -> list[int]:
         return self.ports + self.sentinel_ports

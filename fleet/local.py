@@ -132,6 +132,8 @@ class LocalFleet:
             for port in self.redis.all_ports():
                 if not _wait_port(port, 15):
                     raise FleetStartFailed("the embedded Redis did not start", port=port, log=str(logs))
+            if not self.redis.wait_replicas(timeout=30):
+                raise FleetStartFailed("the embedded Redis replicas did not catch up with the master", log=str(logs))
             env.update(self.redis.env())
             env.pop("DRFLEET_STATE_URL", None)
             env.pop("DRFLEET_RESULT_URL", None)

@@ -20,6 +20,7 @@ one. Nothing here ever puts a password in an error or a log line.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import quote
@@ -85,6 +86,12 @@ class FleetRedis:
         if self.sentinel:
             return self.sentinel.describe()
         return masked(with_credentials(self.broker or self.state, self.env))
+
+
+# A master that vanished without closing its connections (a partitioned or frozen host) is
+# noticed by TCP keepalive within about 25 s; then clients ask the sentinels again.
+KEEPALIVE = {"socket_keepalive": True, "socket_connect_timeout": 5.0,
+             "socket_keepalive_options": {socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3}}
 
 
 def fleet_redis(env: Mapping[str, str] | None = None) -> FleetRedis:
@@ -164,7 +171,7 @@ def connect_state(target: FleetRedis | None = None, **kwargs) -> redis.Redis:
     if target.sentinel is None:
         return redis.Redis.from_url(with_credentials(target.state, target.env),
                                     **tls_options(target.state, target.env), **kwargs)
-    return _sentinel(target).master_for(target.sentinel.master, db=target.sentinel.db, **kwargs)
+    return _sentinel(target).master_for(target.sentinel.master, db=target.sentinel.db, **{**KEEPALIVE, **kwargs})
 
 
 def connect_broker(target: FleetRedis | None = None, **kwargs) -> redis.Redis:
@@ -199,9 +206,9 @@ def celery_redis_settings(target: FleetRedis, transport: dict) -> dict:
     urls = ";".join(f"sentinel://{userinfo}{host}:{port}/{master.db}" for host, port in master.nodes)
     sentinel_password = _sentinel_password(env)
     sentinel_kwargs = {"password": sentinel_password} if sentinel_password else {}
-    options = {**transport, "master_name": master.master, "sentinel_kwargs": sentinel_kwargs}
+    options = {**transport, **KEEPALIVE, "master_name": master.master, "sentinel_kwargs": sentinel_kwargs}
     redbeat = {"sentinels": list(master.nodes), "service_name": master.master, "db": master.db,
-               "password": password, "sentinel_kwargs": sentinel_kwargs, "socket_timeout": 5.0}
+               "password": password, "sentinel_kwargs": sentinel_kwargs, "socket_timeout": 5.0, **KEEPALIVE}
     if user:
         redbeat["username"] = user
     host, port = master.nodes[0]

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -205,17 +205,19 @@ def test_ha_runs_three_servers_and_three_sentinels_and_survives_the_master(tmp_p
         master_port = int(redis.Redis(port=int(sentinel), password=password).sentinel_get_master_addr_by_name(
             "drfleet")[1])
         master = next(p for p in servers if _port_of(p) == master_port)
-        os.kill(master, signal.SIGKILL)
-        time.sleep(0.5)
+        # frozen first (the supervisor would start a killed master again before the sentinels
+        # noticed), killed once they promoted a replica: clients see their connections close
+        os.kill(master, signal.SIGSTOP)
         wait_for(lambda: int(redis.Redis(port=int(sentinel), password=password).sentinel_get_master_addr_by_name(
             "drfleet")[1]) != master_port, timeout=60, interval=0.5, what="the sentinels to promote a replica")
-        fleet.workers_answer()  # the CLI, through the sentinels, reaches the new master
+        os.kill(master, signal.SIGKILL)  # the supervisor starts it again; it rejoins as a replica
+        fleet.workers_answer()  # workers and the CLI, through the sentinels, reach the new master
         assert fleet.proc.poll() is None
     finally:
         fleet.stop()
 
 
 def _port_of(pid: int) -> int | None:
-    """The port in the config file a redis-server or sentinel was started with."""
-    conf = Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\x00")[1].decode())
-    return next((int(line.split()[1]) for line in conf.read_text().splitlines() if line.startswith("port ")), None)
+    """The port a redis-server or sentinel listens on (its process title names it)."""
+    found = re.search(rb"127\.0\.0\.1:(\d+)", Path(f"/proc/{pid}/cmdline").read_bytes())
+    return int(found.group(1)) if found else None
