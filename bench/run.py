@@ -14,6 +14,7 @@ import time
 BENCHMARKS = [
     ("schedule_generation", {}, {}),
     ("fleet_overhead", {}, {}),
+    ("failover", {"kills": 3, "tasks": 500}, {"kills": 10, "tasks": 2000}),
     ("prune_catalog", {}, {}),
     ("data_path", {"size_gb": 0.2}, {"size_gb": 1.0}),
     ("incremental_tree", {}, {"files": 100_000, "size": 2 << 30}),

@@ -99,6 +99,10 @@ REDIS_MASTER = _declare("DRFLEET_REDIS_MASTER", str, None, "redis",
 REDIS_DB = _declare("DRFLEET_REDIS_DB", int, 0, "redis", "Sentinel mode: the database number on the master.")
 REDIS_SENTINEL_PASSWORD_FILE = _declare("DRFLEET_REDIS_SENTINEL_PASSWORD_FILE", str, None, "redis",
                                         "Sentinel mode: file with the sentinels' own password (default: the Redis password file).")
+REDIS_WAIT_REPLICAS = _declare("DRFLEET_REDIS_WAIT_REPLICAS", int, 1, "redis",
+                               "Sentinel mode: replicas that must confirm a job's end (its claim) before the task ends.")
+REDIS_WAIT_MS = _declare("DRFLEET_REDIS_WAIT_MS", int, 500, "redis",
+                         "Sentinel mode: how long a task waits for those replicas at most, milliseconds.")
 REDIS_USERNAME = _declare("DRFLEET_REDIS_USERNAME", str, None, "redis", "ACL user put into every Redis URL that has none.")
 REDIS_PASSWORD_FILE = _declare("DRFLEET_REDIS_PASSWORD_FILE", str, None, "redis",
                                "File holding the Redis password, put into every Redis URL that carries none.")

@@ -55,12 +55,33 @@ def claim(job: str, task_id: str, *, client: redis.Redis | None = None) -> Claim
     return Claim(False, holder["task_id"], holder["state"])
 
 
-def finish(job: str, task_id: str, state: str, *, client: redis.Redis | None = None) -> None:
+def finish(job: str, task_id: str, state: str, *, client: redis.Redis | None = None,
+           forget_inflight: bool = False) -> None:
     """Record how the claimed job ended (``succeeded``/``failed``); the claim stays so
-    later duplicates of the same slot are still skipped."""
+    later duplicates of the same slot are still skipped. ``forget_inflight``: in the same
+    round trip, drop the message's in-flight record (``state.inflight``). In Sentinel mode
+    the write is confirmed by a replica before this returns (``durable``)."""
     client = client or state_client()
-    client.set(job, json.dumps({"task_id": task_id, "state": state, "at": time.time()}),
-               ex=CLAIM_TTL_SECONDS)
+    pipe = client.pipeline(transaction=False)
+    pipe.set(job, json.dumps({"task_id": task_id, "state": state, "at": time.time()}), ex=CLAIM_TTL_SECONDS)
+    if forget_inflight:
+        pipe.hdel(key("inflight"), task_id)
+    pipe.execute()
+    durable(client)
+
+
+def durable(client: redis.Redis) -> None:
+    """Wait (briefly) until a replica has every write made so far on this connection, when
+    the fleet runs on Redis Sentinel: the writes that say how a job ended must survive a
+    failover (``WAIT``; DRFLEET_REDIS_WAIT_REPLICAS, DRFLEET_REDIS_WAIT_MS). A replica too
+    slow to answer does not fail the task: the write stands on the master, as Redis without
+    replicas would have it."""
+    replicas = settings.REDIS_WAIT_REPLICAS.get()
+    if replicas and settings.REDIS_SENTINELS.is_set():
+        try:
+            client.wait(replicas, settings.REDIS_WAIT_MS.get())
+        except redis.ResponseError:
+            pass
 
 
 def release(job: str, task_id: str, *, client: redis.Redis | None = None) -> None:

@@ -41,19 +41,35 @@ class Inflight:
     resends: int = 0
     history: list[str] = field(default_factory=list)  # "resent at ...: why"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.history, list):  # Lua's cjson writes an empty list as {}
+            self.history = list(self.history or [])
+
     @property
     def region(self) -> str | None:
         return self.kwargs.get("region")
+
+
+# one round trip: a new record, or a fresh one that keeps the re-send count and reasons
+_RECORD = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local new = cjson.decode(ARGV[2])
+if old then
+  local prev = cjson.decode(old)
+  new['resends'] = prev['resends'] or 0
+  new['history'] = prev['history'] or {}
+end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(new))
+return 1
+"""
 
 
 def record_sent(task_id: str, task: str, kwargs: dict[str, Any], *, client: redis.Redis | None = None) -> Inflight:
     """Record a message about to be published (call before publishing it). Publishing the
     same task id again (a retry, a re-send) keeps its count of re-sends and their reasons."""
     client = client or state_client()
-    earlier = get(task_id, client=client)
-    entry = Inflight(task_id, task, dict(kwargs), time.time(), earlier.resends if earlier else 0,
-                     earlier.history if earlier else [])
-    client.hset(INFLIGHT, task_id, json.dumps(asdict(entry)))
+    entry = Inflight(task_id, task, dict(kwargs), time.time())
+    client.eval(_RECORD, 1, INFLIGHT, task_id, json.dumps(asdict(entry)))
     return entry
 
 

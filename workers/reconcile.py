@@ -7,8 +7,8 @@ visibility timeout (hours). ``reconcile_region`` runs on every region's control 
 few seconds (beat's ``reconcile REGION`` entries) and looks at that region's work only:
 
 1. Stranded messages: a message reserved (``unacked``) for longer than the grace period
-   whose worker is gone (no running record, or its heartbeat expired) and whose job lease
-   (for idempotent tasks) nobody holds is put back at the head of its queue. A worker that
+   whose job lease nobody holds (idempotent tasks), or whose worker is gone (any other
+   task: no running record, or its heartbeat expired), is put back at the head of its queue. A worker that
    is alive keeps its messages, however long they run; a retry waiting for its ETA is left
    alone.
 2. Lost messages: an idempotent task's message recorded in flight (``state.inflight``) for
@@ -149,7 +149,11 @@ def reconcile_region(app, plan: Plan, region: str, *, broker: redis.Redis, state
     for message in reserved:
         if now - message.reserved_at < grace or (message.eta and message.eta > now):
             continue
-        if not worker_is_gone(message.task_id, state) or _job_running(app, message.task, message.message, state):
+        job = _job_of(app, message.task, message.message)
+        if job is not None:  # an idempotent task: its lease, renewed while it runs, says whether it runs
+            if idempotency.Lease(job, client=state).holder() is not None:
+                continue
+        elif not worker_is_gone(message.task_id, state):  # any other task: its worker's heartbeat
             continue
         restored = dict(message.message)
         restored["headers"] = {**(restored.get("headers") or {}), "redelivered": True}
@@ -169,11 +173,10 @@ def reconcile_region(app, plan: Plan, region: str, *, broker: redis.Redis, state
     return report
 
 
-def _job_running(app, task_name: str | None, message: dict, state: redis.Redis) -> bool:
-    """Whether a live process holds the lease of the job ``message`` is for."""
+def _job_of(app, task_name: str | None, message: dict) -> str | None:
+    """The idempotency key of the job ``message`` is for (None: not an idempotent task)."""
     task = app.tasks.get(task_name) if task_name else None
-    job = task.job_of(_kwargs(message)) if task is not None and hasattr(task, "job_of") else None
-    return job is not None and idempotency.Lease(job, client=state).holder() is not None
+    return task.job_of(_kwargs(message)) if task is not None and hasattr(task, "job_of") else None
 
 
 def _kwargs(message: dict) -> dict:

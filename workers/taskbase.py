@@ -122,10 +122,11 @@ class FleetTask(Task):
             raise self._refuse_inline_secrets(refused, kwargs, task_id, request)
 
         deadline = time.monotonic() + state_wait_seconds()
+        tracked = bool(request.id) and self.job_of(kwargs) is None  # an idempotent task's lease says it runs
         try:
             return self._run(args, kwargs, request, task_id, region, deadline)
         finally:
-            if request.id:
+            if tracked:
                 _quietly(inflight.clear_running, task_id)
 
     def _run(self, args, kwargs, request, task_id, region, deadline) -> Any:
@@ -219,9 +220,9 @@ class FleetTask(Task):
         redis.ConnectionError/TimeoutError when the state store is away (``__call__`` waits
         and tries again, then requeues the message), Retry while another live process runs
         the same job."""
-        if request.id:
-            inflight.mark_running(task_id, request.hostname or "?")
         job = self.job_of(kwargs) if request.id else None
+        if request.id and job is None:
+            inflight.mark_running(task_id, request.hostname or "?")
         if job is not None:
             claim = idempotency.claim(job, task_id)
             if not claim.granted:
@@ -260,8 +261,7 @@ class FleetTask(Task):
 
     def _finish(self, job, task_id, region, started, outcome, kwargs, actor, error=None) -> None:
         if job:
-            idempotency.finish(job, task_id, outcome)
-            inflight.forget(task_id)
+            idempotency.finish(job, task_id, outcome, forget_inflight=True)
         metrics.task_runs.labels(self.name, region or "-", outcome).inc()
         metrics.task_duration.labels(self.name).observe(time.monotonic() - started)
         if self.audited:
