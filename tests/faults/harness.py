@@ -219,7 +219,8 @@ def first_slots(client: redis.Redis, plan_path: Path, *, timeout: float = 60) ->
     return {e: slot_marker(client, *e) for e in entries}
 
 
-def ledger(plan_path: Path, client: redis.Redis, first: dict) -> Ledger:
+def ledger(plan_path: Path, client: redis.Redis, first: dict, *, regions: set[str] | None = None) -> Ledger:
+    """The ledger (module docstring) of every backup entry, or of the datasets of ``regions``."""
     from drfleet.plan.loader import load_plan
     from drfleet.state.missed import missed_slots
 
@@ -229,6 +230,8 @@ def ledger(plan_path: Path, client: redis.Redis, first: dict) -> Ledger:
                                  if m["entry"].startswith("backup "))
     out = Ledger(committed=sum(counts.values()), missed=sum(missed.values()), torn=torn)
     for name, ds in plan.datasets.items():
+        if regions is not None and ds.region not in regions:
+            continue
         for policy in ds.policies:
             marker = slot_marker(client, name, policy.name)
             if marker is None or (name, policy.name) not in first:
@@ -309,9 +312,16 @@ def queued(client: redis.Redis) -> int:
     return total
 
 
-def queues_idle(client: redis.Redis, state: redis.Redis | None = None) -> bool:
+def queues_idle(client: redis.Redis, state: redis.Redis | None = None, regions: set[str] | None = None) -> bool:
     """No message waiting in any drfleet queue, none delivered but unacknowledged, and no
-    backup or copy sent but not ended (``drfleet:inflight`` in ``state``, default the broker)."""
+    backup or copy sent but not ended (``drfleet:inflight`` in ``state``, default the broker);
+    with ``regions``, only their queues and work count."""
+    if regions is not None:
+        from drfleet.state import inflight
+        from drfleet.workers.reconcile import queued_task_ids, reserved_messages
+        queues = [f"{r}.{lane}" for r in regions for lane in ("data", "control")]
+        return not (reserved_messages(client, queues) or queued_task_ids(client, queues) or
+                    any(e.region in regions for e in inflight.entries(client=state or client)))
     if client.hlen("unacked") or (state or client).hlen("drfleet:inflight"):
         return False
     for name in client.scan_iter(match="*.data*", count=1000):
@@ -366,7 +376,7 @@ def stuck_claims(client: redis.Redis) -> list[str]:
 
 
 def drain(client: redis.Redis, *, timeout: float = 120, reconcile_env: dict | None = None,
-          state: redis.Redis | None = None) -> None:
+          state: redis.Redis | None = None, regions: set[str] | None = None) -> None:
     """Wait until the queues stay idle for two seconds in a row (with ``reconcile_env``, the
     fleet's environment, running a reconcile pass every two seconds meanwhile, as beat would)."""
     quiet_since = [None]
@@ -376,7 +386,7 @@ def drain(client: redis.Redis, *, timeout: float = 120, reconcile_env: dict | No
         if reconcile_env is not None and time.monotonic() - last_pass[0] > 2:
             reconcile_now(reconcile_env)
             last_pass[0] = time.monotonic()
-        if not queues_idle(client, state):
+        if not queues_idle(client, state, regions):
             quiet_since[0] = None
             return False
         quiet_since[0] = quiet_since[0] or time.monotonic()

@@ -234,6 +234,55 @@ def sentinel_failovers(tmp: Path, *, kills: int, datasets: int = 6, every: int =
         cluster.stop()
 
 
+def region_lost(tmp: Path, *, lose: str = "eu-central", datasets: int = 6, every: int = 2,
+                watch_seconds: float = 12) -> Row:
+    """Three regions, each with a Redis server, a sentinel and a worker; beats in two of
+    them. Everything of ``lose`` is SIGKILLed at once (its Redis node, sentinel, worker and
+    beat), the master among them when it lives there. The other regions keep their
+    schedules: counted from the stores, every slot of their datasets sent after the loss is
+    committed once or recorded missed. (The lost region's own datasets wait for it: nothing
+    runs their backups, and ``drfleet status`` lists them as unaccounted.)"""
+    from drfleet.state.fleet_redis import connect_state, fleet_redis
+    from tests.fixtures.sentinel import SentinelCluster
+
+    cluster = SentinelCluster().start()
+    plan = harness.write_fault_plan(tmp / "plan", datasets=datasets, regions=REGIONS, every=every)
+    env = harness.fault_env(DRFLEET_VISIBILITY_TIMEOUT="3600", **cluster.env())
+    fleet = harness.Fleet(tmp, None, plan, env)
+    client = connect_state(fleet_redis(fleet.env), socket_timeout=5)
+    survivors = set(REGIONS) - {lose}
+    try:
+        workers = {region: fleet.worker(region, concurrency=1) for region in REGIONS}
+        beats = {REGIONS[0]: fleet.beat(), REGIONS[1]: fleet.beat()}
+        first = harness.first_slots(client, plan)
+        i = REGIONS.index(lose)
+        lost_master = cluster.master() is cluster.servers[i]
+        cluster.sentinels[i].kill()
+        cluster.servers[i].kill()
+        workers[lose].kill()
+        if lose in beats:
+            beats[lose].kill()
+        lost_at = time.time()
+        if lost_master:
+            cluster.wait_for_failover(cluster.servers[i].port)
+        wait_for(lambda: harness.backup_successes(client, since=lost_at), timeout=120, interval=0.5,
+                 what="the surviving regions to commit a backup")
+        time.sleep(watch_seconds)  # the survivors keep their schedules
+        for proc in fleet.procs:
+            if "beat" in proc.argv:
+                proc.stop()
+        harness.drain(client, reconcile_env=fleet.env, regions=survivors)
+        ledger = harness.ledger(plan, client, first, regions=survivors)
+        return Row(f"region lost ({lose}: its Redis node, sentinel, worker and beat)", 1, ledger.committed,
+                   ledger.duplicates, ledger.lost, 0, harness.recovery_seconds(client, [lost_at]),
+                   notes={"expected_slots": ledger.expected, "missed_recorded": ledger.missed, "torn": ledger.torn,
+                          "lost_region_held_the_master": lost_master,
+                          **({"problems": ledger.problems()} if ledger.lost or ledger.duplicates else {})})
+    finally:
+        fleet.stop()
+        cluster.stop()
+
+
 def beat_failovers(tmp: Path, broker_url: str, *, failovers: int, datasets: int = 3, every: int = 2) -> Row:
     """Two beats; the one holding RedBeat's lock is SIGKILLed ``failovers`` times (a new
     standby started each time). Recovery: kill to the next committed backup."""
