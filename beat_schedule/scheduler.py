@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -31,6 +32,7 @@ from drfleet.state.store import key, state_client
 from drfleet.workers.plan_context import current_plan
 
 logger = logging.getLogger("drfleet.beat")
+SETUP_WAIT_SECONDS = 300
 
 
 # Atomically move an entry's last-sent slot forward; returns the previous value. Slots are
@@ -49,6 +51,20 @@ class FleetScheduler(RedBeatScheduler):
         app.conf.beat_schedule = beat_schedule(plan)
         self.pending: dict[str, _Pending] = {}
         super().__init__(app, *args, **kwargs)
+
+    def setup_schedule(self):
+        """RedBeat's setup (it writes the plan's entries to Redis), waiting for Redis when it
+        is away or failing over at start-up instead of exiting (a standby beat starting during
+        a failover would otherwise be gone when it is needed)."""
+        deadline = time.monotonic() + SETUP_WAIT_SECONDS
+        while True:
+            try:
+                return super().setup_schedule()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("beat: Redis unreachable at start-up (%s); trying again in 1s", exc)
+                time.sleep(1)
 
     def tick(self, *args, **kwargs):
         """RedBeat's tick, surviving a Redis restart: while Redis is unreachable beat

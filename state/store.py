@@ -16,6 +16,16 @@ _clients: dict[tuple, redis.Redis] = {}
 _lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A prefork child must not inherit the lock held by a thread of its parent (the
+    worker's heartbeat) at the moment of the fork: it would wait for it forever."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def state_client(url: str | None = None) -> redis.Redis:
     """A shared client for fleet state (or for the server at ``url``, a plain redis://
     URL, when a caller names one); safe across threads and, because it is created lazily per
