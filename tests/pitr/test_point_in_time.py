@@ -90,7 +90,9 @@ def test_a_deep_verify_of_a_base_backup_rereads_it_in_full_and_says_how_to_prove
     assert "drfleet restore DATASET --to DIR --at latest" in report["note"]
 
 
-def test_prune_deletes_only_the_wal_that_no_kept_base_backup_needs(pitr_module_setup, history):
+def test_prune_deletes_only_the_wal_that_no_kept_base_backup_needs(pitr_module_setup, history, redis_url):
+    import redis
+
     from drfleet.datapath.locations import home_location
     from drfleet.pitr.prune import prune_location
     from drfleet.pitr.wal import _home_store, list_records
@@ -100,7 +102,8 @@ def test_prune_deletes_only_the_wal_that_no_kept_base_backup_needs(pitr_module_s
     before = sorted(name for name, _ in list_records(store, s.dataset))
     start = history["backup"]["start_wal"]
     assert any(name < start for name in before if len(name) == 24), "WAL older than the base backup exists"
-    report = prune_location(s.plan, home_location(s.plan, s.dataset), dry_run=False)
+    report = prune_location(s.plan, home_location(s.plan, s.dataset), dry_run=False,
+                            client=redis.Redis.from_url(redis_url))
     after = sorted(name for name, _ in list_records(store, s.dataset))
     segments = [name for name in after if len(name) == 24]
     assert segments and min(segments) == start
