@@ -102,6 +102,7 @@ def check_traffic(ctx: StepContext) -> dict:
     """Read back every record a failover step switched (the seed's `dig plugspace.io`):
     the DNS provider must answer with the host that step chose. Raises TrafficNotMoved."""
     from drfleet.providers.dns import open_dns
+    from drfleet.providers.dns.base import fqdn
 
     dns = ctx.recovery.dns
     client = open_dns(dns.provider, dns)
@@ -109,7 +110,7 @@ def check_traffic(ctx: StepContext) -> dict:
     for step, service in ctx.p["checks"].items():
         out = ctx.output_of(step) or {}
         svc = ctx.recovery.service(service)
-        record = client.get_record(svc.dns.name, svc.dns.type)
+        record = client.get_record(fqdn(svc.dns.name, client.zone), svc.dns.type)
         expected = [resolve_host(ctx, out["host"]).address]
         values = sorted(record.values) if record else []
         if values != expected:
