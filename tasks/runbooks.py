@@ -30,6 +30,7 @@ from drfleet.runbooks.runner import prepare_resume, run_failover_drill  # noqa: 
 from drfleet.runbooks.scenarios import build_steps, scenario_notes
 from drfleet.runbooks.steps import StepSpec
 from drfleet.settings import Limits
+from drfleet.tasks import health  # noqa: F401 - registers drfleet.health_check / drfleet.db_check with the app
 from drfleet.workers.celery_app import app
 from drfleet.workers.plan_context import current_plan
 

@@ -65,6 +65,7 @@ def check_sync(ctx: StepContext) -> dict:
 
     from drfleet.datapath.catalog import list_backups
     from drfleet.runbooks.actions.restore import candidate_locations
+    from drfleet.runbooks.health import LAG_SQL
     from drfleet.secrets import resolve_secret
 
     failed, now, out, behind = ctx.spec.target, time.time(), {}, []
@@ -75,8 +76,7 @@ def check_sync(ctx: StepContext) -> dict:
             try:
                 conn = resolve_secret(db.standby, what=f"dataset {name} standby connection")
                 with psycopg.connect(conn, connect_timeout=5) as c:
-                    lag = c.execute("SELECT COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)"
-                                    ).fetchone()[0]
+                    lag = c.execute("SELECT " + LAG_SQL).fetchone()[0]
                 row = {"via": "standby", "lag_seconds": round(float(lag), 3),
                        "in_sync": float(lag) <= db.max_lag_seconds}
             except Exception as exc:  # noqa: BLE001 - an unreachable standby is "not in sync", said so
