@@ -168,6 +168,10 @@ def run_drill(plan: Plan, kind: str, *, region: str, dataset: str | None = None,
         record.rto_seconds = round(record.ended_at - record.started_at, 3)
     drill_state.save(record)
     _announce(record)
+    if record.result == DrillResult.FAILED:
+        from drfleet.runbooks.notify import notify
+        notify(plan, "drill-failed", f"{record.kind} drill failed", record.reason or "no reason recorded",
+               drill_id=record.drill_id, region=record.region)
     return record
 
 
