@@ -32,13 +32,14 @@ from drfleet.statuses import DrillResult
 
 
 def _differs(restored: dict, expected: dict) -> list[str]:
-    """Keys that differ; inside ``per_table``, the tables (or collections) that differ."""
+    """Keys that differ; inside a mapping (``per_table``, ``collections``), the tables or
+    collections that differ."""
     out = []
     for k in sorted(set(restored) | set(expected)):
         a, b = restored.get(k), expected.get(k)
         if a == b:
             continue
-        if isinstance(a, dict) and isinstance(b, dict) and k.startswith("per_"):
+        if isinstance(a, dict) and isinstance(b, dict):
             out += [t for t in sorted(set(a) | set(b)) if a.get(t) != b.get(t)] or [k]
         else:
             out.append(k)
