@@ -158,7 +158,9 @@ def _postgres(plan, dataset, record, outcome, at, expected, rng) -> None:
 def _mongodb(plan, dataset, record, outcome, at, expected, target, client_factory) -> None:
     from drfleet.pitr.oplog import restore_to_timestamp
     from drfleet.providers.datasources import open_source
+    from drfleet.secrets import parse_target
 
+    target = parse_target(target, what=f"staging target of {dataset}")
     with step(record, f"{dataset}: restore dump + oplog to {at}"):
         result = restore_to_timestamp(plan, dataset, target, at, client_factory=client_factory)
         outcome.backup_id = result["dump"]

@@ -115,9 +115,9 @@ OPLOG = [
 ]
 
 
-def test_a_mongodb_dump_plus_oplog_is_drilled_to_a_timestamp_against_its_fingerprint(tmp_path, state, monkeypatch):
-    from drfleet.pitr.oplog import apply_entry, capture_slice
-
+def mongomock_world(monkeypatch):
+    """The mongodb data source pointed at one mongomock server per host name; returns the
+    client factory."""
     servers: dict[str, mongomock.MongoClient] = {}
 
     def factory(uri: str):
@@ -134,6 +134,13 @@ def test_a_mongodb_dump_plus_oplog_is_drilled_to_a_timestamp_against_its_fingerp
     monkeypatch.setattr(mongomock.database.Database, "list_collections",
                         lambda self, *a, **k: iter([{"name": n, "type": "collection", "options": {}}
                                                     for n in self.list_collection_names()]), raising=False)
+    return factory
+
+
+def test_a_mongodb_dump_plus_oplog_is_drilled_to_a_timestamp_against_its_fingerprint(tmp_path, state, monkeypatch):
+    from drfleet.pitr.oplog import apply_entry, capture_slice
+
+    factory = mongomock_world(monkeypatch)
     monkeypatch.setenv("DRILL_MONGODB_URI", "mongodb://source:27017/shop")
     datasets = textwrap.dedent("""\
         mongodb:
