@@ -19,7 +19,8 @@ repair). What the plan's other words schedule: ``verification.deep_check`` a ``d
 entry per region (the newest backup of each of its datasets restored into scratch and its
 fingerprint compared), a MongoDB ``mode: oplog`` policy an ``oplog`` entry on its trigger
 (a slice of the oplog since the last one, ``pitr.oplog.capture_slice``), and the recovery
-section a ``health`` entry per service and a ``db-check`` entry per PostgreSQL database.
+section a ``health`` entry per service and a ``db-check`` entry per PostgreSQL database; a
+``queue-depth`` entry per region (every 15 s) exports how many messages wait in its queues.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ DEEP_VERIFY_TASK = "drfleet.deep_verify"
 OPLOG_TASK = "drfleet.oplog_capture"
 REGION_COPIES_TASK = "drfleet.copies_check_region"
 REGION_COPIES_TRIGGER = "daily at 05:30"
+QUEUE_DEPTH_TASK = "drfleet.queue_depth"
+QUEUE_DEPTH_SECONDS = 15
 WATCH_INTERVALS = {"continuous": settings.WATCH_CONTINUOUS_SECONDS, "on-change": settings.WATCH_ON_CHANGE_SECONDS}
 
 
@@ -68,7 +71,7 @@ def watch_interval(trigger_kind: str) -> int:
 class ScheduleEntry:
     name: str
     kind: str  # backup | watch | base-backup | wal-lag | reconcile | prune | copies-check | drill | verify-cold |
-    #            health | db-check | deep-verify | oplog
+    #            health | db-check | deep-verify | oplog | queue-depth
     task: str
     region: str
     queue: str
@@ -135,6 +138,10 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
             queue=queue_name(region, "data"), trigger=drill.trigger,
             kwargs={"kind": drill.kind, "region": region, "scope": drill.scope}))
     for region in plan.region_names:
+        out.append(ScheduleEntry(
+            name=f"queue-depth {region}", kind="queue-depth", task=QUEUE_DEPTH_TASK, region=region,
+            queue=queue_name(region, "control"), trigger=RECONCILE_TRIGGER, every_seconds=QUEUE_DEPTH_SECONDS,
+            kwargs={"region": region}))
         out.append(ScheduleEntry(
             name=f"copies check {region}", kind="copies-check", task=REGION_COPIES_TASK, region=region,
             queue=queue_name(region, "data"), trigger=parse_trigger(REGION_COPIES_TRIGGER),

@@ -97,3 +97,5 @@ def observe_service_check(service: str, region: str, kind: str, *, healthy: bool
     service_check_seconds.labels(service, region).set(seconds)
     service_error_ratio.labels(service, region).set(error_ratio)
     service_checks.labels(service, region, "ok" if healthy else "failed").inc()
+queue_depth = Gauge("drfleet_queue_depth", "Messages waiting in the queue at the latest measurement (tasks.health)",
+                    ["queue"], multiprocess_mode="mostrecent")

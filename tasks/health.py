@@ -60,3 +60,26 @@ def db_check(self, dataset: str, region: str, slot: str | None = None) -> dict:
     if result["lag_seconds"] is not None:
         metrics.replication_lag.labels(dataset, result["region"]).set(result["lag_seconds"])
     return result
+
+
+@app.task(bind=True, name="drfleet.queue_depth", label="queue depth", lane="control")
+def queue_depth(self, region: str, slot: str | None = None) -> dict:
+    """Measure the messages waiting in ``region``'s queues (every priority) and export
+    ``drfleet_queue_depth{queue}``; returns the counts."""
+    from drfleet.state.fleet_redis import fleet_redis
+    from drfleet.state.store import broker_client
+    from drfleet.workers.queues import region_queues
+    from drfleet.workers.reconcile import PRIORITY_SUFFIXES
+
+    client = broker_client(fleet_redis())
+    queues = region_queues(region)
+    pipe = client.pipeline()
+    for queue in queues:
+        for suffix in PRIORITY_SUFFIXES:
+            pipe.llen(queue + suffix)
+    counts = pipe.execute()
+    n = len(PRIORITY_SUFFIXES)
+    depths = {q: sum(counts[i * n:(i + 1) * n]) for i, q in enumerate(queues)}
+    for queue, depth in depths.items():
+        metrics.queue_depth.labels(queue).set(depth)
+    return depths
