@@ -59,3 +59,12 @@ def test_each_offline_tour_command_runs_on_the_first_plan(argv):
 def test_the_plan_independent_tour_commands_run_on_the_second_plan(argv):
     result = CliRunner().invoke(main, with_plan(argv, PLANS[1]), catch_exceptions=False)
     assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(autouse=True)
+def no_fleet_broker(monkeypatch):
+    """The CLI would otherwise adopt a local fleet's broker URL left in DRFLEET_HOME (and
+    keep it in os.environ); nothing here needs a broker."""
+    monkeypatch.setenv("DRFLEET_BROKER_URL", "redis://127.0.0.1:9/0")
+    monkeypatch.setenv("DRFLEET_PLAN", "")
+

@@ -12,12 +12,16 @@ import time
 import pytest
 
 from drfleet.datapath.backup import run_backup
+from drfleet.datapath.catalog import find_backup
 from drfleet.pitr.archive import newest_recoverable_time
 from drfleet.pitr.basebackup import run_base_backup
+from drfleet.pitr.wal import _home_store, list_records
+from drfleet.pitr.walnames import parse_lsn, segment_of_lsn
 from drfleet.providers.datasources import open_source
 from drfleet.report.build import build_report
 from drfleet.report.rpo import rpo_now, wal_point
 from drfleet.runbooks.pitr_drills import pitr_drill
+from tests.fixtures.util import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -84,8 +88,13 @@ def test_a_point_in_time_drill_against_another_points_fingerprint_fails_naming_t
 def test_a_random_point_drill_uses_a_logical_backups_position_and_fingerprint(pitr_module_setup, points, state):
     s = pitr_module_setup
     backup = run_backup(s.plan, s.dataset, "hourly", region="eu-central")
-    s.sql("INSERT INTO ledger VALUES (9999, 9, 'after the dump')")   # WAL past the dump's position...
-    s.switch_and_wait()                                              # ...archived
+    position = find_backup(s.plan, f"{s.dataset}/{backup['backup_id']}").manifest.source_position["lsn"]
+    needed = segment_of_lsn(parse_lsn(position), 1).name
+    for n in (1, 2):                                                  # WAL past the dump's position, archived
+        s.sql(f"INSERT INTO ledger VALUES ({9000 + n}, 9, 'after the dump')")
+        s.switch_and_wait()
+    wait_for(lambda: needed in {name for name, _ in list_records(_home_store(s.plan, s.dataset), s.dataset)},
+             timeout=60, what=f"{needed} in the archive")
     record = pitr_drill(s.plan, s.dataset, rng=random.Random(7))
     assert record.result == "passed", record.reason
     assert record.datasets[0].backup_id == backup["backup_id"]

@@ -150,3 +150,12 @@ def test_plan_check_refuses_a_sovereignty_breaking_recovery_target(tmp_path):
 def test_plan_check_names_the_datasets_that_cannot_survive_their_region():
     out = CliRunner().invoke(main, ["plan", "check", str(EXAMPLES / "microservices.yaml")]).output
     assert "note: analytics-db cannot survive the loss of us-east" in out
+
+
+@pytest.fixture(autouse=True)
+def no_fleet_broker(monkeypatch):
+    """The CLI would otherwise adopt a local fleet's broker URL left in DRFLEET_HOME (and
+    keep it in os.environ); nothing here needs a broker."""
+    monkeypatch.setenv("DRFLEET_BROKER_URL", "redis://127.0.0.1:9/0")
+    monkeypatch.setenv("DRFLEET_PLAN", "")
+
