@@ -82,7 +82,7 @@ def test_a_point_in_time_drill_against_another_points_fingerprint_fails_naming_t
     (first_lsn, _), (_, second_fingerprint) = points[0], points[1]
     record = pitr_drill(s.plan, s.dataset, at=first_lsn, expected=second_fingerprint)
     assert record.result == "failed"
-    assert "compare fingerprint failed" in record.reason and "ledger" in record.reason
+    assert "compare fingerprint failed" in record.reason and "ledger" in record.reason, record.reason
 
 
 def test_a_random_point_drill_uses_a_logical_backups_position_and_fingerprint(pitr_module_setup, points, state):
