@@ -116,7 +116,8 @@ def copies_check_region(self, region: str, slot: str | None = None) -> dict:
     for name in sorted(n for n, d in plan.datasets.items() if d.region == region):
         report = check_copies(plan, name, repair=True)
         repaired += list(report.repaired)
-        bad += [f"{b.dataset}/{b.backup_id}" for b in report.backups if not b.ok]
+        bad += [f"{b.dataset}/{b.backup_id}@{c.location}" for b in report.backups for c in b.copies
+                if not (c.status in ("ok", "expired") or c.repaired)] + list(report.problems)
     if bad:
         raise DrfleetError("copies check left bad copies", region=region, bad=bad[:20],
                            hint="`drfleet copies check DATASET --no-repair --json` names each bad copy")

@@ -45,3 +45,51 @@ def test_deep_check_copies_check_oplog_and_cold_storage_are_scheduled_from_the_p
         ("mongodb", "oplog", "eu-central.data", "0 */6 * * *")]
     plugspace_deep = [e for e in entries("plugspace.yaml") if e.kind == "deep-verify"]
     assert plugspace_deep and plugspace_deep[0].trigger.cron == "0 0 1 * *"   # monthly
+
+
+def test_deep_verify_and_the_regions_copies_check_run_on_a_real_worker(tmp_path, redis_url, monkeypatch):
+    from drfleet.backup_format.keyring import create_keyring
+    from drfleet.datapath.backup import run_backup
+    from drfleet.datapath.catalog import list_backups
+    from drfleet.state import verifications
+    from tests.fixtures.fleet import Fleet, add_plan_queues, write_plan
+
+    src = tmp_path / "site"
+    src.mkdir()
+    (src / "index.html").write_text("hello\n" * 1000)
+    datasets = f"""\
+site:
+  kind: files
+  region: eu-central
+  source: {{path: {src}}}
+  key: content
+  rpo: 1h
+  rto: 15m
+  policies:
+    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [all-regions]}}
+"""
+    path = write_plan(tmp_path / "plan", datasets=datasets)
+    (tmp_path / "plan" / "keys").mkdir(mode=0o700)
+    create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
+    create_keyring(tmp_path / "plan" / "keys" / "offsite.keyring", "offsite")
+    for name, value in {"DRFLEET_PLAN": str(path), "DRFLEET_BROKER_URL": redis_url,
+                        "DRFLEET_STATE_URL": redis_url}.items():
+        monkeypatch.setenv(name, value)
+    from drfleet.workers import app
+    app.conf.broker_url = app.conf.result_backend = redis_url
+    add_plan_queues(app, path)
+    plan = load_plan(path)
+    backup_id = run_backup(plan, "site", "hourly", region="eu-central")["backup_id"]   # no copy made yet
+    fleet = Fleet(tmp_path, redis_url, path)
+    try:
+        fleet.worker("eu-central", lane="data")
+        from drfleet.tasks.drills import copies_check_region, deep_verify
+        repaired = copies_check_region.apply_async(kwargs={"region": "eu-central", "slot": "test:1"}).get(timeout=120)
+        assert any("us-east-store" in r for r in map(str, repaired["repaired"])), repaired
+        assert [b.location for b in list_backups(plan, "site").backups] == ["eu-central-store", "us-east-store"]
+        deep = deep_verify.apply_async(kwargs={"region": "eu-central", "slot": "test:1"}).get(timeout=120)
+        assert deep["checked"] == [f"site/{backup_id}"]
+        [result] = [r for r in verifications.results("site") if r.depth == "deep"]
+        assert result.ok and result.location == "eu-central-store"
+    finally:
+        fleet.stop()
