@@ -13,7 +13,14 @@ achieved RPO every 60 s on the control lane. Retention runs as one
 ``prune`` entry per region, daily at 04:00 UTC, on the region's control lane, and a
 ``reconcile`` entry per region (every DRFLEET_RECONCILE_SECONDS, its control lane) that
 sends again what the broker lost or a dead worker stranded (``workers.reconcile``); ``copies check``
-re-seeds missing or damaged copies weekly (Sunday 05:00 UTC) from the primary region.
+re-seeds missing or damaged copies weekly (Sunday 05:00 UTC) from the primary region, and
+daily (05:30 UTC) per region for the datasets homed there (``copies check REGION``, with
+repair). What the plan's other words schedule: ``verification.deep_check`` a ``deep-verify``
+entry per region (the newest backup of each of its datasets restored into scratch and its
+fingerprint compared), a MongoDB ``mode: oplog`` policy an ``oplog`` entry on its trigger
+(a slice of the oplog since the last one, ``pitr.oplog.capture_slice``), and the recovery
+section a ``health`` entry per service and a ``db-check`` entry per PostgreSQL database; a
+``queue-depth`` entry per region (every 15 s) exports how many messages wait in its queues.
 """
 
 from __future__ import annotations
@@ -40,6 +47,15 @@ RECONCILE_TASK = "drfleet.reconcile"
 # fired every DRFLEET_RECONCILE_SECONDS, not on slots: a pass that was missed is no loss
 RECONCILE_TRIGGER = Trigger(kind="periodic", text="every few seconds (DRFLEET_RECONCILE_SECONDS)")
 COPIES_CHECK_TRIGGER = "weekly on sunday at 05:00"
+HEALTH_TASK = "drfleet.health_check"
+DB_CHECK_TASK = "drfleet.db_check"
+DB_CHECK_SECONDS = 30
+DEEP_VERIFY_TASK = "drfleet.deep_verify"
+OPLOG_TASK = "drfleet.oplog_capture"
+REGION_COPIES_TASK = "drfleet.copies_check_region"
+REGION_COPIES_TRIGGER = "daily at 05:30"
+QUEUE_DEPTH_TASK = "drfleet.queue_depth"
+QUEUE_DEPTH_SECONDS = 15
 WATCH_INTERVALS = {"continuous": settings.WATCH_CONTINUOUS_SECONDS, "on-change": settings.WATCH_ON_CHANGE_SECONDS}
 
 
@@ -54,7 +70,8 @@ def watch_interval(trigger_kind: str) -> int:
 @dataclass(frozen=True)
 class ScheduleEntry:
     name: str
-    kind: str  # backup | watch | base-backup | wal-lag | reconcile | prune | copies-check | drill | verify-cold
+    kind: str  # backup | watch | base-backup | wal-lag | reconcile | prune | copies-check | drill | verify-cold |
+    #            health | db-check | deep-verify | oplog | queue-depth
     task: str
     region: str
     queue: str
@@ -95,6 +112,11 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
                     kwargs={"dataset": name, "policy": policy.name, "region": ds.region}))
             if policy.mode == "wal" and ds.kind == "postgres":
                 out += _wal_entries(name, ds.region, policy)
+            if policy.mode == "oplog" and ds.kind == "mongodb":
+                out.append(ScheduleEntry(
+                    name=f"oplog {name} {policy.name}", kind="oplog", task=OPLOG_TASK, region=ds.region,
+                    queue=queue_name(ds.region, "data"), trigger=policy.trigger, dataset=name, policy=policy.name,
+                    kwargs={"dataset": name, "policy": policy.name, "region": ds.region}))
     for region in plan.region_names:
         out.append(ScheduleEntry(
             name=f"reconcile {region}", kind="reconcile", task=RECONCILE_TASK, region=region,
@@ -115,11 +137,56 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
             name=f"drill {drill.kind} {i}", kind="drill", task=DRILL_TASK, region=region,
             queue=queue_name(region, "data"), trigger=drill.trigger,
             kwargs={"kind": drill.kind, "region": region, "scope": drill.scope}))
+    for region in plan.region_names:
+        out.append(ScheduleEntry(
+            name=f"queue-depth {region}", kind="queue-depth", task=QUEUE_DEPTH_TASK, region=region,
+            queue=queue_name(region, "control"), trigger=RECONCILE_TRIGGER, every_seconds=QUEUE_DEPTH_SECONDS,
+            kwargs={"region": region}))
+        out.append(ScheduleEntry(
+            name=f"copies check {region}", kind="copies-check", task=REGION_COPIES_TASK, region=region,
+            queue=queue_name(region, "data"), trigger=parse_trigger(REGION_COPIES_TRIGGER),
+            kwargs={"region": region}))
+    out += _recovery_entries(plan)
+    if plan.verification.deep_check is not None:
+        for region in plan.region_names:
+            out.append(ScheduleEntry(
+                name=f"deep-verify {region}", kind="deep-verify", task=DEEP_VERIFY_TASK, region=region,
+                queue=queue_name(region, "data"), trigger=plan.verification.deep_check,
+                kwargs={"region": region}))
     if plan.verification.cold_storage is not None:
         out.append(ScheduleEntry(
             name="verify cold-storage", kind="verify-cold", task=VERIFY_COLD_TASK, region=primary,
             queue=queue_name(primary, "data"), trigger=plan.verification.cold_storage,
             kwargs={"region": primary}))
+    return out
+
+
+def _recovery_entries(plan: Plan) -> list[ScheduleEntry]:
+    """A ``health`` entry per service of the recovery section (its probe's interval, the
+    service's region's control lane) and a ``db-check`` entry per database there (primary
+    connectivity, standby lag; every 30 s). A plan whose recovery section is invalid gets
+    none (``plan check`` reports it)."""
+    if not plan.recovery:
+        return []
+    from drfleet.plan.recovery import RecoveryConfigInvalid, recovery_config
+
+    try:
+        rec = recovery_config(plan)
+    except RecoveryConfigInvalid:
+        return []
+    every = Trigger(kind="periodic", text="every few seconds (the probe's interval_seconds)")
+    out = [ScheduleEntry(name=f"health {name}", kind="health", task=HEALTH_TASK, region=svc.region,
+                         queue=queue_name(svc.region, "control"), trigger=every,
+                         every_seconds=svc.probe.interval_seconds if svc.probe else 30,
+                         kwargs={"service": name, "region": svc.region})
+           for name, svc in sorted(rec.services.items())]
+    for name in sorted(rec.databases):
+        ds = plan.dataset(name)
+        if ds.kind == "postgres":
+            out.append(ScheduleEntry(name=f"db-check {name}", kind="db-check", task=DB_CHECK_TASK, region=ds.region,
+                                     queue=queue_name(ds.region, "control"), trigger=every,
+                                     every_seconds=DB_CHECK_SECONDS, dataset=name,
+                                     kwargs={"dataset": name, "region": ds.region}))
     return out
 
 

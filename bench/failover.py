@@ -82,9 +82,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def run(kills: int = 10, tasks: int = 1000) -> dict:
     sys.path.insert(0, str(ROOT))
+    from tests.fixtures.fleet import write_plan
     from tests.fixtures.redis_server import RedisServer
     from tests.fixtures.sentinel import SentinelCluster
-    from tests.fixtures.fleet import write_plan
     from tests.fixtures.util import wait_for
 
     tmp = Path(tempfile.mkdtemp(prefix="drfleet-bench-failover-"))

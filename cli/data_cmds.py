@@ -124,25 +124,46 @@ def _region_of(plan, backup_id):
 
 @click.command("restore")
 @plan_option
-@click.argument("backup_id")
-@click.option("--to", "target", required=True,
-              help="Directory (files) or database: a URL without password, env:VAR or file:PATH.")
+@click.argument("backup_id", required=False)
+@click.option("--to", "target",
+              help="Directory (files) or database: a URL without password, env:VAR or file:PATH. "
+                   "With --all: the directory files datasets are restored under (DIR/DATASET).")
 @click.option("--location", help="Restore from this storage location's copy.")
 @click.option("--dry-run", is_flag=True, help="Print what would be restored, touch nothing.")
 @click.option("--local", is_flag=True, help="Run here instead of on the region's worker.")
 @click.option("--timeout", default=6 * 3600.0, show_default=True)
-@click.option("--at", "at", help="PostgreSQL point in time: latest, an LSN or a time; BACKUP_ID may then "
-                                 "be a dataset, and --to is a new data directory (see `drfleet wal`).")
+@click.option("--at", "at", help="Point in time: PostgreSQL latest, an LSN or a time (--to is a new data "
+                                 "directory); MongoDB T:I or a time (dump + oplog; --to the target "
+                                 "database); with --all, the newest backups at or before it.")
 @click.option("--port", type=int, help="With --at: port of the restored cluster (default: a free one).")
 @click.option("--yes", is_flag=True, help="Restore over a database target without asking.")
+@click.option("--all", "everything", is_flag=True,
+              help="Every dataset (of --service or --region, else the whole plan) to one point in time, in "
+                   "dependency order, here; progress and one summary.")
+@click.option("--service", help="With --all: the datasets of this recovery service, into its restore targets.")
+@click.option("--region", help="With --all: the datasets homed in this region.")
 @reports_errors
-def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=None, port=None, yes=False):
+def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=None, port=None, yes=False,
+            everything=False, service=None, region=None):
     """Restore BACKUP_ID (an id, or DATASET/ID) into a target. With --at, restore a
-    PostgreSQL dataset to a point in time into a new data directory and start it.
+    PostgreSQL dataset to a point in time into a new data directory and start it, or a
+    MongoDB dataset to a timestamp (newest dump, then its oplog). With --all, restore every
+    dataset to one point in time (the second seed's `restore.sh --all`).
 
     A database target is changed in place, so the command says what it will do and asks
     unless --yes is given; a directory target must be empty."""
     plan = use_plan(plan_path)
+    if everything:
+        return _restore_all(plan, service, region, at, target, dry_run, yes)
+    if not backup_id or not target:
+        raise click.UsageError("give BACKUP_ID and --to TARGET (or --all)")
+    if at is not None and plan.datasets.get(backup_id.split("/")[0]) is not None \
+            and plan.dataset(backup_id.split("/")[0]).kind == "mongodb":
+        from drfleet.pitr.oplog import restore_to_timestamp
+        from drfleet.secrets import parse_target
+        conn = parse_target(target, what="the restore target")   # env:/file: resolved here, never printed
+        click.echo(json.dumps(restore_to_timestamp(plan, backup_id.split("/")[0], conn, at), indent=2))
+        return
     if at is not None:  # point-in-time recovery (pitr.recovery), runs here
         from drfleet.pitr.recovery import restore_to
         click.echo(json.dumps(restore_to(plan, backup_id, target, at, port=port, timeout=timeout), indent=2))
@@ -167,6 +188,32 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
                                               "target": target, "region": region, "location": location},
                                       headers={"drfleet_actor": "cli"})
     click.echo(json.dumps(_wait(result, label=f"restore {record.backup_id}", timeout=timeout), indent=2))
+
+
+def _restore_all(plan, service, region, at, to, dry_run, yes) -> None:
+    """``restore --all``: plan, show, confirm, run with progress, one summary; exit 1 on a failure."""
+    from drfleet.runbooks.restore_all import restore_all, restore_plan
+
+    planned = restore_plan(plan, service=service, region=region, at=at, to=to)
+    click.echo(f"restore --all of {planned.scope} to {planned.at}: {len(planned.steps)} dataset(s), in this order:",
+               err=True)
+    for n, step in enumerate(planned.steps, 1):
+        click.echo(f"  {n:2d}. {step.dataset:22s} {step.kind:8s} {step.backup_id} ({step.created_at}) from "
+                   f"{step.location} -> {step.target}", err=True)
+    if dry_run:
+        click.echo(json.dumps(planned.summary(), indent=2))
+        return
+    if any(s.kind != "files" for s in planned.steps) and not yes:
+        click.confirm("databases above are restored in place; go on?", abort=True, err=True)
+
+    def progress(i, step):
+        done = f" {step.status} in {step.seconds:.1f}s" if step.seconds is not None else "..."
+        click.echo(f"[{i + 1}/{len(planned.steps)}] {step.dataset}{done}"
+                   + (f": {step.error}" if step.error else ""), err=True)
+
+    summary = restore_all(plan, planned, progress=progress).summary()
+    click.echo(json.dumps(summary, indent=2))
+    sys.exit(1 if summary["failed"] else 0)
 
 
 _RESTORE_CONSEQUENCES = {

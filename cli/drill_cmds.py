@@ -87,11 +87,12 @@ def drill_list(plan_path, kind, as_json, limit):
 def report(plan_path, as_json, html_file, month, days):
     """RPO and RTO per dataset and scenario against the plan: target, measured, margin, trend;
     drills; with --month the monthly review (success rate, completion time, recovery time,
-    integrity). Exit 1 when any target is missed."""
+    integrity). Exit 1 when any target is missed or has no data (each is listed)."""
     plan = use_plan(plan_path)
     from drfleet.report.build import build_report
+    from drfleet.runbooks.records import RunStore
 
-    doc = build_report(plan, window_days=days, month=month)
+    doc = build_report(plan, window_days=days, month=month, runs=RunStore().list_runs(1000))
     if html_file:
         from drfleet.report.html import render_html
         with open(html_file, "w", encoding="utf-8") as out:
@@ -101,9 +102,14 @@ def report(plan_path, as_json, html_file, month, days):
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     elif not html_file:
         _print_text(doc)
-    missed = [r for r in doc["rpo"] if r["met"] is False] + [
-        r for r in doc["rto"] if r["margin_seconds"] is not None and r["margin_seconds"] < 0]
-    sys.exit(1 if missed else 0)
+    if doc["unmet"]:
+        click.echo(f"\n{len(doc['unmet'])} target(s) missed or without data:", err=True)
+        for line in doc["unmet"]:
+            click.echo(f"  {line}", err=True)
+        from drfleet.runbooks.notify import notify
+        notify(plan, "target-missed", f"{len(doc['unmet'])} recovery target(s) missed or without data",
+               "\n".join(doc["unmet"][:30]))
+    sys.exit(1 if doc["unmet"] else 0)
 
 
 def _print_text(doc: dict) -> None:
@@ -117,7 +123,13 @@ def _print_text(doc: dict) -> None:
         margin = r["margin_seconds"]
         click.echo(f"  {r['dataset']:22s} {d(r['target_seconds']):>8s} {d(r['lag_seconds']):>9s} "
                    f"{('-' + d(-margin)) if margin is not None and margin < 0 else d(margin):>8s}  {status:8s} "
-                   f"{r['trend']}")
+                   f"{r['trend']}" + (f"  (from {r['source']})" if r.get("source") else ""))
+    click.echo("\nRTO per scenario (runbook runs and drills)")
+    for r in doc["scenarios"]:
+        status = {True: "met", False: "MISSED", None: "no data"}[r["met"]]
+        click.echo(f"  {r['scenario']:16s} target {d(r['target_seconds']):>7s} latest {d(r['latest_seconds']):>7s} "
+                   f"worst {d(r['worst_seconds']):>7s} {status:8s} {r['measurements']} measured"
+                   + (f"  ({r['latest_source']})" if r["latest_source"] else ""))
     click.echo("\nRTO (measured by drills)")
     for r in doc["rto"]:
         click.echo(f"  {r['dataset']:22s} {r['drill']:8s} {r['scenario']:16s} target {d(r['target_seconds']):>7s} "

@@ -39,6 +39,9 @@ def plan_check(plan_file):
     except DrfleetError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
+    from drfleet.plan.recovery import region_loss_notes
+    for note in region_loss_notes(plan):
+        click.echo(f"note: {note}")
     policies = sum(len(d.policies) for d in plan.datasets.values())
     click.echo(f"{plan_file}: ok — plan {plan.name!r}: {len(plan.regions)} regions, "
                f"{len(plan.storage)} storage locations, {len(plan.keys)} key categories, "

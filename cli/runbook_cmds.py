@@ -18,19 +18,22 @@ def runbook_group():
 @runbook_group.command("start")
 @plan_option
 @click.argument("scenario", type=click.Choice(["service-failure", "database-failure", "region-failure",
-                                               "catastrophic"]))
+                                               "catastrophic", "database-corruption", "server-failure"]))
 @click.option("--service", help="service-failure: the service (recovery.services).")
-@click.option("--dataset", help="database-failure: the PostgreSQL dataset.")
+@click.option("--dataset", help="database-failure: the PostgreSQL dataset; database-corruption: the dataset.")
 @click.option("--region", help="region-failure: the failed region.")
-@click.option("--force", is_flag=True, help="database-failure: fail over even if the primary answers.")
+@click.option("--host", help="server-failure: the plan host that is gone.")
+@click.option("--at", help="database-corruption: restore the newest good backup taken before this time.")
+@click.option("--force", is_flag=True, help="database-failure / server-failure: go on even if it still answers.")
 @click.option("--dry-run", is_flag=True, help="Print the exact steps and targets; touch nothing.")
 @reports_errors
-def start(plan_path, scenario, service, dataset, region, force, dry_run):
+def start(plan_path, scenario, service, dataset, region, host, at, force, dry_run):
     """Start SCENARIO; prints the run id. Destructive steps wait for `drfleet runbook approve`."""
     use_plan(plan_path)
     from drfleet.tasks.runbooks import runbook
 
-    canvas = runbook(scenario, service=service, dataset=dataset, region=region, force=force or None)
+    canvas = runbook(scenario, service=service, dataset=dataset, region=region, host=host, at=at,
+                     force=force or None)
     if dry_run:
         click.echo(f"runbook {scenario} {json.dumps(canvas.params, sort_keys=True)} (dry run, nothing sent):")
         click.echo(canvas.dry_run())

@@ -19,6 +19,7 @@ random() { openssl rand -base64 33 | tr -d '/+=\n' | cut -c1-32; }
 
 new redis_password "$(random)"
 new flower_password "$(random)"
+new alerts_token "$(random)"
 for store in eu_central us_east offsite; do
   new "minio_${store}_access_key" "drfleet-$(random | cut -c1-12)"
   new "minio_${store}_secret_key" "$(random)"

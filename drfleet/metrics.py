@@ -74,3 +74,28 @@ rpo_target = Gauge("drfleet_wal_rpo_target_seconds", "The dataset's RPO target",
 last_archived = Gauge("drfleet_wal_last_archived_timestamp_seconds",
                       "When the newest archived WAL file was stored (unix time)", ["dataset"])
 archive_failures = Gauge("drfleet_wal_archive_failures", "pg_stat_archiver.failed_count", ["dataset"])
+
+# service and database health checks (tasks.health, run by beat per service / database)
+service_up = Gauge("drfleet_service_up", "1 when the latest health check of the service passed",
+                   ["service", "region", "kind"], multiprocess_mode="mostrecent")
+service_check_seconds = Gauge("drfleet_service_check_seconds", "How long the latest health check took",
+                              ["service", "region"], multiprocess_mode="mostrecent")
+service_error_ratio = Gauge("drfleet_service_error_ratio",
+                            "Share of the service's last 10 health checks that failed (the error rate)",
+                            ["service", "region"], multiprocess_mode="mostrecent")
+service_checks = Counter("drfleet_service_checks_total", "Health checks by result", ["service", "region", "result"])
+database_up = Gauge("drfleet_database_up", "1 when the dataset's primary accepted a connection at the latest check",
+                    ["dataset", "region"], multiprocess_mode="mostrecent")
+replication_lag = Gauge("drfleet_replication_lag_seconds",
+                        "Replay lag of the dataset's standby at the latest check (recovery.databases.D.standby)",
+                        ["dataset", "region"], multiprocess_mode="mostrecent")
+
+
+def observe_service_check(service: str, region: str, kind: str, *, healthy: bool, seconds: float,
+                          error_ratio: float) -> None:
+    service_up.labels(service, region, kind).set(1 if healthy else 0)
+    service_check_seconds.labels(service, region).set(seconds)
+    service_error_ratio.labels(service, region).set(error_ratio)
+    service_checks.labels(service, region, "ok" if healthy else "failed").inc()
+queue_depth = Gauge("drfleet_queue_depth", "Messages waiting in the queue at the latest measurement (tasks.health)",
+                    ["queue"], multiprocess_mode="mostrecent")

@@ -230,3 +230,21 @@ def prune_wal(plan: Plan, dataset: str, kept_base_backups: Iterable[Any], *, dry
                 leftovers += 1
     return {"dataset": dataset, "kept_all": False, "needed_from": needed, "deleted": deleted,
             "leftover_objects_deleted": leftovers, "dry_run": dry_run}
+
+
+def newest_recoverable_time(plan: Plan, dataset: str) -> float | None:
+    """The newest moment a point-in-time restore of ``dataset`` reaches today (epoch
+    seconds): the archive time of the last segment replayable without a gap from the newest
+    base backup whose start segment is archived. None without a base backup or WAL.
+    (Exposed for the DR report's RPO, issue 15.)"""
+    from drfleet.pitr.basebackup import list_base_backups
+    from drfleet.pitr.wal import _home_store, read_record
+
+    store = _home_store(plan, dataset)
+    state = scan_archive(plan, dataset, store=store)
+    best = None
+    for record in list_base_backups(plan, dataset):
+        end = reachable_end(state, _start_segment(record.manifest))
+        if end is not None and (best is None or (end.timeline, end.segno) > (best.timeline, best.segno)):
+            best = end
+    return read_record(store, dataset, best.name).pushed_at.timestamp() if best else None

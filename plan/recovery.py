@@ -38,8 +38,9 @@ the server's own directory on ``local`` provider hosts.
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drfleet.errors import DrfleetError
 from drfleet.plan.models import Plan, SecretRef
@@ -139,6 +140,50 @@ class ConfigPush(_Strict):
         "mirrored with rsync --delete, so files there that are not in `local` are removed."))
 
 
+class HealthProbe(_Strict):
+    """How the fleet itself checks a service (beat runs it on the region's control lane):
+    exactly one of ``http``, ``tcp`` or ``command``."""
+
+    http: str | None = Field(None, description=(
+        "An http:// or https:// URL the worker GETs; healthy when it answers with a status in "
+        "`expect_status` within `timeout_seconds`."))
+    tcp: str | None = Field(None, description=(
+        "HOST:PORT the worker connects to; healthy when the connection opens within `timeout_seconds`."))
+    command: list[str] | None = Field(None, min_length=1, description=(
+        "A command (argv list) run over SSH on the service's `host`; healthy when it exits 0 "
+        "(`{root}` is the host's root directory)."))
+    timeout_seconds: float = Field(5.0, gt=0, le=300, description="How long one check may take. Default 5.")
+    interval_seconds: int = Field(30, ge=1, le=86400, description=(
+        "How often beat runs the check, in seconds. Default 30."))
+    expect_status: list[int] = Field([200, 204], min_length=1, description=(
+        "http only: the answer statuses that count as healthy. Default [200, 204]."))
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "HealthProbe":
+        given = [k for k in ("http", "tcp", "command") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of http, tcp or command (got {', '.join(given) or 'none'})")
+        if self.http is not None:
+            parts = urlsplit(self.http)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("http must be an http:// or https:// URL with a host")
+            if parts.username or parts.password:
+                raise ValueError("http must not carry credentials in the URL")
+            try:
+                parts.port
+            except ValueError:
+                raise ValueError("http has an invalid port") from None
+        if self.tcp is not None:
+            host, _, port = self.tcp.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError("tcp must be HOST:PORT with a port from 1 to 65535")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "http" if self.http else "tcp" if self.tcp else "command"
+
+
 class Service(_Strict):
     region: str = Field(description=(
         "The region (a name under `regions:`) the service runs in: the service-failure "
@@ -159,6 +204,25 @@ class Service(_Strict):
     restart: list[str] | None = Field(None, description=(
         "The command (argv list) run over SSH to restart the service when its health check "
         "fails. Unset: the runbook goes straight to redeploying on a new server."))
+    probe: HealthProbe | None = Field(None, description=(
+        "How the fleet checks the service on a schedule (HTTP, TCP or a command) and exports "
+        "`drfleet_service_up`; alerts and the webhook receiver start the service-failure "
+        "runbook from it. Unset: the fleet runs `health` over SSH."))
+    logs: list[str] | None = Field(None, description=(
+        "A command (argv list) whose output shows the service's recent log, run over SSH when "
+        "a restart did not help (the second seed's `pm2 logs NAME --lines 100`). Unset: no log step."))
+    restart_all: list[str] | None = Field(None, description=(
+        "A command (argv list) that restarts every process on the host (`pm2 restart all`), "
+        "run when the host is short of memory or disk. Unset: no such step."))
+    stop: list[str] | None = Field(None, description=(
+        "The command (argv list) that stops the service, run before its data is restored in "
+        "place (database-corruption). Unset: nothing is stopped."))
+    start: list[str] | None = Field(None, description=(
+        "The command (argv list) that starts the service after a restore or on a new server. "
+        "Unset: `restart` is used, else nothing."))
+    setup: list[list[str]] = Field([], description=(
+        "Commands (argv lists) that prepare a new server for the service before configuration "
+        "and data arrive (hardening, database and web server set-up). Default none."))
     config: ConfigPush | None = Field(None, description=(
         "A configuration directory pushed onto a new server before data is restored. Unset: "
         "no push (the image must carry the configuration)."))
@@ -202,6 +266,13 @@ class EndpointFile(_Strict):
 
 
 class Database(_Strict):
+    restore_to: str | None = Field(None, description=(
+        "database-corruption: where the good backup is restored (a target as in a service's "
+        "`restore`: `env:VAR`, `file:PATH`, a URL without password, or a directory). Unset: "
+        "the dataset's own connection."))
+    applications: list[str] = Field([], description=(
+        "database-corruption: the services (names under `recovery.services`) stopped before "
+        "the restore and started after it. Default none."))
     standby: SecretRef | None = Field(None, description=(
         "Where the standby's connection string is ({env: VAR} or {file: PATH}); that standby "
         "is promoted with pg_promote() and becomes the primary. Unset: the standby registered "
@@ -215,6 +286,8 @@ class Database(_Strict):
     new_standby: NewStandby | None = Field(None, description=(
         "Where to build a replacement standby after promotion. Unset: no new standby is "
         "built and the new primary runs without one."))
+    max_lag_seconds: float = Field(60.0, gt=0, description=(
+        "region-failure: the standby counts as in sync when its replay lag is at most this. Default 60."))
 
 
 class Recovery(_Strict):
@@ -244,6 +317,11 @@ class Recovery(_Strict):
     host_roots: dict[str, str] = Field({}, description=(
         "Plan host name -> the directory `{root}` stands for on it in commands and remote "
         "paths. Default empty string: `{root}` vanishes (real hosts)."))
+    notify: SecretRef | None = Field(None, description=(
+        "Where the notification URLs are ({env: VAR} or {file: PATH}): apprise URLs separated "
+        "by spaces or newlines (mailto://, slack://, json://, ...). Notified: a step waiting "
+        "for approval, a run finished or failed, a drill failed, a target missed. Unset: no "
+        "notifications."))
     approval_poll_seconds: float = Field(5.0, gt=0, description=(
         "How often, in seconds, a destructive step waiting for `drfleet runbook approve` "
         "checks again. Default 5."))
@@ -270,14 +348,27 @@ class Recovery(_Strict):
 def recovery_config(plan: Plan) -> Recovery:
     """The validated recovery section of ``plan``.
 
-    Raises RecoveryConfigInvalid listing every problem (path and message), and when a name
-    refers to a region, host or dataset the plan does not have.
+    Raises RecoveryConfigInvalid listing every problem (path and message): a malformed
+    section, a name that refers to a region, host, service or dataset the plan does not
+    have, a DNS record outside ``recovery.dns.zone`` (or a record with no ``recovery.dns``),
+    and a recovery target that would move region-only data out of its region.
     """
     try:
         rec = Recovery.model_validate(plan.recovery or {})
     except ValidationError as exc:
-        problems = [f"recovery.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = [f"recovery.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors()]
         raise RecoveryConfigInvalid("the plan's recovery section is invalid", problems=problems) from None
+    problems = _name_problems(plan, rec) + _dns_problems(rec) + _ttl_problems(rec) + sovereignty_problems(plan, rec)
+    if problems:
+        raise RecoveryConfigInvalid("the plan's recovery section names things the plan does not have"
+                                    if not all("sovereignty" in p for p in problems) else
+                                    "the plan's recovery section would move region-only data out of its region",
+                                    problems=problems)
+    return rec
+
+
+def _name_problems(plan: Plan, rec: Recovery) -> list[str]:
     problems = []
     regions = set(plan.region_names)
     for name, svc in rec.services.items():
@@ -292,67 +383,135 @@ def recovery_config(plan: Plan) -> Recovery:
         for ds in svc.restore:
             if ds not in plan.datasets:
                 problems.append(f"recovery.services.{name}.restore: unknown dataset {ds!r}")
+        if svc.probe and svc.probe.command and not svc.host:
+            problems.append(f"recovery.services.{name}.probe: a command probe runs on the service's host; set host")
     for region in [*rec.clouds, *([rec.fallback_region] if rec.fallback_region else [])]:
         if region not in regions:
             problems.append(f"recovery: unknown region {region!r}")
+    for ds, targets in rec.restore_targets.items():
+        if ds not in plan.datasets:
+            problems.append(f"recovery.restore_targets: unknown dataset {ds!r}")
+        for region in targets:
+            if region not in regions:
+                problems.append(f"recovery.restore_targets.{ds}: unknown region {region!r}")
+    for host in rec.host_roots:
+        if host not in plan.hosts:
+            problems.append(f"recovery.host_roots: unknown host {host!r}")
     for ds, db in rec.databases.items():
         if ds not in plan.datasets:
             problems.append(f"recovery.databases: unknown dataset {ds!r}")
-        elif plan.datasets[ds].kind != "postgres":
-            problems.append(f"recovery.databases.{ds}: standby promotion needs a postgres dataset")
+        elif plan.datasets[ds].kind != "postgres" and (db.standby or db.new_standby or db.dns or db.endpoint_file):
+            problems.append(f"recovery.databases.{ds}: standby promotion needs a postgres dataset "
+                            f"({ds} is {plan.datasets[ds].kind}); keep only restore_to and applications")
         for host in [db.new_standby.host if db.new_standby else None,
                      db.endpoint_file.host if db.endpoint_file else None]:
             if host and host not in plan.hosts:
                 problems.append(f"recovery.databases.{ds}: unknown host {host!r}")
-    if rec.dns and rec.dns.provider == "cloudflare":
-        records = [(f"services.{n}", s.dns) for n, s in rec.services.items()]
-        records += [(f"databases.{n}", d.dns) for n, d in rec.databases.items()]
-        for where, record in records:
-            problem = record and record.ttl and cloudflare_ttl_problem(record.ttl, rec.dns.enterprise_zone)
-            if problem:
-                problems.append(f"recovery.{where}.dns.ttl: {problem}")
-    if problems:
-        raise RecoveryConfigInvalid("the plan's recovery section names things the plan does not have",
-                                    problems=problems)
-    return rec
+        for svc in db.applications:
+            if svc not in rec.services:
+                problems.append(f"recovery.databases.{ds}.applications: unknown service {svc!r}")
+    return problems
 
 
-# An illustrative recovery section (and the hosts it names) for the generated pages and the
-# plan reference's examples: docs/runbooks/*.md are built from examples/microservices.yaml plus these.
-_KEYS = {"key_file": "/etc/drfleet/ssh/id_ed25519", "known_hosts": "/etc/drfleet/ssh/known_hosts", "user": "drfleet"}
-EXAMPLE_HOSTS: dict[str, dict[str, Any]] = {
-    "auth-eu-1": {"address": "10.0.1.5", "region": "eu-central", **_KEYS},
-    "auth-us-1": {"address": "10.1.1.5", "region": "us-east", **_KEYS},
-    "web-us-1": {"address": "10.1.1.10", "region": "us-east", **_KEYS},
-    "db-eu-2": {"address": "10.0.1.41", "region": "eu-central", **_KEYS},
-}
-EXAMPLE_RECOVERY: dict[str, Any] = {
-    "ssh": {"user": "drfleet", "key_file": "/etc/drfleet/ssh/id_ed25519", "known_hosts": "/etc/drfleet/ssh/known_hosts"},
-    "clouds": {
-        "eu-central": {"provider": "hetzner", "token_env": "HCLOUD_TOKEN", "region": "fsn1", "size": "cx22", "image": "ubuntu-24.04"},
-        "ap-southeast": {"provider": "vultr", "token_env": "VULTR_API_KEY", "region": "sgp", "size": "vc2-1c-2gb", "image": "2284"},
-    },
-    "fallback_region": "ap-southeast",
-    "dns": {"provider": "cloudflare", "zone": "example.com", "token_env": "CLOUDFLARE_API_TOKEN"},
-    "services": {
-        "auth": {"region": "eu-central", "host": "auth-eu-1", "instances": {"us-east": "auth-us-1"},
-                 "dns": {"name": "auth.example.com", "type": "A", "ttl": 60},
-                 "health": ["curl", "-fsS", "http://127.0.0.1:8080/health"],
-                 "restart": ["systemctl", "restart", "auth"],
-                 "config": {"local": "/etc/drfleet/services/auth", "remote": "{root}/etc/auth"},
-                 "restore": {"auth-db": "env:AUTH_DB_URL"}, "critical": True, "priority": 1},
-        "ghost": {"region": "eu-central", "host": "web-eu-1", "instances": {"us-east": "web-us-1"},
-                  "dns": {"name": "blog.example.com"},
-                  "health": ["curl", "-fsS", "http://127.0.0.1:2368/"],
-                  "restart": ["systemctl", "restart", "ghost"],
-                  "config": {"local": "/etc/drfleet/services/ghost", "remote": "{root}/etc/ghost"},
-                  "restore": {"ghost-db": "env:GHOST_DB_URL", "ghost-content": "host:{root}/var/lib/ghost/content"},
-                  "priority": 2},
-    },
-    "restore_targets": {"auth-db": {"us-east": "env:AUTH_DB_US_URL"}, "ghost-db": {"us-east": "env:GHOST_DB_US_URL"}},
-    "databases": {
-        "auth-db": {"standby": {"env": "AUTH_DB_STANDBY_URL"}, "dns": {"name": "auth-db.example.com"},
-                    "endpoint_file": {"host": "auth-eu-1", "path": "/etc/auth/database-endpoint"},
-                    "new_standby": {"host": "db-eu-2", "data_dir": "/var/lib/postgresql/standby"}},
-    },
-}
+def _ttl_problems(rec: Recovery) -> list[str]:
+    """TTLs the DNS provider would refuse at switch time (Cloudflare: 1 = automatic, or 60 to
+    86400; 30 to 59 on Enterprise zones)."""
+    if not rec.dns or rec.dns.provider != "cloudflare":
+        return []
+    records = [(f"services.{n}", s.dns) for n, s in rec.services.items()]
+    records += [(f"databases.{n}", d.dns) for n, d in rec.databases.items()]
+    return [f"recovery.{where}.dns.ttl: {problem}" for where, record in records
+            if record and record.ttl and (problem := cloudflare_ttl_problem(record.ttl, rec.dns.enterprise_zone))]
+
+
+def record_fqdn(name: str, zone: str) -> str | None:
+    """The record's full name in ``zone`` (``www`` -> ``www.example.com``), or None when
+    a dotted name lies outside the zone."""
+    name, zone = name.rstrip(".").lower(), zone.rstrip(".").lower()
+    if name == zone or name.endswith("." + zone):
+        return name
+    if "." in name:
+        return None
+    return f"{name}.{zone}"
+
+
+def _dns_problems(rec: Recovery) -> list[str]:
+    named = [(f"recovery.services.{n}.dns", s.dns) for n, s in rec.services.items() if s.dns]
+    named += [(f"recovery.databases.{n}.dns", d.dns) for n, d in rec.databases.items() if d.dns]
+    if not named:
+        return []
+    if rec.dns is None:
+        return [f"{path}: a DNS record needs recovery.dns (provider, zone, credentials)" for path, _ in named]
+    return [f"{path}: record {d.name!r} is not in DNS zone {rec.dns.zone!r} (write it relative, e.g. 'www', "
+            f"or as NAME.{rec.dns.zone})" for path, d in named if record_fqdn(d.name, rec.dns.zone) is None]
+
+
+def dataset_locations(plan: Plan, dataset: str) -> set[str]:
+    """Every storage location some policy of ``dataset`` puts a copy in (its home region's
+    store included)."""
+    from drfleet.plan.rules import resolve_copy_target
+
+    doc = plan.model_dump(mode="json")
+    ds = plan.dataset(dataset)
+    out = {n for n, loc in plan.storage.items() if not loc.offsite and loc.region == ds.region}
+    for policy in ds.policies:
+        for target in policy.copies:
+            try:
+                out.update(resolve_copy_target(doc, ds.region, target))
+            except ValueError:
+                continue
+    return out
+
+
+def survives_region_loss(plan: Plan, dataset: str) -> bool:
+    """True when some copy of ``dataset`` lives outside its home region (another region's
+    store, or an offsite location not under that region's jurisdiction)."""
+    home = plan.dataset(dataset).region
+    for name in dataset_locations(plan, dataset):
+        loc = plan.storage[name]
+        if loc.offsite and loc.jurisdiction != home:
+            return True
+        if not loc.offsite and loc.region != home:
+            return True
+    return False
+
+
+def lost_with_region(plan: Plan, region: str) -> list[str]:
+    """Datasets homed in ``region`` whose every copy is inside it: they cannot be restored
+    if the region is lost (e.g. a region-only analytics database), by priority."""
+    names = [n for n, ds in plan.datasets.items() if ds.region == region and not survives_region_loss(plan, n)]
+    return sorted(names, key=lambda n: (plan.datasets[n].priority, n))
+
+
+def sovereignty_problems(plan: Plan, rec: Recovery) -> list[str]:
+    """Recovery targets that would put region-only data in another region: a region-failure
+    restore target, a service in another region restoring it, or a new standby on a host
+    of another region. (The catastrophic runbook leaves region-only data outside its
+    fallback region out, and says so.)"""
+    problems = []
+    for name, ds in plan.datasets.items():
+        if not ds.sovereign:
+            continue
+        for region in rec.restore_targets.get(name, {}):
+            if region != ds.region:
+                problems.append(f"recovery.restore_targets.{name}.{region}: data sovereignty: {name} is "
+                                f"region-only ({ds.region}) and may not be restored in {region}")
+        for svc_name, svc in rec.services.items():
+            if name in svc.restore and svc.region != ds.region:
+                problems.append(f"recovery.services.{svc_name}.restore.{name}: data sovereignty: {name} is "
+                                f"region-only ({ds.region}); service {svc_name} runs in {svc.region}")
+        db = rec.databases.get(name)
+        if db and db.new_standby and db.new_standby.host in plan.hosts:
+            host_region = plan.hosts[db.new_standby.host].region
+            if host_region and host_region != ds.region:
+                problems.append(f"recovery.databases.{name}.new_standby.host: data sovereignty: "
+                                f"{db.new_standby.host} is in {host_region}, {name} is region-only ({ds.region})")
+    return problems
+
+
+def region_loss_notes(plan: Plan) -> list[str]:
+    """One line per dataset that cannot survive the loss of its home region (every copy
+    inside it), for ``drfleet plan check``."""
+    return [f"{name} cannot survive the loss of {plan.dataset(name).region}: every copy is in it or under its jurisdiction"
+            + (" (region-only)" if plan.dataset(name).sovereign else "")
+            for region in plan.region_names for name in lost_with_region(plan, region)]

@@ -260,16 +260,18 @@ def plan_reference_markdown(schema: dict | None = None, docs: list[Any] | None =
 
 def _recovery_sections() -> list[str]:
     """The ``recovery:`` section (validated by ``plan.recovery``), same table format."""
-    from drfleet.plan.recovery import EXAMPLE_RECOVERY, Recovery
+    from drfleet.plan.recovery import Recovery
 
     schema = Recovery.model_json_schema(mode="validation")
     schema["title"] = "Recovery"
+    sections = [doc.get("recovery") or {} for doc in load_example_docs()]
     found = {(("Recovery" if m == TOP else m), f): v
-             for (m, f), v in collect_examples(schema, [EXAMPLE_RECOVERY]).items()}
+             for (m, f), v in collect_examples(schema, sections).items()}
     lines = ["## Recovery section", "",
              "`recovery:` holds what the runbooks act on (services, DNS, clouds, standbys); "
              "`drfleet plan check` validates it with `plan.recovery.recovery_config`. Its "
-             "examples come from the illustrative recovery section in `plan/recovery.py`.", ""]
+             "examples come from the `recovery:` sections of `examples/microservices.yaml` and "
+             "`examples/plugspace.yaml`.", ""]
     for model in model_order(schema):
         if model in plan_json_schema().get("$defs", {}):
             continue  # documented above (SecretRef)

@@ -5,6 +5,7 @@ No script at all and nothing loaded from outside the page."""
 from __future__ import annotations
 
 import html
+import math
 import time
 
 from drfleet.plan.durations import format_duration
@@ -42,22 +43,46 @@ def _verdict(ok) -> str:
     return '<span class="ok">met</span>' if ok else '<span class="bad">missed</span>'
 
 
+NICE = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 30 * 86400)
+
+
+def axis(values: list[float]) -> tuple[str, float, list[float]]:
+    """("linear"|"log", top, ticks) for values in seconds: a log scale when they span more
+    than two orders of magnitude (a 5-minute target beside a 2-day lag), so both stay
+    readable; ticks at round durations (1s, 5m, 1h, 1d, ...)."""
+    positive = [v for v in values if v > 0]
+    top = max(positive + [1.0]) * 1.15
+    low = min(positive) if positive else 1.0
+    if top / max(low, 1.0) > 100:
+        ticks = [t for t in NICE if max(low, 1.0) / 2 <= t <= top]
+        return "log", top, ticks[:: max(1, len(ticks) // 5)]
+    ticks = [t for t in NICE if top / 6 <= t <= top] or [top / 1.15]
+    step = ticks[0]
+    return "linear", top, [step * k for k in range(1, int(top // step) + 1)][:6]
+
+
 def chart(title: str, start: float, end: float, target: float | None, *, line=None, points=None) -> str:
-    """An SVG chart: x is time over [start, end]; y is seconds from 0. ``line`` is a list of
-    (t, seconds) drawn as a polyline; ``points`` a list of (t, seconds, ok) drawn as dots;
-    the target is a dashed red line, with the area above it shaded."""
+    """An SVG chart: x is time over [start, end] (dates at both ends and the middle); y is
+    seconds, linear or logarithmic (``axis``), with ticks at round durations. ``line`` is a
+    list of (t, seconds) drawn as a polyline; ``points`` a list of (t, seconds, ok) drawn as
+    dots; the target is a dashed red line, with the area above it shaded."""
     values = [v for _, v in (line or [])] + [v for _, v, _ in (points or [])]
-    top = max(values + [target or 0, 1]) * 1.15
+    scale, top, ticks = axis(values + ([target] if target else []))
     span = max(end - start, 1)
 
     def x(t):
         return PAD_L + (min(max(t, start), end) - start) / span * (W - PAD_L - PAD_R)
 
+    def frac(v):
+        if scale == "log":
+            return math.log10(max(v, 1.0)) / math.log10(top)
+        return v / top
+
     def y(v):
-        return PAD_T + (1 - v / top) * (H - PAD_T - PAD_B)
+        return PAD_T + (1 - min(frac(v), 1.0)) * (H - PAD_T - PAD_B)
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
-             f'role="img" aria-label="{_e(title)}">',
+             f'role="img" aria-label="{_e(title)}" data-scale="{scale}">',
              f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" height="{H - PAD_T - PAD_B}" '
              'fill="#fafbfc" stroke="#d0d4da"/>']
     if target is not None:
@@ -67,9 +92,12 @@ def chart(title: str, start: float, end: float, target: float | None, *, line=No
                      'stroke="#b3261e" stroke-dasharray="6 4" stroke-width="1.5"/>')
         parts.append(f'<text x="{W - PAD_R - 4}" y="{y(target) - 4:.1f}" text-anchor="end">target '
                      f'{_e(_dur(target))}</text>')
-    for v in (0, top / 1.15):
+    for v in [0.0] + ticks:
+        parts.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eceef1"/>')
         parts.append(f'<text x="{PAD_L - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{_e(_dur(v))}</text>')
     parts.append(f'<text x="{PAD_L}" y="{H - 8}">{_e(_when(start))}</text>')
+    parts.append(f'<text x="{(PAD_L + W - PAD_R) / 2:.0f}" y="{H - 8}" text-anchor="middle">'
+                 f'{_e(_when((start + end) / 2))}</text>')
     parts.append(f'<text x="{W - PAD_R}" y="{H - 8}" text-anchor="end">{_e(_when(end))}</text>')
     if line:
         coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in line)
@@ -104,7 +132,21 @@ def render_html(report: dict) -> str:
     for r in report["rpo"]:
         out.append(chart(f"{r['dataset']}: freshness vs RPO target", start, end, r["target_seconds"],
                          line=[tuple(p) for p in r["series"]]))
-    out.append("</div><h2>RTO: measured by drills</h2>")
+    out.append("</div><h2>RTO per scenario: runbook runs and drills</h2>")
+    out.append(_table(["scenario", "target", "latest", "worst", "margin (worst)", "", "measured", "latest from"], [
+        [_e(r["scenario"]), _e(_dur(r["target_seconds"])), _e(_dur(r["latest_seconds"])), _e(_dur(r["worst_seconds"])),
+         _e(_dur(r["margin_seconds"])), _verdict(r["met"]), _e(r["measurements"]), _e(r["latest_source"] or "-")]
+        for r in report.get("scenarios", [])]))
+    out.append('<div class="charts">')
+    for r in report.get("scenarios", []):
+        if r["series"]:
+            out.append(chart(f"{r['scenario']}: RTO vs target", start, end, r["target_seconds"],
+                             points=[(t, v, True) for t, v in r["series"]]))
+    out.append("</div>")
+    if report.get("unmet"):
+        out.append("<h2>Targets missed or without data</h2><ul>" +
+                   "".join(f'<li class="bad">{_e(u)}</li>' for u in report["unmet"]) + "</ul>")
+    out.append("<h2>RTO: measured by drills</h2>")
     out.append(_table(["dataset", "drill", "scenario", "target", "latest", "worst", "margin (latest)", "", "drills",
                        "trend"], [
         [_e(r["dataset"]), _e(r["drill"]), _e(r["scenario"]), _e(_dur(r["target_seconds"])),

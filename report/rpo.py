@@ -1,19 +1,21 @@
 """RPO now and over time, per dataset.
 
 A recovery point is a backup whose latest verification succeeded in at least one
-location (``state.verifications``), dated by the start time in its backup id; archived
-WAL counts too when the PITR module provides ``pitr.newest_recovery_time(plan, dataset)``
-(an epoch, a datetime or None). RPO lag now = now - newest recovery point. A dataset that
-has no recovery point at all is at risk since drfleet started tracking it (``tracked_since``).
+location (``state.verifications``), dated by the start time in its backup id. Point-in-time
+recovery counts too: for a dataset with a ``mode: wal`` policy, the newest moment archived
+WAL reaches from a base backup without a gap (``pitr.archive.newest_recoverable_time``);
+for a MongoDB dataset with a ``mode: oplog`` policy, the last timestamp of the newest oplog
+slice chained without a break to a dump (``oplog_point``). RPO lag now = now - the newest
+of those. A dataset that has no recovery point at all is at risk since drfleet started
+tracking it (``tracked_since``).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from datetime import datetime
 
 from drfleet.backup_format.layout import backup_time
+from drfleet.errors import DrfleetError
 from drfleet.plan.models import Plan
 from drfleet.state import verifications
 
@@ -39,33 +41,59 @@ def recovery_points(dataset: str, *, client=None) -> list[float]:
     return sorted(points)
 
 
-def archived_wal_point(plan: Plan, dataset: str) -> float | None:
-    """The newest point archived WAL reaches, if the PITR module offers one."""
+def _has_mode(plan: Plan, dataset: str, mode: str) -> bool:
+    return any(p.mode == mode for p in plan.dataset(dataset).policies)
+
+
+def wal_point(plan: Plan, dataset: str) -> float | None:
+    """The newest moment archived WAL restores ``dataset`` to (None without a ``mode: wal``
+    policy, a base backup, or a readable archive: the failure is logged, the report goes on)."""
+    if plan.dataset(dataset).kind != "postgres" or not _has_mode(plan, dataset, "wal"):
+        return None
+    from drfleet.pitr.archive import newest_recoverable_time
     try:
-        pitr = importlib.import_module("pitr")
-    except ImportError:
+        return newest_recoverable_time(plan, dataset)
+    except (DrfleetError, OSError) as exc:
+        logger.warning("WAL archive of %s unreadable for the report: %s", dataset, exc)
         return None
-    fn = getattr(pitr, "newest_recovery_time", None)
-    if not callable(fn):
+
+
+def oplog_point(plan: Plan, dataset: str) -> float | None:
+    """The newest oplog timestamp (epoch seconds) reachable from the newest MongoDB dump
+    through slices chained without a break; None without an ``oplog`` policy, a dump or
+    slices after it."""
+    if plan.dataset(dataset).kind != "mongodb" or not _has_mode(plan, dataset, "oplog"):
         return None
+    from drfleet.pitr.oplog import dump_position, full_dumps, slices, ts_pair
     try:
-        value = fn(plan, dataset)
-    except Exception as exc:  # noqa: BLE001 - the report still shows backups
-        logger.warning("pitr.newest_recovery_time(%s) failed: %s", dataset, exc)
+        dumps = full_dumps(plan, dataset)
+        if not dumps:
+            return None
+        position = dump_position(dumps[-1].manifest)
+        reached = None
+        for record in slices(plan, dataset):
+            pos = record.manifest.source_position
+            after = ts_pair(pos["after_ts"]) if pos.get("after_ts") else None
+            last = ts_pair(pos["last_ts"])
+            if last <= position:
+                continue
+            if after is None or after > position:
+                break   # a slice that starts after where the chain got to: a gap
+            position, reached = last, last
+        return float(reached[0]) if reached else None
+    except (DrfleetError, OSError, KeyError) as exc:
+        logger.warning("oplog slices of %s unreadable for the report: %s", dataset, exc)
         return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value) if value is not None else None
 
 
 def rpo_now(plan: Plan, dataset: str, *, now: float, points: list[float] | None = None,
             tracked_since: float | None = None, client=None) -> dict:
     """Target, newest recovery point, lag, margin (target - lag) and whether it is met."""
     points = recovery_points(dataset, client=client) if points is None else points
-    newest = points[-1] if points else None
-    wal = archived_wal_point(plan, dataset)
-    if wal is not None and (newest is None or wal > newest):
-        newest = wal
+    newest, source = (points[-1], "verified backup") if points else (None, None)
+    for name, point in (("archived WAL", wal_point(plan, dataset)), ("oplog", oplog_point(plan, dataset))):
+        if point is not None and (newest is None or point > newest):
+            newest, source = point, name
     target = target_or_none(plan.rpo_for, dataset)
     if newest is not None:
         lag = max(0.0, now - newest)
@@ -75,7 +103,7 @@ def rpo_now(plan: Plan, dataset: str, *, now: float, points: list[float] | None 
         lag = None
     margin = (target - lag) if (target is not None and lag is not None) else None
     return {"dataset": dataset, "region": plan.dataset(dataset).region, "target_seconds": target,
-            "newest_recovery_point": newest, "lag_seconds": lag, "margin_seconds": margin,
+            "newest_recovery_point": newest, "source": source, "lag_seconds": lag, "margin_seconds": margin,
             "met": None if margin is None or newest is None else margin >= 0,
             "recovery_points": len(points)}
 

@@ -81,3 +81,42 @@ def drill_rows(plan: Plan, drills: list[DrillRecord]) -> list[dict]:
                      "trend": trend(timed[-2].rto_seconds if len(timed) > 1 else None,
                                     timed[-1].rto_seconds if timed else None)})
     return rows
+
+
+# which runbook runs and drill kinds measure each scenario word of objectives.rto
+SCENARIO_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # objective word: (runbook scenarios, drill kinds)
+    "single-service": (("service-failure",), ("failover",)),
+    "service": (("service-failure",), ("failover",)),
+    "database": (("database-failure", "database-corruption"), ()),
+    "server": (("server-failure",), ()),
+    "region": (("region-failure",), ("region",)),
+    "catastrophic": (("catastrophic",), ("full",)),
+    "full-disaster": (("catastrophic",), ("full",)),
+}
+
+
+def scenario_rows(plan: Plan, drills: list[DrillRecord], runs: list) -> list[dict]:
+    """One row per RTO objective of the plan (``objectives.rto``): the recovery times
+    measured for it by runbook runs (``rto_seconds`` of succeeded runs) and drills of the
+    matching kind (a failover drill counts for its runbook's scenario), latest and worst
+    against the target; ``met`` None when nothing measured it."""
+    rows = []
+    for scenario, target in sorted(plan.objectives.rto.items()):
+        run_kinds, drill_kinds = SCENARIO_SOURCES.get(scenario, ((), ()))
+        measured = [(r.created_at, float(r.rto_seconds), f"runbook {r.scenario} {r.run_id}") for r in runs
+                    if r.scenario in run_kinds and r.status == "succeeded" and r.rto_seconds is not None]
+        for d in drills:
+            counts = d.kind in drill_kinds or (d.kind == "failover" and d.scenario in run_kinds)
+            if counts and d.result == DrillResult.PASSED and d.rto_seconds is not None:
+                measured.append((d.started_at, float(d.rto_seconds), f"{d.kind} drill {d.drill_id}"))
+        measured.sort()
+        latest = measured[-1] if measured else None
+        worst = max((m[1] for m in measured), default=None)
+        rows.append({"scenario": scenario, "target_seconds": target,
+                     "latest_seconds": latest[1] if latest else None, "latest_source": latest[2] if latest else None,
+                     "worst_seconds": worst, "measurements": len(measured),
+                     "margin_seconds": None if worst is None else target - worst,
+                     "met": None if worst is None else worst <= target,
+                     "series": [(t, v) for t, v, _ in measured]})
+    return rows

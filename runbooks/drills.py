@@ -38,6 +38,7 @@ from drfleet.state.drills import DatasetOutcome, DrillRecord, DrillStep
 from drfleet.statuses import DrillResult
 
 KINDS = ("restore", "failover", "region", "full")
+PITR_LABELS = ("basebackup", "oplog-slice")   # parts of a point-in-time chain, not restorable alone
 
 
 class FingerprintMismatch(DataPathError):
@@ -64,13 +65,17 @@ def step(record: DrillRecord, name: str) -> Iterator[DrillStep]:
 
 
 def restorable(plan: Plan, backup: BackupRecord) -> bool:
-    """Self-contained backups only: no parents (incrementals) and a full-mode policy."""
+    """Backups a restore drill can restore and fingerprint: full backups, and files
+    incrementals (restored with their whole chain: the tree of that day). Base backups and
+    oplog slices are parts of a point-in-time chain (``pitr_drill``)."""
     m = backup.manifest
-    if m.parents:
+    if (m.labels or {}).get("type") in PITR_LABELS:
         return False
+    if m.parents:
+        return m.kind == "files"
     ds = plan.datasets.get(m.dataset)
     policy = next((p for p in ds.policies if p.name == m.policy), None) if ds else None
-    return policy is None or policy.mode == "full"
+    return policy is None or policy.mode in ("full", "incremental", "oplog", "wal")
 
 
 @contextlib.contextmanager
@@ -99,9 +104,13 @@ def restore_into_scratch(plan: Plan, backup: BackupRecord, record: DrillRecord) 
         source_conn = "" if m.kind == "files" else source_for(plan, m.dataset)[1]
         reader = BackupReader(store_for(plan, backup.location), m, data_key_for(plan, m))
     with scratch_steps(record, m.dataset, m.kind, source_conn) as (target, options):
-        with step(record, f"{m.dataset}: restore"):
-            module.restore(target, reader, options)
-            reader.finish()
+        with step(record, f"{m.dataset}: restore" + (f" (chain of {len(m.parents) + 1})" if m.parents else "")):
+            if m.parents:   # an incremental: the chain, full first, gives that day's tree
+                from drfleet.datapath.tree_restore import restore_tree
+                restore_tree(plan, backup, target)
+            else:
+                module.restore(target, reader, options)
+                reader.finish()
         with step(record, f"{m.dataset}: compare fingerprint"):
             restored = module.fingerprint(target, {}, like=m.fingerprint)
             if restored != m.fingerprint:
@@ -145,9 +154,12 @@ def outside_region(plan: Plan, region: str) -> list[str]:
 
 def run_drill(plan: Plan, kind: str, *, region: str, dataset: str | None = None, scenario: str | None = None,
               scope: str | None = None, actor: str = "api", task_id: str | None = None,
-              rng: random.Random | None = None, drill_id: str | None = None) -> DrillRecord:
-    """Run one drill and return its finished record. Raises ValueError for an unknown kind
-    and UnknownPlanName for an unknown dataset (before anything is recorded)."""
+              rng: random.Random | None = None, drill_id: str | None = None,
+              backup_id: str | None = None) -> DrillRecord:
+    """Run one drill and return its finished record. ``backup_id`` (restore drills, with
+    ``dataset``): drill that backup instead of a random one (an incremental: "day N").
+    Raises ValueError for an unknown kind and UnknownPlanName for an unknown dataset
+    (before anything is recorded)."""
     if kind not in KINDS:
         raise ValueError(f"unknown drill kind {kind!r}; kinds are {', '.join(KINDS)}")
     if dataset is not None:
@@ -160,7 +172,7 @@ def run_drill(plan: Plan, kind: str, *, region: str, dataset: str | None = None,
         if kind == "failover":
             _failover(plan, record)
         else:
-            _restores(plan, record, dataset, rng)
+            _restores(plan, record, dataset, rng, backup_id)
     except Exception as exc:  # noqa: BLE001 - the drill machinery itself broke: still a result
         record.result, record.reason = DrillResult.FAILED, f"drill aborted: {error_text(exc)}"
     record.ended_at = time.time()
@@ -168,13 +180,27 @@ def run_drill(plan: Plan, kind: str, *, region: str, dataset: str | None = None,
         record.rto_seconds = round(record.ended_at - record.started_at, 3)
     drill_state.save(record)
     _announce(record)
+    if record.result == DrillResult.FAILED:
+        from drfleet.runbooks.notify import notify
+        notify(plan, "drill-failed", f"{record.kind} drill failed", record.reason or "no reason recorded",
+               drill_id=record.drill_id, region=record.region)
     return record
 
 
-def _restores(plan: Plan, record: DrillRecord, dataset: str | None, rng: random.Random) -> None:
+def _restores(plan: Plan, record: DrillRecord, dataset: str | None, rng: random.Random,
+              backup_id: str | None = None) -> None:
     if record.kind == "restore":
         names = [dataset] if dataset else [rng.choice(sorted(plan.datasets))]
         locations, where, choose = None, "in any location", rng.choice
+        if backup_id:
+            where = f"with id {backup_id}"
+
+            def choose(backups: list[BackupRecord]) -> BackupRecord:
+                named = [b for b in backups if b.backup_id == backup_id]
+                if not named:
+                    raise DataPathError(f"backup {backup_id} of {dataset} is not restorable here",
+                                        dataset=dataset, backup_id=backup_id)
+                return named[0]
     elif record.kind == "region":
         if record.region not in plan.region_names:
             raise DataPathError(f"region {record.region!r} is not in the plan", regions=", ".join(plan.region_names))

@@ -30,6 +30,7 @@ from typing import Any
 from drfleet.errors import DrfleetError
 from drfleet.plan.recovery import recovery_config
 from drfleet.runbooks.actions import ACTIONS, SkipStep, StepContext
+from drfleet.runbooks.notify import notify
 from drfleet.runbooks.records import Run, RunStore, heartbeat_seconds
 from drfleet.state import audit
 from drfleet.statuses import RunStatus, StepStatus
@@ -78,7 +79,7 @@ def execute_step(plan, run_id: str, step: str, *, generation: int, task_id: str,
         return Outcome("cancelled", False)
     spec = run.step(step)
     if StepStatus(store.step_record(run_id, step)["status"]).done:
-        _maybe_finish(store, run)
+        _maybe_finish(store, run, plan)
         return Outcome("already-done", True)
     claimed, record = store.claim_step(run_id, step, task_id)
     if not claimed:
@@ -93,7 +94,7 @@ def execute_step(plan, run_id: str, step: str, *, generation: int, task_id: str,
         store.update_step(run_id, step, status=StepStatus.SKIPPED, finished_at=time.time(),
                           output={"skipped": f"{spec.when['step']}.{spec.when['key']} is not "
                                              f"{spec.when['equals']!r}"})
-        _maybe_finish(store, run)
+        _maybe_finish(store, run, plan)
         return Outcome("skipped", True)
 
     rec = recovery_config(plan)
@@ -102,13 +103,17 @@ def execute_step(plan, run_id: str, step: str, *, generation: int, task_id: str,
         if approval is None:
             waited = time.time() - float(record.get("started_at") or time.time())
             if waited > rec.approval_timeout_seconds:
-                _fail(store, run, step, f"no approval within {rec.approval_timeout_seconds:.0f}s")
+                _fail(store, run, step, f"no approval within {rec.approval_timeout_seconds:.0f}s", plan)
                 raise StepFailed(f"step {step} of run {run_id} was not approved in time",
                                  run_id=run_id, step=step,
                                  hint=f"approve with `drfleet runbook approve {run_id} {step}`, then resume")
             store.update_step(run_id, step, status=StepStatus.WAITING, waiting_since=record["started_at"],
                               approval_polls=int(record.get("approval_polls", 0)) + 1)
             store.set_status(run_id, RunStatus.WAITING)
+            if not record.get("approval_polls"):
+                notify(plan, "approval-needed", f"{run.scenario}: step {step} waits for approval",
+                       f"approve with `drfleet runbook approve {run_id} {step}`", run_id=run_id,
+                       target=spec.target)
             raise ApprovalPending(run_id, step, rec.approval_poll_seconds)
         audit.record("runbook.approval-used", actor=approval["by"], outcome="accepted",
                      run_id=run_id, step=step, token=approval["token"][:8])
@@ -124,11 +129,11 @@ def execute_step(plan, run_id: str, step: str, *, generation: int, task_id: str,
     except SkipStep as skip:
         store.update_step(run_id, step, status=StepStatus.SKIPPED, finished_at=time.time(),
                           output={"skipped": skip.reason, **skip.output})
-        _maybe_finish(store, run)
+        _maybe_finish(store, run, plan)
         return Outcome("skipped", True)
     except Exception as exc:  # noqa: BLE001 - recorded, then raised as StepFailed
         message = str(exc) if isinstance(exc, DrfleetError) else f"{type(exc).__name__}: {exc}"
-        _fail(store, run, step, message)
+        _fail(store, run, step, message, plan)
         raise StepFailed(f"runbook {run.scenario} step {step} failed", run_id=run_id, step=step,
                          error=message[-2000:]) from None
     finally:
@@ -136,7 +141,7 @@ def execute_step(plan, run_id: str, step: str, *, generation: int, task_id: str,
         beat.join(2)
     store.update_step(run_id, step, status=StepStatus.SUCCEEDED, finished_at=time.time(), output=output)
     logger.info("run %s step %s succeeded", run_id, step)
-    _maybe_finish(store, run)
+    _maybe_finish(store, run, plan)
     return Outcome("succeeded", True, output)
 
 
@@ -153,12 +158,15 @@ def _heartbeat(store: RunStore, run_id: str, step: str, task_id: str, stop: thre
             logger.warning("heartbeat of run %s step %s failed", run_id, step)
 
 
-def _fail(store: RunStore, run: Run, step: str, message: str) -> None:
+def _fail(store: RunStore, run: Run, step: str, message: str, plan=None) -> None:
     now = time.time()
     store.update_step(run.run_id, step, status=StepStatus.FAILED, finished_at=now, error=message[-4000:])
     store.set_status(run.run_id, RunStatus.FAILED, error=f"{step}: {message[:500]}")
     audit.record("runbook.run", actor=run.started_by or "api", outcome="failed", run_id=run.run_id,
                  runbook=run.scenario, step=step)
+    if plan is not None:
+        notify(plan, "runbook-failed", f"{run.scenario} failed at {step}", message[:500], run_id=run.run_id,
+               params=run.params)
 
 
 def _finish_cancelled(store: RunStore, run: Run, cancel: dict, before: str) -> None:
@@ -168,7 +176,7 @@ def _finish_cancelled(store: RunStore, run: Run, cancel: dict, before: str) -> N
                  run_id=run.run_id, runbook=run.scenario, step=before)
 
 
-def _maybe_finish(store: RunStore, run: Run) -> None:
+def _maybe_finish(store: RunStore, run: Run, plan=None) -> None:
     """Mark the run succeeded (with its RTO) once every step is done."""
     records = store.step_records(run.run_id)
     if not all(StepStatus(records[s.name]["status"]).done for s in run.steps):
@@ -183,3 +191,6 @@ def _maybe_finish(store: RunStore, run: Run) -> None:
     audit.record("runbook.run", actor=current.started_by or "api", outcome="succeeded",
                  run_id=run.run_id, runbook=run.scenario, seconds=rto)
     logger.info("run %s (%s) verified; RTO %.1fs", run.run_id, run.scenario, rto)
+    if plan is not None:
+        notify(plan, "runbook-finished", f"{run.scenario} recovered: RTO {rto:.1f}s",
+               f"`drfleet runbook status {run.run_id}` shows every step", run_id=run.run_id, params=run.params)

@@ -1,13 +1,25 @@
-"""The four scenarios as ordered step lists, built from the plan (pure: touches nothing, so
-``--dry-run`` prints exactly what a run would do).
+"""The scenarios as ordered step lists, built from the plan (pure: touches nothing, so
+``--dry-run`` prints exactly what a run would do). The first seed plan's four, and the
+second seed's runbooks (its service failure is the first one's with more steps, its data
+center failover the region failure's):
 
-* service-failure SERVICE: check health -> restart -> (if restart did not bring it back)
-  provision a new server from the image, push configuration, restore the service's data,
-  route traffic (DNS) to it -> verify health.
+* service-failure SERVICE: check health -> restart -> (if restart did not bring it back:
+  the service's log, the host's memory and disk, restart everything on a short host when
+  the plan gives those commands) -> provision a new server from the image, push
+  configuration, restore the service's data, route traffic (DNS) to it -> verify health.
+* database-corruption DATASET: stop the applications -> choose the newest good backup
+  (before ``--at``) -> restore it in place (approval) -> verify the restored counts against
+  the backup's fingerprint -> start the applications.
+* server-failure HOST: provision a new server -> set it up (the services' setup commands)
+  -> push configuration -> restore everything the host's services hold (certificates
+  included) -> start the services -> verify health -> DNS.
 * database-failure DATASET: detect -> promote the standby (approval) -> redirect clients ->
   provision a new standby -> verify integrity.
 * region-failure REGION: confirm several services down -> DNS failover of each service to a
-  healthy region -> restore the region's datasets elsewhere from their copies -> verify.
+  healthy region -> check the other region is in sync (standby lag, newest copy outside the
+  region vs the RPO) -> restore the region's datasets elsewhere from their copies -> check
+  the switched records answer with the new hosts -> verify. Datasets with no copy outside
+  the region cannot be recovered and are listed (``scenario_notes``).
 * catastrophic: provision new servers in the fallback provider/region -> push configuration
   and restore from offsite copies, critical services first, then by priority -> verify ->
   DNS.
@@ -19,10 +31,11 @@ from typing import Any
 
 from drfleet.errors import DrfleetError
 from drfleet.plan.models import Plan
-from drfleet.plan.recovery import Recovery, recovery_config
+from drfleet.plan.recovery import Recovery, dataset_locations, lost_with_region, recovery_config
 from drfleet.runbooks.steps import StepSpec
 
-SCENARIOS = ("service-failure", "database-failure", "region-failure", "catastrophic")
+SCENARIOS = ("service-failure", "database-failure", "region-failure", "catastrophic",
+             "database-corruption", "server-failure")
 
 
 class UnknownScenario(DrfleetError):
@@ -30,11 +43,12 @@ class UnknownScenario(DrfleetError):
 
 
 def build_steps(plan: Plan, scenario: str, **params: Any) -> list[StepSpec]:
-    """The steps of ``scenario`` for ``params`` (service=, dataset=, region=, force=).
-    Raises UnknownScenario, RecoveryConfigInvalid, UnknownPlanName."""
+    """The steps of ``scenario`` for ``params`` (service=, dataset=, region=, host=, at=,
+    force=). Raises UnknownScenario, RecoveryConfigInvalid, UnknownPlanName."""
     rec = recovery_config(plan)
     builders = {"service-failure": _service_failure, "database-failure": _database_failure,
-                "region-failure": _region_failure, "catastrophic": _catastrophic}
+                "region-failure": _region_failure, "catastrophic": _catastrophic,
+                "database-corruption": _database_corruption, "server-failure": _server_failure}
     if scenario not in builders:
         raise UnknownScenario(f"unknown runbook scenario {scenario!r}")
     steps = builders[scenario](plan, rec, **params)
@@ -57,13 +71,29 @@ def _service_failure(plan: Plan, rec: Recovery, *, service: str | None = None, *
     service = _need(service, "service", "service-failure")
     svc = rec.service(service)
     region = svc.region
-    redeploy = {"step": "restart", "key": "healthy", "equals": False}
+    restart_failed = {"step": "restart", "key": "healthy", "equals": False}
+    redeploy = restart_failed
     new = "step:provision"
     steps = [
         StepSpec("check-health", "health", service, region, {"host": svc.host},
                  description="is the service answering?"),
         StepSpec("restart", "restart", service, region, {"host": svc.host},
                  when={"step": "check-health", "key": "healthy", "equals": False}),
+    ]
+    if svc.logs or svc.restart_all:
+        if svc.logs:
+            steps.append(StepSpec("collect-logs", "collect_logs", service, region, {"host": svc.host},
+                                  when=restart_failed, description="the service's recent log, for the record"))
+        steps.append(StepSpec("check-resources", "check_resources", service, region, {"host": svc.host},
+                              when=restart_failed, description="memory and disk of the host"))
+        if svc.restart_all:
+            steps.append(StepSpec("restart-all", "restart_all", service, region, {"host": svc.host},
+                                  when={"step": "check-resources", "key": "resource_issue", "equals": True},
+                                  description="restart every process on a host short of memory or disk"))
+        steps.append(StepSpec("recheck", "health", service, region, {"host": svc.host}, when=restart_failed,
+                              description="is it back after the restarts?"))
+        redeploy = {"step": "recheck", "key": "healthy", "equals": False}
+    steps += [
         StepSpec("provision", "provision", service, region, {"region": region}, when=redeploy,
                  description="redeploy from the image: a new server"),
         StepSpec("push-config", "push_config", service, region, {"prefer": new}, when=redeploy),
@@ -120,14 +150,23 @@ def _region_failure(plan: Plan, rec: Recovery, *, region: str | None = None, **_
         if svc.dns and candidates:
             steps.append(StepSpec(f"failover-{name}", "dns_failover", name, runner, {"candidates": candidates}))
             checks[f"failover-{name}"] = name
-    for dataset, targets in sorted(rec.restore_targets.items(), key=lambda kv: (plan.dataset(kv[0]).priority, kv[0])):
-        if plan.dataset(dataset).region != failed:
-            continue
+    homed = sorted((n for n, ds in plan.datasets.items() if ds.region == failed),
+                   key=lambda n: (plan.dataset(n).priority, n))
+    lost = set(lost_with_region(plan, failed))
+    if any(n not in lost for n in homed):
+        steps.append(StepSpec("check-sync", "check_sync", failed, runner,
+                              {"datasets": [n for n in homed if n not in lost]},
+                              description="is the healthy side in sync? standby lag, newest copy outside the region vs RPO"))
+    for dataset in homed:
+        targets = rec.restore_targets.get(dataset, {})
         to_region = next((r for r in targets if r != failed), None)
-        if to_region:
+        if to_region and dataset not in lost:
             steps.append(StepSpec(f"restore-{dataset}", "restore", dataset, to_region,
                                   {"dataset": dataset, "target": targets[to_region],
                                    "locations": f"not-region:{failed}"}, lane="data"))
+    if checks:
+        steps.append(StepSpec("check-traffic", "check_traffic", failed, runner, {"checks": checks},
+                              description="the switched records now answer with the healthy hosts"))
     steps.append(StepSpec("verify", "verify_services", failed, runner, {"checks": checks}))
     return steps
 
@@ -145,6 +184,8 @@ def _catastrophic(plan: Plan, rec: Recovery, **_: Any) -> list[StepSpec]:
         if svc.config:
             steps.append(StepSpec(f"push-config-{name}", "push_config", name, region, {"prefer": new}))
         for dataset, target in _restores(plan, svc.restore):
+            if _stays_elsewhere(plan, dataset, region):
+                continue  # region-only data outside the fallback region: see scenario_notes
             done = restored.setdefault(dataset, set())
             if not target.startswith("host:") and target in done:
                 continue
@@ -161,3 +202,107 @@ def _catastrophic(plan: Plan, rec: Recovery, **_: Any) -> list[StepSpec]:
             steps.append(StepSpec(f"dns-{name}", "dns_switch", name, region,
                                   {"prefer": f"step:provision-{name}"}))
     return steps
+
+
+def _stays_elsewhere(plan: Plan, dataset: str, region: str) -> bool:
+    ds = plan.dataset(dataset)
+    return ds.sovereign and ds.region != region
+
+
+def _database_corruption(plan: Plan, rec: Recovery, *, dataset: str | None = None, at: str | None = None,
+                         **_: Any) -> list[StepSpec]:
+    dataset = _need(dataset, "dataset", "database-corruption")
+    ds = plan.dataset(dataset)
+    db = rec.database(dataset)
+    region = ds.region
+    target = db.restore_to or _connection_target(ds)
+    steps = [StepSpec(f"stop-{svc}", "run_commands", svc, region, {"host": rec.service(svc).host, "which": "stop"},
+                      description="stop the application") for svc in db.applications]
+    steps += [
+        StepSpec("choose-backup", "choose_backup", dataset, region, {"dataset": dataset, **({"at": at} if at else {})},
+                 description="the newest backup that verified (before --at when given)"),
+        StepSpec("restore", "restore", dataset, region,
+                 {"dataset": dataset, "target": target, "backup": "step:choose-backup"}, lane="data",
+                 destructive=True, description="replaces the live database's contents"),
+        StepSpec("verify-counts", "verify_restore", dataset, region, {"dataset": dataset, "target": target,
+                                                                     "backup": "step:choose-backup"},
+                 lane="data", description="the restored data against the counts and checksums recorded at backup"),
+    ]
+    steps += [StepSpec(f"start-{svc}", "run_commands", svc, region, {"host": rec.service(svc).host, "which": "start"},
+                       description="start the application") for svc in db.applications]
+    return steps
+
+
+def _connection_target(ds) -> str:
+    ref = ds.connection
+    return f"env:{ref.env}" if ref.env else f"file:{ref.file}"
+
+
+def _server_failure(plan: Plan, rec: Recovery, *, host: str | None = None, force: bool = False,
+                    **_: Any) -> list[StepSpec]:
+    host = _need(host, "host", "server-failure")
+    if host not in plan.hosts:
+        raise UnknownScenario(f"host {host!r} is not in the plan", hosts=", ".join(sorted(plan.hosts)))
+    ordered = sorted(((n, s) for n, s in rec.services.items() if s.host == host),
+                     key=lambda ns: (not ns[1].critical, ns[1].priority, ns[0]))
+    if not ordered:
+        raise UnknownScenario(f"no service of the recovery section runs on host {host!r}",
+                              hint="set recovery.services.NAME.host to it")
+    region = plan.hosts[host].region or ordered[0][1].region
+    new = "step:provision"
+    steps = [StepSpec("confirm-host-down", "confirm_host_down", host, region,
+                      {"services": [n for n, _ in ordered], "force": bool(force)}),
+             StepSpec("provision", "provision", host, region, {"region": region},
+                      description="a new server from the image")]
+    for name, svc in ordered:
+        if svc.setup:
+            steps.append(StepSpec(f"setup-{name}", "run_commands", name, region, {"prefer": new, "which": "setup"}))
+    for name, svc in ordered:
+        if svc.config:
+            steps.append(StepSpec(f"push-config-{name}", "push_config", name, region, {"prefer": new}))
+    restored: set[str] = set()
+    pairs = [(d, t, n) for n, svc in ordered for d, t in svc.restore.items()]
+    for dataset, target, name in sorted(pairs, key=lambda p: (plan.dataset(p[0]).priority, p[0])):
+        key = dataset if not target.startswith("host:") else f"{dataset}@{target}"
+        if key in restored:
+            continue
+        restored.add(key)
+        steps.append(StepSpec(f"restore-{dataset}", "restore", name, region,
+                              {"dataset": dataset, "target": target, "prefer": new}, lane="data"))
+    for name, svc in ordered:
+        if svc.start or svc.restart:
+            steps.append(StepSpec(f"start-{name}", "run_commands", name, region, {"prefer": new, "which": "start"}))
+    for name, _svc in ordered:
+        steps.append(StepSpec(f"verify-{name}", "verify_health", name, region, {"prefer": new}))
+    for name, svc in ordered:
+        if svc.dns:
+            steps.append(StepSpec(f"dns-{name}", "dns_switch", name, region, {"prefer": new}))
+    return steps
+
+
+def scenario_notes(plan: Plan, scenario: str, **params: Any) -> list[str]:
+    """What a run of ``scenario`` cannot do, for ``--dry-run``: region-only datasets with
+    no copy outside the lost region, datasets of the region without a restore target, and
+    region-only data the catastrophic runbook leaves out. Raises what ``build_steps`` raises."""
+    rec = recovery_config(plan)
+    notes = []
+    if scenario == "region-failure" and params.get("region") in plan.region_names:
+        region = params["region"]
+        for name in lost_with_region(plan, region):
+            why = "region-only" if plan.dataset(name).sovereign else "no copy target outside it"
+            notes.append(f"{name} cannot survive the loss of {region}: every copy is in it or under its jurisdiction ({why})")
+        lost = set(lost_with_region(plan, region))
+        for name, ds in sorted(plan.datasets.items()):
+            if ds.region == region and name not in lost and not any(
+                    r != region for r in rec.restore_targets.get(name, {})):
+                notes.append(f"{name} has copies outside {region} but no recovery.restore_targets entry: "
+                             "not restored by this runbook")
+    if scenario == "catastrophic" and rec.fallback_region:
+        offsite = {n for n, loc in plan.storage.items() if loc.offsite}
+        restored = {d for svc in rec.services.values() for d in svc.restore}
+        for name, ds in sorted(plan.datasets.items()):
+            if _stays_elsewhere(plan, name, rec.fallback_region):
+                notes.append(f"{name} is region-only ({ds.region}): not rebuilt in {rec.fallback_region}")
+            elif name in restored and not dataset_locations(plan, name) & offsite:
+                notes.append(f"{name} has no offsite copy: its restore from offsite copies will fail")
+    return notes

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what drfleet needs on a fresh Debian/Ubuntu machine and is safe to run twice:
 #  - Debian packages (as root, only those missing): redis-server, postgresql, openssh-server,
-#    rsync, zstd, python3-venv; optionally chromium and prometheus (promtool)
+#    rsync, zstd, python3-venv, prometheus-alertmanager; optionally chromium and prometheus (promtool)
 #  - a virtual environment in .venv with the pinned dependencies of requirements.lock and
 #    drfleet itself (editable)
 set -euo pipefail
@@ -17,6 +17,7 @@ command -v rsync >/dev/null || need+=(rsync)
 command -v zstd >/dev/null || need+=(zstd)
 command -v openssl >/dev/null || need+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)  # alerts -> drfleet alerts serve
 # Optional: tests that need these skip with a reason when they are missing.
 want_optional=()
 [ -x /usr/bin/chromium ] || want_optional+=(chromium)   # Flower and report screenshots
@@ -30,6 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     # the packages' own services are not needed: drfleet's tests start their own servers
+    systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
   else
     echo "bootstrap: missing system packages: ${need[*]} (install them, or run as root to let this script do it)" >&2
     exit 1

@@ -27,9 +27,10 @@ from drfleet import settings
 from drfleet.runbooks.engine import ApprovalPending, execute_step
 from drfleet.runbooks.records import RunStore
 from drfleet.runbooks.runner import prepare_resume, run_failover_drill  # noqa: F401 - the drills helper's entry point
-from drfleet.runbooks.scenarios import build_steps
+from drfleet.runbooks.scenarios import build_steps, scenario_notes
 from drfleet.runbooks.steps import StepSpec
 from drfleet.settings import Limits
+from drfleet.tasks import health  # noqa: F401 - registers drfleet.health_check / drfleet.db_check with the app
 from drfleet.workers.celery_app import app
 from drfleet.workers.plan_context import current_plan
 
@@ -90,9 +91,11 @@ class RunbookCanvas:
     scenario: str
     params: dict
     steps: list[StepSpec] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def dry_run(self) -> str:
-        return "\n".join(f"{n:2d}. {s.describe()}" for n, s in enumerate(self.steps, 1))
+        lines = [f"{n:2d}. {s.describe()}" for n, s in enumerate(self.steps, 1)]
+        return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
     def apply_async(self, *, started_by: str | None = None, **options: Any) -> RunHandle:
         run = RunStore().create(self.scenario, self.params, self.steps, started_by=started_by or operator())
@@ -106,7 +109,9 @@ class RunbookCanvas:
 def runbook(scenario: str, **params: Any) -> RunbookCanvas:
     """The runbook ``scenario`` for ``params``, built from the current plan (nothing sent)."""
     params = {k: v for k, v in params.items() if v is not None}
-    return RunbookCanvas(scenario, params, build_steps(current_plan(), scenario, **params))
+    plan = current_plan()
+    return RunbookCanvas(scenario, params, build_steps(plan, scenario, **params),
+                         scenario_notes(plan, scenario, **params))
 
 
 def service_failure(service: str) -> RunbookCanvas:
@@ -123,6 +128,14 @@ def region_failure(region: str) -> RunbookCanvas:
 
 def catastrophic() -> RunbookCanvas:
     return runbook("catastrophic")
+
+
+def database_corruption(dataset: str, at: str | None = None) -> RunbookCanvas:
+    return runbook("database-corruption", dataset=dataset, at=at)
+
+
+def server_failure(host: str, force: bool = False) -> RunbookCanvas:
+    return runbook("server-failure", host=host, force=force or None)
 
 
 def resume(run_id: str, *, by: str | None = None) -> RunHandle:

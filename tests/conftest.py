@@ -20,4 +20,5 @@ pytest_plugins = [
     "tests.fixtures.s3_server",
     "tests.fixtures.faulty_s3",
     "tests.fixtures.pitr_cluster",
+    "tests.fixtures.alertmanager",
 ]

@@ -13,7 +13,8 @@ from drfleet.workers.region import add_worker_options
 from drfleet.workers.settings import celery_config
 
 TASK_MODULES = [f"drfleet.tasks.{name}" for name in
-                ("probe", "backup", "restore", "copy", "prune", "watch", "drills", "wal", "runbooks", "reconcile")]
+                ("probe", "backup", "restore", "copy", "prune", "watch", "drills", "wal", "runbooks", "reconcile",
+                 "health")]
 
 
 

@@ -59,7 +59,7 @@ def action(name: str) -> Callable[[Action], Action]:
 
 
 def _load() -> None:
-    from drfleet.runbooks.actions import database, dns_switch, hosts, restore, services  # noqa: F401
+    from drfleet.runbooks.actions import commands, database, dns_switch, hosts, restore, services  # noqa: F401
 
 
 _load()

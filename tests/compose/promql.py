@@ -1,7 +1,7 @@
 """A tiny PromQL evaluator for the expression shapes compose/prometheus/alerts.yml uses:
 selectors with label matchers, numbers, ``time()``, ``+ - * /``, comparisons as filters,
 ``on (...)`` one-to-one matching (many-to-many is an error, as in Prometheus), ``and``,
-``unless``, ``or``, and ``max|min|sum by (...) (...)``. Anything else raises SyntaxError,
+``unless``, ``or``, and ``max|min|sum|count by (...) (...)``. Anything else raises SyntaxError,
 so a rule written outside this subset fails its test instead of passing unevaluated.
 
 Precedence follows Prometheus: ``* /`` over ``+ -`` over comparisons over ``and unless``
@@ -19,7 +19,7 @@ TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<op>==|!=|>=|<=|=~|[-+*/(){
 ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 COMPARE = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
            ">=": operator.ge, "<=": operator.le}
-AGG = {"max": max, "min": min, "sum": sum}
+AGG = {"max": max, "min": min, "sum": sum, "count": len}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,42 @@ def both_instances(name, lbls, value):
     return [(name, {**lbls, "instance": "w1:9808"}, value), (name, {**lbls, "instance": "w2:9808"}, value)]
 
 
+SVC = {"region": "eu-central", "kind": "http"}
 CASES = {
+    "ServiceDown": [
+        (both_instances("drfleet_service_up", {"service": "api", **SVC}, 0)
+         + both_instances("drfleet_service_up", {"service": "web", **SVC}, 1),
+         {labels(service="api", region="eu-central")}),
+        (both_instances("drfleet_service_up", {"service": "api", **SVC}, 1), set()),
+    ],
+    "ServiceErrorRateHigh": [
+        ([("drfleet_service_error_ratio", {"service": "api", "region": "eu-central"}, 0.7),
+          ("drfleet_service_error_ratio", {"service": "web", "region": "eu-central"}, 0.5)],
+         {labels(service="api", region="eu-central")}),
+        ([("drfleet_service_error_ratio", {"service": "api", "region": "eu-central"}, 0.1)], set()),
+    ],
+    "RegionServicesDown": [
+        # two services down in eu-central (each exported by two workers), one in us-east
+        (both_instances("drfleet_service_up", {"service": "api", **SVC}, 0)
+         + both_instances("drfleet_service_up", {"service": "web", **SVC}, 0)
+         + [("drfleet_service_up", {"service": "logs", "region": "us-east", "kind": "tcp"}, 0),
+            ("drfleet_service_up", {"service": "db", "region": "us-east", "kind": "tcp"}, 1)],
+         {labels(region="eu-central")}),
+        (both_instances("drfleet_service_up", {"service": "api", **SVC}, 0)
+         + both_instances("drfleet_service_up", {"service": "web", **SVC}, 1), set()),
+    ],
+    "DatabaseUnreachable": [
+        ([("drfleet_database_up", {"dataset": "auth-db", "region": "eu-central"}, 0),
+          ("drfleet_database_up", {"dataset": "ghost-db", "region": "eu-central"}, 1)],
+         {labels(dataset="auth-db", region="eu-central")}),
+        ([("drfleet_database_up", {"dataset": "auth-db", "region": "eu-central"}, 1)], set()),
+    ],
+    "ReplicationLagHigh": [
+        ([("drfleet_replication_lag_seconds", {"dataset": "auth-db", "region": "eu-central"}, 300),
+          ("drfleet_replication_lag_seconds", {"dataset": "ghost-db", "region": "eu-central"}, 2)],
+         {labels(dataset="auth-db", region="eu-central")}),
+        ([("drfleet_replication_lag_seconds", {"dataset": "auth-db", "region": "eu-central"}, 0)], set()),
+    ],
     "BackupFailed": [
         (both_instances("backup_job_success", SITE, 0) + both_instances("backup_job_success", DB, 1),
          {labels(**SITE)}),
@@ -98,8 +133,11 @@ CASES = {
 
 def test_every_rule_the_issue_asks_for_exists_and_has_cases():
     assert set(rules()) == set(CASES)
-    for name in ("BackupFailed", "BackupMissing", "BackupSizeAnomaly", "BackupRemoteUploadFailed",
-                 "RPOAboveTarget", "DrillFailed"):
+    # the detection signals both seeds list: health failures, error rate, several failures in one
+    # region, database connectivity, replication lag; backups failed, missing, anomalous, not uploaded
+    for name in ("ServiceDown", "ServiceErrorRateHigh", "RegionServicesDown", "DatabaseUnreachable",
+                 "ReplicationLagHigh", "BackupFailed", "BackupMissing", "BackupSizeAnomaly",
+                 "BackupRemoteUploadFailed", "RPOAboveTarget", "DrillFailed"):
         assert rules()[name]["annotations"]["summary"]
 
 
@@ -162,7 +200,18 @@ quiet:
     drills.save(DrillRecord(kind="restore", region="eu-central", started_at=NOW - 60, result="failed",
                             reason="restore failed"))
     families = list(FleetStateCollector(region="eu-central", clock=lambda: NOW).collect())
-    return [(s.name, s.labels, s.value) for f in families for s in f.samples]
+    # what health checks put in the worker's own metrics (tasks.health -> drfleet.metrics)
+    from prometheus_client import REGISTRY
+
+    from drfleet import metrics
+    metrics.observe_service_check("site", "eu-central", "http", healthy=False, seconds=0.1, error_ratio=1.0)
+    metrics.database_up.labels("site-db", "eu-central").set(0)
+    metrics.replication_lag.labels("site-db", "eu-central").set(120)
+    own = [s for f in REGISTRY.collect() if f.name.startswith(("drfleet_service", "drfleet_database",
+                                                               "drfleet_replication"))
+           for s in f.samples if not s.name.endswith("_created")]
+    return [(s.name, s.labels, s.value) for f in families for s in f.samples] + [
+        (s.name, s.labels, s.value) for s in own]
 
 
 def test_the_rules_fire_on_what_the_exporter_serves_from_fleet_state(exported):
@@ -175,6 +224,10 @@ def test_the_rules_fire_on_what_the_exporter_serves_from_fleet_state(exported):
     assert fired["RPOAboveTarget"] == {labels(dataset="site", region="eu-central")}
     assert fired["DrillFailed"] == {labels(kind="restore")}
     assert fired["DrfleetStateUnreadable"] == set()
+    assert fired["ServiceDown"] == {labels(service="site", region="eu-central")}
+    assert fired["ServiceErrorRateHigh"] == {labels(service="site", region="eu-central")}
+    assert fired["DatabaseUnreachable"] == fired["ReplicationLagHigh"] == {labels(dataset="site-db", region="eu-central")}
+    assert fired["RegionServicesDown"] == set()   # one service down is not a region failure
 
 
 def test_every_metric_a_rule_reads_is_one_the_exporter_serves(exported):
@@ -188,7 +241,7 @@ def test_every_metric_a_rule_reads_is_one_the_exporter_serves(exported):
 def test_promtool_accepts_the_rules_and_the_prometheus_config():
     done = subprocess.run(["promtool", "check", "rules", str(RULES_FILE)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "7 rules found" in done.stdout
+    assert f"{len(CASES)} rules found" in done.stdout
     config = RULES_FILE.parent / "prometheus.yml"
     done = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -204,14 +257,14 @@ def test_promtool_agrees_with_the_evaluator_on_every_case(tmp_path):
     steps = int(NOW / 300) + 2  # 5-minute steps
     tests = []
     for alert, cases in CASES.items():
-        severity = rules()[alert]["labels"]["severity"]
+        rule_labels = rules()[alert]["labels"]
         for series, expected in cases:
             tests.append({
                 "interval": "5m",
                 "input_series": [{"series": name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(lbls.items())) + "}",
                                   "values": f"{value:g}+0x{steps}"} for name, lbls, value in series],
                 "alert_rule_test": [{"eval_time": f"{steps * 5}m", "alertname": alert,
-                                     "exp_alerts": [{"exp_labels": {**dict(e), "severity": severity}}
+                                     "exp_alerts": [{"exp_labels": {**dict(e), **rule_labels}}
                                                     for e in sorted(expected, key=sorted)]}]})
     (tmp_path / "tests.yml").write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "5m",
                                                         "tests": tests}))

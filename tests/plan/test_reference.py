@@ -98,7 +98,8 @@ def test_plan_docs_prints_the_reference_and_writes_every_page(tmp_path):
     assert written.exit_code == 0, written.output
     produced = sorted(p.relative_to(tmp_path / "docs").as_posix() for p in (tmp_path / "docs").rglob("*.md"))
     assert produced == ["plan-reference.md", "recovery-checklists.md", "runbooks/catastrophic.md",
-                        "runbooks/database-failure.md", "runbooks/region-failure.md",
+                        "runbooks/database-corruption.md", "runbooks/database-failure.md",
+                        "runbooks/region-failure.md", "runbooks/server-failure.md",
                         "runbooks/service-failure.md", "settings.md"]
     for rel in produced:
         assert (tmp_path / "docs" / rel).read_text() == (DOCS / rel).read_text(), rel

@@ -24,9 +24,8 @@ def test_the_committed_runbook_pages_are_what_the_generator_writes_now():
 
 
 def test_a_page_lists_every_step_of_its_scenario_in_order():
-    plan = example_plan()
     for scenario in SCENARIOS:
-        page = runbook_page(scenario, plan)
+        page = runbook_page(scenario, example_plan(scenario))
         positions = [page.index(f"| `{step.name}` | `{step.action}` |") for step in steps_for(scenario)]
         assert positions == sorted(positions), scenario
 
@@ -46,8 +45,10 @@ def test_every_checklist_step_is_a_step_of_its_scenario():
 
 def test_checklists_cover_the_four_scenarios_with_detection_response_recovery():
     assert set(CHECKLISTS) == set(SCENARIOS)
-    for phases in CHECKLISTS.values():
-        assert list(phases) == ["Detection", "Response", "Recovery"]
+    for scenario in ("service-failure", "database-failure", "region-failure", "catastrophic"):
+        assert list(CHECKLISTS[scenario]) == ["Detection", "Response", "Recovery"]
+    for scenario in ("database-corruption", "server-failure"):   # the second seed's runbooks, step by step
+        assert list(CHECKLISTS[scenario]) == ["Runbook"]
     page = checklists_markdown()
     assert page.count("- [ ] ") == sum(len(i) for p in CHECKLISTS.values() for i in p.values())
     assert "- [ ] Promote standby to primary — runbook step `promote-standby`" in page

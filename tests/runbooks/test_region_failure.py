@@ -74,7 +74,10 @@ def test_region_failure_drill_fails_over_dns_and_restores_from_another_regions_c
     assert report["result"] == "succeeded", [(s["name"], s["status"], s["error"]) for s in report["steps"]]
     assert report["rto_seconds"] > 0 and report["end"] >= report["start"]
     steps = {s["name"]: s for s in report["steps"]}
-    assert list(steps) == ["confirm-region-down", "failover-site", "failover-api", "restore-uploads", "verify"]
+    assert list(steps) == ["confirm-region-down", "failover-site", "failover-api", "check-sync", "restore-uploads",
+                           "check-traffic", "verify"]
+    assert steps["check-sync"]["output"]["datasets"]["uploads"]["location"] == "us-east-store"
+    assert steps["check-traffic"]["output"]["answers"]["site"]["values"] == ["127.0.0.1"]
     assert steps["confirm-region-down"]["output"]["down"] == ["api", "site"]
     assert steps["failover-site"]["output"]["host"] == "web-2"
     assert steps["restore-uploads"]["output"]["location"] == "us-east-store"
@@ -92,7 +95,7 @@ def test_a_region_whose_services_answer_is_not_failed_over(world, s3_server, tmp
 
     assert report["result"] == "failed"
     statuses = [s["status"] for s in report["steps"]]
-    assert statuses == ["failed", "pending", "pending", "pending", "pending"]
+    assert statuses == ["failed"] + ["pending"] * 6
     assert "only 0 service(s) of region eu-central are down" in report["steps"][0]["error"]
 
 
