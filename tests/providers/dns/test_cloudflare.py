@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from drfleet.plan.models import Plan
-from drfleet.plan.recovery import EXAMPLE_RECOVERY, RecoveryConfigInvalid, recovery_config
+from drfleet.plan.recovery import RecoveryConfigInvalid, recovery_config
 from drfleet.providers.clouds.base import ProviderAuthError
 from drfleet.providers.dns import DnsError, switch_record
 from drfleet.providers.dns.cloudflare import CloudflareClient
@@ -126,7 +126,7 @@ def test_an_automatic_ttl_is_written_back_as_automatic(api) -> None:
 
 def _recovery_with_ttl(ttl: int, **dns: object) -> Plan:
     plan = example_plan()
-    recovery = copy.deepcopy(EXAMPLE_RECOVERY)
+    recovery = copy.deepcopy(plan.recovery)
     recovery["services"]["auth"]["dns"]["ttl"] = ttl
     recovery["dns"].update(dns)
     return plan.model_copy(update={"recovery": recovery})
