@@ -18,6 +18,7 @@ new() {  # new NAME VALUE: write a secret file once
 random() { openssl rand -base64 33 | tr -d '/+=\n' | cut -c1-32; }
 
 new redis_password "$(random)"
+new redis_sentinel_password "$(random)"   # sentinels, replication (docker-compose.sentinel.yml)
 new flower_password "$(random)"
 new alerts_token "$(random)"
 for store in eu_central us_east offsite; do

@@ -137,7 +137,8 @@ def compose_client() -> list[str] | None:
 
 @pytest.mark.parametrize("files", [["docker-compose.yml"],
                                    ["docker-compose.yml", "docker-compose.tls.yml"],
-                                   ["docker-compose.yml", "docker-compose.signing.yml"]])
+                                   ["docker-compose.yml", "docker-compose.signing.yml"],
+                                   ["docker-compose.yml", "docker-compose.sentinel.yml"]])
 def test_docker_compose_config_accepts_the_files(files, tmp_path):
     client = compose_client()
     if client is None:
