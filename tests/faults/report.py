@@ -36,6 +36,10 @@ SCALES = {  # scenario -> (long, quick) keyword arguments
     "pg": ({"restarts": 10, "megabytes": 64}, {"restarts": 2}),
     "ssh": ({"drops": 10, "file_bytes": 4 << 20}, {"drops": 2}),
     "disk": ({"rounds": 5}, {"rounds": 1}),
+    "redis-kill": ({"kills": 5}, {"kills": 1}),
+    "worker-kill": ({"kills": 10}, {"kills": 1}),
+    "sentinel": ({"kills": 10}, {"kills": 1}),
+    "region": ({"lose": "eu-central", "watch_seconds": 60}, {"lose": "eu-central", "watch_seconds": 6}),
 }
 
 
@@ -52,6 +56,12 @@ def run(name: str, quick: bool, tmp: Path) -> scenarios.Row:
         return scenarios.ssh_drops(tmp, **kwargs)
     if name == "disk":
         return scenarios.disk_full(tmp, **kwargs)
+    if name == "redis-kill":
+        return scenarios.redis_killed_mid_backup(tmp, **kwargs)
+    if name == "sentinel":
+        return scenarios.sentinel_failovers(tmp, **kwargs)
+    if name == "region":
+        return scenarios.region_lost(tmp, **kwargs)
     if name == "s3":
         server = S3Server().start()
         proxy = FaultyProxy(server.port)
@@ -63,7 +73,7 @@ def run(name: str, quick: bool, tmp: Path) -> scenarios.Row:
     broker = RedisServer().start()
     try:
         fn = {"kills": scenarios.worker_kills, "beats": scenarios.beat_failovers, "soak": scenarios.soak,
-              "pg": scenarios.pg_restarts}[name]
+              "pg": scenarios.pg_restarts, "worker-kill": scenarios.whole_worker_kills}[name]
         return fn(tmp, broker.url, **kwargs)
     finally:
         broker.cleanup()
