@@ -42,6 +42,7 @@ PRUNE_TRIGGER = "daily at 04:00"
 BASE_BACKUP_TASK = "drfleet.base_backup"
 WAL_LAG_TASK = "drfleet.wal_lag"
 WAL_LAG_SECONDS = 60
+WAL_COPY_TASK = "drfleet.wal_copy"
 COPIES_CHECK_TASK = "drfleet.copies_check"
 RECONCILE_TASK = "drfleet.reconcile"
 # fired every DRFLEET_RECONCILE_SECONDS, not on slots: a pass that was missed is no loss
@@ -70,7 +71,7 @@ def watch_interval(trigger_kind: str) -> int:
 @dataclass(frozen=True)
 class ScheduleEntry:
     name: str
-    kind: str  # backup | watch | base-backup | wal-lag | reconcile | prune | copies-check | drill | verify-cold |
+    kind: str  # backup | watch | base-backup | wal-lag | wal-copy | reconcile | prune | copies-check | drill | verify-cold |
     #            health | db-check | deep-verify | oplog | queue-depth
     task: str
     region: str
@@ -111,7 +112,7 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
                     policy=policy.name, every_seconds=watch_interval(policy.trigger.kind),
                     kwargs={"dataset": name, "policy": policy.name, "region": ds.region}))
             if policy.mode == "wal" and ds.kind == "postgres":
-                out += _wal_entries(name, ds.region, policy)
+                out += _wal_entries(plan, name, ds.region, policy)
             if policy.mode == "oplog" and ds.kind == "mongodb":
                 out.append(ScheduleEntry(
                     name=f"oplog {name} {policy.name}", kind="oplog", task=OPLOG_TASK, region=ds.region,
@@ -190,12 +191,20 @@ def _recovery_entries(plan: Plan) -> list[ScheduleEntry]:
     return out
 
 
-def _wal_entries(dataset: str, region: str, policy) -> list[ScheduleEntry]:
-    """Base backups (the starting points of point-in-time recovery) and the archive-lag
-    measurement of one WAL-archived PostgreSQL dataset."""
+def _wal_entries(plan: Plan, dataset: str, region: str, policy) -> list[ScheduleEntry]:
+    """Base backups (the starting points of point-in-time recovery), the archive-lag
+    measurement and, when the dataset's policies copy anywhere, the WAL copy pass of one
+    WAL-archived PostgreSQL dataset."""
+    from drfleet.pitr.walcopy import wal_locations
+
     trigger = parse_trigger(settings.BASEBACKUP_TRIGGER.get())
     kwargs = {"dataset": dataset, "policy": policy.name, "region": region}
-    return [
+    copies = [] if len(wal_locations(plan, dataset)) < 2 else [
+        ScheduleEntry(name=f"wal-copy {dataset}", kind="wal-copy", task=WAL_COPY_TASK, region=region,
+                      queue=queue_name(region, "data"), trigger=policy.trigger, dataset=dataset,
+                      policy=policy.name, every_seconds=settings.WAL_COPY_SECONDS.get(),
+                      kwargs={"dataset": dataset, "region": region})]
+    return copies + [
         ScheduleEntry(name=f"base-backup {dataset} {policy.name}", kind="base-backup", task=BASE_BACKUP_TASK,
                       region=region, queue=queue_name(region, "data"), trigger=trigger, dataset=dataset,
                       policy=policy.name, keep_seconds=policy.keep.keep_seconds,

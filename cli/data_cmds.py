@@ -162,11 +162,13 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
         from drfleet.pitr.oplog import restore_to_timestamp
         from drfleet.secrets import parse_target
         conn = parse_target(target, what="the restore target")   # env:/file: resolved here, never printed
-        click.echo(json.dumps(restore_to_timestamp(plan, backup_id.split("/")[0], conn, at), indent=2))
+        click.echo(json.dumps(restore_to_timestamp(plan, backup_id.split("/")[0], conn, at, location=location),
+                              indent=2))
         return
     if at is not None:  # point-in-time recovery (pitr.recovery), runs here
         from drfleet.pitr.recovery import restore_to
-        click.echo(json.dumps(restore_to(plan, backup_id, target, at, port=port, timeout=timeout), indent=2))
+        click.echo(json.dumps(restore_to(plan, backup_id, target, at, port=port, timeout=timeout,
+                                         location=location), indent=2))
         return
     from drfleet.datapath.restore import describe_restore, restore_backup
 

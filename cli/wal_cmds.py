@@ -65,12 +65,18 @@ def wal_push(plan_path, dataset, path, verbose):
                    f"in {result.seconds:.3f}s)", err=True)
 
 
+from_option = click.option("--from", "location", default=None, metavar="LOCATION",
+                           help="Read the archive copy at this storage location (default: the home store); "
+                                "for recovery when the home region is lost.")
+
+
 @wal_group.command("fetch")
 @plan_option
 @dataset_option
+@from_option
 @click.argument("name")
 @click.argument("destination")
-def wal_fetch(plan_path, dataset, name, destination):
+def wal_fetch(plan_path, dataset, location, name, destination):
     """Restore archived WAL file NAME to DESTINATION (restore_command's %f %p); exit 1
     when it is not archived, as PostgreSQL expects."""
     from drfleet.errors import DrfleetError
@@ -78,7 +84,8 @@ def wal_fetch(plan_path, dataset, name, destination):
     try:
         plan = _wal_plan(plan_path, dataset)
         from drfleet.pitr.wal import fetch_wal
-        fetch_wal(plan, dataset, name, destination)
+        from drfleet.pitr.walcopy import wal_store
+        fetch_wal(plan, dataset, name, destination, store=wal_store(plan, dataset, location))
     except WalNotArchived:
         click.echo(f"drfleet wal fetch: {name} is not archived for {dataset}", err=True)
         sys.exit(1)
@@ -88,22 +95,27 @@ def wal_fetch(plan_path, dataset, name, destination):
 
 @wal_group.command("check")
 @plan_option
+@from_option
 @click.argument("dataset")
 @click.option("--json", "as_json", is_flag=True)
 @reports_errors
-def wal_check(plan_path, dataset, as_json):
+def wal_check(plan_path, location, dataset, as_json):
     """Find gaps and timeline breaks in DATASET's archived WAL, and which base backups can
-    still be restored. Exit 1 when something is wrong."""
-    plan = use_plan(plan_path)
+    still be restored (at the home store, or the copy at --from). Exit 1 when something
+    is wrong."""
+    plan = use_plan(plan_path, need_fleet=False)
     from drfleet.pitr.archive import check_archive, reachable_end, scan_archive
     from drfleet.pitr.basebackup import list_base_backups
+    from drfleet.pitr.walcopy import wal_store
     from drfleet.pitr.walnames import Segment
 
-    report = check_archive(plan, dataset)
-    state = scan_archive(plan, dataset)
+    store = wal_store(plan, dataset, location)
+    report = check_archive(plan, dataset, store=store)
+    report["location"] = location or "home"
+    state = scan_archive(plan, dataset, store=store)
     newest = state.newest()
     report["base_backups"] = []
-    for record in list_base_backups(plan, dataset):
+    for record in list_base_backups(plan, dataset, location=location):
         pos = record.manifest.source_position
         end = reachable_end(state, Segment.parse(pos["start_wal"], state.segment_size))
         restorable = end is not None and end.segno >= Segment.parse(pos["stop_wal"], state.segment_size).segno
@@ -164,6 +176,34 @@ def wal_lag(plan_path, dataset):
     lag = measure_archive_lag(plan, dataset)
     click.echo(json.dumps(lag.to_dict(), indent=2))
     sys.exit(0 if lag.within_target else 1)
+
+
+@wal_group.command("copy")
+@plan_option
+@click.argument("dataset")
+@click.option("--to", "location", default=None, metavar="LOCATION",
+              help="Only this location (default: every location the dataset's policies copy to).")
+@click.option("--json", "as_json", is_flag=True)
+@reports_errors
+def wal_copy(plan_path, dataset, location, as_json):
+    """Copy DATASET's newly archived WAL to the other locations its policies name (beat
+    does this every DRFLEET_WAL_COPY_SECONDS), then say what losing each region would
+    lose now. A region-only dataset's WAL never leaves its region."""
+    plan = use_plan(plan_path, need_fleet=False)
+    from drfleet.pitr.walcopy import copy_wal, copy_wal_everywhere, region_losses
+    results = [copy_wal(plan, dataset, location)] if location else copy_wal_everywhere(plan, dataset)
+    losses = region_losses(plan, dataset)
+    if as_json:
+        click.echo(json.dumps({"copies": [r.as_dict() for r in results],
+                               "if_region_lost": {x.region: x.loses_seconds for x in losses}}, indent=2))
+        return
+    for r in results:
+        click.echo(f"{dataset} -> {r.location}: {len(r.copied)} file(s) copied ({r.bytes} bytes), "
+                   f"{r.already} already there, lag {r.lag_seconds:.0f} s")
+    if not results:
+        click.echo(f"{dataset}: no location besides home to copy WAL to (see its policies' copies)")
+    for loss in losses:
+        click.echo(loss.describe(dataset))
 
 
 @wal_group.command("prune")

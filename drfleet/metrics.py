@@ -74,6 +74,13 @@ rpo_target = Gauge("drfleet_wal_rpo_target_seconds", "The dataset's RPO target",
 last_archived = Gauge("drfleet_wal_last_archived_timestamp_seconds",
                       "When the newest archived WAL file was stored (unix time)", ["dataset"])
 archive_failures = Gauge("drfleet_wal_archive_failures", "pg_stat_archiver.failed_count", ["dataset"])
+# WAL copies to the other locations (pitr.walcopy)
+wal_copy_lag = Gauge("drfleet_wal_copy_lag_seconds",
+                     "How much older the location's newest archived WAL is than the home archive's, after "
+                     "the latest copy pass", ["dataset", "location"], multiprocess_mode="mostrecent")
+wal_region_loss = Gauge("drfleet_wal_region_loss_seconds",
+                        "What losing the region now would lose of the dataset (seconds of writes; +Inf when "
+                        "no WAL is kept outside it)", ["dataset", "region"], multiprocess_mode="mostrecent")
 
 # service and database health checks (tasks.health, run by beat per service / database)
 service_up = Gauge("drfleet_service_up", "1 when the latest health check of the service passed",

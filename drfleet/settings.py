@@ -156,6 +156,10 @@ WATCH_ON_CHANGE_SECONDS = _declare("DRFLEET_WATCH_ON_CHANGE_SECONDS", float, 60.
 # --- the work --------------------------------------------------------------------------------
 ZSTD_LEVEL = _declare("DRFLEET_ZSTD_LEVEL", int, None, "work", "zstd level of backups (default 1).")
 WAL_ZSTD_LEVEL = _declare("DRFLEET_WAL_ZSTD_LEVEL", int, None, "work", "zstd level of archived WAL.")
+WAL_COPY_SECONDS = _declare("DRFLEET_WAL_COPY_SECONDS", float, 60.0, "work",
+                            "How often beat copies newly archived WAL to every other location the dataset's "
+                            "policies name (the copy lag, and so the RPO if the home region is lost, is at "
+                            "most about this plus the archive lag).")
 BACKUP_RETRIES = _declare("DRFLEET_BACKUP_RETRIES", int, 3, "work", "Attempts more after a backup fails for a transient reason.")
 BACKUP_RETRY_SECONDS = _declare("DRFLEET_BACKUP_RETRY_SECONDS", float, 30.0, "work",
                                 "First wait before a backup is tried again (doubling).")

@@ -102,19 +102,20 @@ def read_oplog(client: Any, after: tuple[int, int] | None, *, tailable: bool = F
                        last_captured=list(after))
 
 
-def slices(plan: Plan, dataset: str) -> list[Any]:
-    """The committed oplog slices of ``dataset`` (BackupRecords), oldest first."""
+def slices(plan: Plan, dataset: str, location: str | None = None) -> list[Any]:
+    """The committed oplog slices of ``dataset`` (BackupRecords) at ``location`` (default:
+    home), oldest first."""
     from drfleet.datapath.catalog import list_backups
     from drfleet.datapath.locations import home_location
-    listing = list_backups(plan, dataset, locations=[home_location(plan, dataset)])
+    listing = list_backups(plan, dataset, locations=[location or home_location(plan, dataset)])
     found = [r for r in listing.backups if r.manifest.labels.get("type") == SLICE_LABEL]
     return sorted(found, key=lambda r: ts_pair(r.manifest.source_position["first_ts"]))
 
 
-def full_dumps(plan: Plan, dataset: str) -> list[Any]:
+def full_dumps(plan: Plan, dataset: str, location: str | None = None) -> list[Any]:
     from drfleet.datapath.catalog import list_backups
     from drfleet.datapath.locations import home_location
-    listing = list_backups(plan, dataset, locations=[home_location(plan, dataset)])
+    listing = list_backups(plan, dataset, locations=[location or home_location(plan, dataset)])
     return [r for r in listing.backups if r.manifest.labels.get("type") != SLICE_LABEL]
 
 
@@ -160,7 +161,9 @@ def capture_slice(plan: Plan, dataset: str, client: Any, *, after: tuple[int, in
                              Description(kind="mongodb", policy=policy, labels={"type": SLICE_LABEL},
                                          source_position=position, parents=parents),
                              region=region or ds.region)
-    return {"backup_id": manifest.backup_id, "dataset": dataset, **position}
+    from drfleet.datapath.locations import home_location
+    return {"backup_id": manifest.backup_id, "dataset": dataset, "policy": policy,
+            "location": home_location(plan, dataset), **position}
 
 
 def _bson(entry: Any) -> bytes:
@@ -178,13 +181,14 @@ def read_slice(plan: Plan, record: Any) -> Iterator[dict]:
     yield from bson.decode_all(data)
 
 
-def chain_entries(plan: Plan, dataset: str, start: tuple[int, int], target: tuple[int, int]) -> Iterator[dict]:
-    """Entries with start < ts <= target from the chained slices. Raises OplogGap when the
-    slices do not cover (start, target] without a break."""
+def chain_entries(plan: Plan, dataset: str, start: tuple[int, int], target: tuple[int, int],
+                  location: str | None = None) -> Iterator[dict]:
+    """Entries with start < ts <= target from the chained slices (at ``location``, default
+    home). Raises OplogGap when the slices do not cover (start, target] without a break."""
     covered_to = None
-    for record in slices(plan, dataset):
+    for record in slices(plan, dataset, location):
         pos = record.manifest.source_position
-        first, last = ts_pair(pos["first_ts"]), ts_pair(pos["last_ts"])
+        last = ts_pair(pos["last_ts"])
         after = ts_pair(pos["after_ts"]) if pos.get("after_ts") else None
         if last <= start:
             covered_to = last
@@ -209,32 +213,34 @@ def chain_entries(plan: Plan, dataset: str, start: tuple[int, int], target: tupl
 
 
 def restore_to_timestamp(plan: Plan, dataset: str, target_conn: str, at: str | tuple[int, int], *,
-                         client_factory: Any = None) -> dict:
+                         client_factory: Any = None, location: str | None = None) -> dict:
     """Restore ``dataset`` into ``target_conn`` as it was at ``at`` (``latest``, ``T:I`` or
-    an ISO time): the newest dump before it, then the oplog up to it. Returns a summary.
+    an ISO time): the newest dump before it, then the oplog up to it, both from
+    ``location``'s copies (default: home; another region's when home is lost). Returns a summary.
     Raises OplogGap, OplogError, BackupNotFound-like OplogError when no dump precedes it."""
     from drfleet.datapath.restore import restore_backup
     from drfleet.providers.datasources import mongodb
 
     if at == "latest":
-        chain = slices(plan, dataset)
+        chain = slices(plan, dataset, location)
         if not chain:
             raise OplogError(f"no oplog slices of {dataset}", dataset=dataset)
         target = ts_pair(chain[-1].manifest.source_position["last_ts"])
     else:
         target = ts_pair(at) if isinstance(at, (tuple, list)) else parse_ts(at)
-    dumps = [r for r in full_dumps(plan, dataset) if dump_position(r.manifest) <= target]
+    dumps = [r for r in full_dumps(plan, dataset, location) if dump_position(r.manifest) <= target]
     if not dumps:
         raise OplogError(f"no dump of {dataset} precedes {list(target)}", dataset=dataset,
                          hint="take a dump first: restores start from a dump")
     dump = dumps[-1]
-    restore_backup(plan, f"{dataset}/{dump.backup_id}", target_conn)
+    restore_backup(plan, f"{dataset}/{dump.backup_id}", target_conn, location=location)
     client = (client_factory or mongodb._client_factory)(target_conn)
     applied = 0
-    for entry in chain_entries(plan, dataset, dump_position(dump.manifest), target):
+    for entry in chain_entries(plan, dataset, dump_position(dump.manifest), target, location):
         apply_entry(client, entry)
         applied += 1
-    return {"dataset": dataset, "dump": dump.backup_id, "target_ts": list(target), "applied": applied}
+    return {"dataset": dataset, "dump": dump.backup_id, "target_ts": list(target), "applied": applied,
+            "location": dump.location}
 
 
 # --- applying entries ------------------------------------------------------------------

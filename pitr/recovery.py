@@ -75,18 +75,22 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def wal_command(verb: str, plan_path: str, dataset: str) -> str:
-    """``{drfleet} wal push|fetch --plan P --dataset D`` followed by %p / %f %p."""
+def wal_command(verb: str, plan_path: str, dataset: str, location: str | None = None) -> str:
+    """``{drfleet} wal push|fetch --plan P --dataset D [--from LOCATION]`` followed by
+    %p / %f %p (``--from``: fetch from that location's copy of the archive)."""
     import shlex
     args = "%p" if verb == "push" else "%f %p"
+    source = f"--from {shlex.quote(location)} " if location and verb == "fetch" else ""
     return (f"{wal_executable()} wal {verb} --plan {shlex.quote(os.path.abspath(plan_path))} "
-            f"--dataset {shlex.quote(dataset)} {args}")
+            f"--dataset {shlex.quote(dataset)} {source}{args}")
 
 
-def choose_base_backup(plan: Plan, dataset: str, target: RecoveryTarget, backup_id: str | None = None):
-    """The base backup (BackupRecord) to restore from. Raises NoBaseBackup."""
+def choose_base_backup(plan: Plan, dataset: str, target: RecoveryTarget, backup_id: str | None = None,
+                       location: str | None = None):
+    """The base backup (BackupRecord) to restore from (at ``location``, default home).
+    Raises NoBaseBackup."""
     from drfleet.pitr.basebackup import list_base_backups
-    backups = list_base_backups(plan, dataset)
+    backups = list_base_backups(plan, dataset, location=location)
     if backup_id:
         chosen = [r for r in backups if r.backup_id == backup_id]
         if not chosen:
@@ -101,14 +105,18 @@ def choose_base_backup(plan: Plan, dataset: str, target: RecoveryTarget, backup_
     return backups[-1]
 
 
-def check_reachable(plan: Plan, dataset: str, manifest: Any, target: RecoveryTarget) -> dict[str, Any]:
-    """Raise WalGap unless the archive holds every segment recovery from ``manifest`` to
-    ``target`` needs (as far as the archive can tell). Returns what it found."""
+def check_reachable(plan: Plan, dataset: str, manifest: Any, target: RecoveryTarget,
+                    location: str | None = None) -> dict[str, Any]:
+    """Raise WalGap unless the archive (at ``location``, default home) holds every segment
+    recovery from ``manifest`` to ``target`` needs (as far as the archive can tell).
+    Returns what it found."""
     from drfleet.pitr.archive import reachable_end, scan_archive
-    from drfleet.pitr.wal import _home_store, read_record
+    from drfleet.pitr.wal import read_record
+    from drfleet.pitr.walcopy import wal_store
 
+    store = wal_store(plan, dataset, location)
     pos = manifest.source_position
-    state = scan_archive(plan, dataset)
+    state = scan_archive(plan, dataset, store=store)
     start = Segment.parse(pos["start_wal"], state.segment_size)
     stop = Segment.parse(pos["stop_wal"], state.segment_size)
     end = reachable_end(state, start)
@@ -127,7 +135,7 @@ def check_reachable(plan: Plan, dataset: str, manifest: Any, target: RecoveryTar
                          last_reachable=end.name, **facts)
     elif newest is not None and (newest.timeline, newest.segno) != (end.timeline, end.segno):
         # segments exist beyond a gap; a time target or "latest" would stop at the gap
-        last = read_record(_home_store(plan, dataset), dataset, end.name)
+        last = read_record(store, dataset, end.name)
         if target.kind == "latest" or last.pushed_at < target.time:
             raise WalGap(f"recovery to {target.describe()} would have to cross a gap after {end.name}",
                          last_reachable=end.name, newest_archived=newest.name,
@@ -186,9 +194,9 @@ def write_settings(data_dir: str, settings: dict[str, Any], signal_file: str) ->
 
 
 def recovery_settings(plan_path: str, dataset: str, target: RecoveryTarget, *, port: int,
-                      socket_dir: str, keep_archiving: bool = False) -> dict[str, Any]:
+                      socket_dir: str, keep_archiving: bool = False, location: str | None = None) -> dict[str, Any]:
     settings: dict[str, Any] = {
-        "restore_command": wal_command("fetch", plan_path, dataset),
+        "restore_command": wal_command("fetch", plan_path, dataset, location),
         "recovery_target_timeline": "latest",
         "port": port, "listen_addresses": "127.0.0.1", "unix_socket_directories": socket_dir,
     }
@@ -206,9 +214,12 @@ def recovery_settings(plan_path: str, dataset: str, target: RecoveryTarget, *, p
 
 def restore_to(plan: Plan, source: str, data_dir: str, at: str | None = "latest", *,
                port: int | None = None, plan_path: str | None = None, start: bool = True,
-               keep_archiving: bool = False, timeout: float = 3600.0) -> dict[str, Any]:
+               keep_archiving: bool = False, timeout: float = 3600.0,
+               location: str | None = None) -> dict[str, Any]:
     """Restore ``source`` (a dataset, ``DATASET/BACKUP_ID`` or a base backup id) into
-    ``data_dir`` as it was at ``at`` and, with ``start``, bring it up as a primary.
+    ``data_dir`` as it was at ``at`` and, with ``start``, bring it up as a primary. With
+    ``location``, the base backup and the WAL come from that location's copies (the home
+    region lost); the default is the home store.
 
     Returns a summary: backup id, target, port, seconds to lay down and to accept
     connections. Raises InvalidRecoveryTarget, NoBaseBackup, WalGap (before writing
@@ -218,8 +229,8 @@ def restore_to(plan: Plan, source: str, data_dir: str, at: str | None = "latest"
     started = time.monotonic()
     dataset, backup_id = _split_source(plan, source)
     target = parse_target(at)
-    record = choose_base_backup(plan, dataset, target, backup_id)
-    found = check_reachable(plan, dataset, record.manifest, target)
+    record = choose_base_backup(plan, dataset, target, backup_id, location)
+    found = check_reachable(plan, dataset, record.manifest, target, location)
     plan_path = plan_path or settings.PLAN.get()
     if not plan_path:
         raise InvalidRecoveryTarget("the restored cluster's restore_command needs the plan file",
@@ -229,8 +240,10 @@ def restore_to(plan: Plan, source: str, data_dir: str, at: str | None = "latest"
     laid = time.monotonic() - started
     write_settings(data_dir, recovery_settings(plan_path, dataset, target, port=port,
                                                socket_dir=os.path.abspath(data_dir),
-                                               keep_archiving=keep_archiving), "recovery.signal")
+                                               keep_archiving=keep_archiving, location=location),
+                   "recovery.signal")
     summary = {"status": "laid-down", "dataset": dataset, "backup_id": record.backup_id,
+               "location": record.location,
                "target": target.describe(), "data_dir": os.path.abspath(data_dir), "port": port,
                "bytes": size, "seconds_lay_down": round(laid, 3), **found}
     if start:

@@ -142,4 +142,8 @@ def oplog_capture(self, dataset: str, policy: str, region: str, slot: str | None
         summary = capture_slice(plan, dataset, client, policy=policy, region=region)
     finally:
         client.close()
-    return summary or {"dataset": dataset, "policy": policy, "captured": 0}
+    if summary is None:
+        return {"dataset": dataset, "policy": policy, "captured": 0}
+    from drfleet.tasks.copy import send_followups
+    summary["followups"] = send_followups(summary, region)  # the slice goes wherever the policy copies
+    return summary

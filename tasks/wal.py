@@ -47,3 +47,17 @@ def wal_lag(self, dataset: str, region: str) -> dict:
     """Measure the archive lag (achieved RPO) of ``dataset`` and export it as a metric."""
     from drfleet.pitr.rpo import measure_archive_lag
     return measure_archive_lag(current_plan(), dataset).to_dict()
+
+
+@app.task(bind=True, name="drfleet.wal_copy", label="wal copy", lane="data", track_started=True,
+          soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
+def wal_copy(self, dataset: str, region: str) -> dict:
+    """Copy newly archived WAL of ``dataset`` to every other location its policies name,
+    and export the copy lag and the per-region loss (see pitr.walcopy). Idempotent: a file
+    already at a location is not copied again."""
+    from drfleet.pitr.walcopy import copy_wal_everywhere, region_losses
+    plan = current_plan()
+    results = [r.as_dict() for r in copy_wal_everywhere(plan, dataset)]
+    losses = region_losses(plan, dataset)
+    return {"dataset": dataset, "copies": results,
+            "if_region_lost": {loss.region: loss.loses_seconds for loss in losses}}
