@@ -124,6 +124,15 @@ def _print_text(doc: dict) -> None:
         click.echo(f"  {r['dataset']:22s} {d(r['target_seconds']):>8s} {d(r['lag_seconds']):>9s} "
                    f"{('-' + d(-margin)) if margin is not None and margin < 0 else d(margin):>8s}  {status:8s} "
                    f"{r['trend']}" + (f"  (from {r['source']})" if r.get("source") else ""))
+    for r in doc["rpo"]:
+        for region, loses in (r.get("if_region_lost") or {}).items():
+            if loses is not None:
+                everything = loses == "all"
+                status = "MISSED" if r["target_seconds"] is not None and (everything or loses > r["target_seconds"]) \
+                    else "met"
+                click.echo(f"  if {region} is lost now, {r['dataset']} loses "
+                           f"{'everything since its last copied backup' if everything else d(loses)} "
+                           f"(target {d(r['target_seconds'])}: {status})")
     click.echo("\nRTO per scenario (runbook runs and drills)")
     for r in doc["scenarios"]:
         status = {True: "met", False: "MISSED", None: "no data"}[r["met"]]

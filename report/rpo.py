@@ -86,6 +86,24 @@ def oplog_point(plan: Plan, dataset: str) -> float | None:
         return None
 
 
+def region_loss(plan: Plan, dataset: str, *, now: float) -> dict[str, float | None] | None:
+    """For a ``mode: wal`` dataset: seconds of writes losing each region now would cost,
+    counting only WAL copied outside it (``pitr.walcopy.region_losses``): None for a region
+    without the primary, ``"all"`` when no WAL is kept outside the primary's region. None
+    without a WAL policy or a readable archive (logged)."""
+    if not _has_mode(plan, dataset, "wal"):
+        return None
+    from datetime import datetime, timezone
+
+    from drfleet.pitr.walcopy import region_losses
+    try:
+        losses = region_losses(plan, dataset, now=datetime.fromtimestamp(now, timezone.utc))
+    except Exception as exc:  # noqa: BLE001 - a report of many datasets goes on
+        logger.warning("WAL copies of %s unreadable for the report: %s", dataset, exc)
+        return None
+    return {x.region: "all" if x.loses_seconds == float("inf") else x.loses_seconds for x in losses}
+
+
 def rpo_now(plan: Plan, dataset: str, *, now: float, points: list[float] | None = None,
             tracked_since: float | None = None, client=None) -> dict:
     """Target, newest recovery point, lag, margin (target - lag) and whether it is met."""
@@ -105,7 +123,7 @@ def rpo_now(plan: Plan, dataset: str, *, now: float, points: list[float] | None 
     return {"dataset": dataset, "region": plan.dataset(dataset).region, "target_seconds": target,
             "newest_recovery_point": newest, "source": source, "lag_seconds": lag, "margin_seconds": margin,
             "met": None if margin is None or newest is None else margin >= 0,
-            "recovery_points": len(points)}
+            "recovery_points": len(points), "if_region_lost": region_loss(plan, dataset, now=now)}
 
 
 def freshness_series(points: list[float], start: float, end: float) -> list[tuple[float, float]]:

@@ -77,6 +77,13 @@ def test_losing_the_home_region_costs_the_age_of_the_newest_wal_outside_it(pitr_
     assert "loses 42 s" in home.describe(s.dataset)
 
 
+def test_the_report_says_what_losing_the_home_region_would_cost(pitr_regions_setup, copied):
+    from drfleet.report.rpo import region_loss
+    s = pitr_regions_setup
+    pushed = read_record(store_for(s.plan, "us"), s.dataset, copied["last"]).pushed_at
+    assert region_loss(s.plan, s.dataset, now=pushed.timestamp() + 90) == \
+        {"eu-central": pytest.approx(90, abs=0.01), "us-east": None}
+
 def test_a_damaged_object_at_home_is_not_copied_and_leaves_nothing_at_the_destination(pitr_regions_setup, copied):
     s = pitr_regions_setup
     s.sql("INSERT INTO logins (who) VALUES ('damaged')")
@@ -122,3 +129,4 @@ def test_a_region_only_datasets_wal_never_leaves_its_region(pitr_regions_setup):
     assert wal_locations(plan, s.dataset) == ["home"]
     with pytest.raises(SovereigntyViolation):
         copy_wal(plan, s.dataset, "us")
+
