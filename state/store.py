@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 
@@ -14,6 +16,7 @@ from drfleet.state.fleet_redis import FleetRedis, connect_broker, connect_state,
 PREFIX = "drfleet:"
 _clients: dict[tuple, redis.Redis] = {}
 _lock = threading.Lock()
+_private: redis.Redis | None = None  # break-glass: this process's state, in memory (``private_state``)
 
 
 def _after_fork_in_child() -> None:
@@ -31,6 +34,8 @@ def state_client(url: str | None = None) -> redis.Redis:
     URL, when a caller names one); safe across threads and, because it is created lazily per
     process, across prefork children. Raises FleetNotConfigured / RedisConfigInvalid
     (``state.fleet_redis``) when no fleet Redis is configured or the settings are wrong."""
+    if _private is not None and url is None:
+        return _private
     if url is not None:
         return _shared(("url", url), lambda: redis.Redis.from_url(url, health_check_interval=30,
                                                                    socket_keepalive=True))
@@ -58,3 +63,19 @@ def _shared(identity: tuple, build) -> redis.Redis:
 
 def key(*parts: str) -> str:
     return PREFIX + ":".join(parts)
+
+
+@contextmanager
+def private_state() -> Iterator[redis.Redis]:
+    """Keep this process's fleet state (run records, approvals, audit, claims) in memory
+    for the duration: ``state_client()`` returns an in-process Redis implementation
+    (fakeredis) and no Redis server is contacted. For break-glass recovery with the fleet's
+    Redis unreachable (``runbooks.breakglass``), which exports what was written."""
+    global _private
+    import fakeredis
+
+    previous, _private = _private, fakeredis.FakeRedis()
+    try:
+        yield _private
+    finally:
+        _private = previous

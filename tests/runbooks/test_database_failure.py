@@ -6,7 +6,9 @@ SSH with pg_basebackup, and verifies that a write on the new primary reaches it.
 from __future__ import annotations
 
 import shutil
+import types
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -20,9 +22,11 @@ from tests.runbooks.pg_pair import Standby, in_recovery, owned_dir, primary_with
 from tests.runbooks.world import steps_by_status
 
 
-def test_the_standby_is_promoted_after_approval_and_a_new_standby_follows_it(world, monkeypatch, s3_server) -> None:
-    from drfleet.tasks.runbooks import database_failure
-
+@contextmanager
+def failing_database(world, monkeypatch, s3_server):
+    """A primary with a streaming standby (one row replayed), a Route 53 record and an
+    endpoint file pointing at the primary, a host for the new standby, and the plan's
+    recovery section for app-db. Yields a namespace; stops every cluster afterwards."""
     primary = primary_with_replication()
     standby = new_dir = None
     try:
@@ -62,6 +66,21 @@ databases:
 """
         world.write(datasets=datasets, services="services: {}\n", extra_recovery=recovery,
                     hosts=[world.host_line("db-2", db_host)])
+        yield types.SimpleNamespace(primary=primary, standby=standby, new_port=new_port)
+    finally:
+        if new_dir:
+            stop_cluster_in(new_dir / "data")
+            shutil.rmtree(new_dir, ignore_errors=True)
+        if standby:
+            standby.stop()
+        primary.cleanup()
+
+
+def test_the_standby_is_promoted_after_approval_and_a_new_standby_follows_it(world, monkeypatch, s3_server) -> None:
+    from drfleet.tasks.runbooks import database_failure
+
+    with failing_database(world, monkeypatch, s3_server) as db:
+        primary, standby, new_port = db.primary, db.standby, db.new_port
         world.start_fleet(monkeypatch, "eu-central")
 
         primary.stop()                                            # the primary fails
@@ -94,10 +113,3 @@ databases:
         wait_for(lambda: psycopg.connect(new_dsn).execute("SELECT owner FROM accounts WHERE id = 2").fetchone(),
                  timeout=30, what="the new standby to replay the write")
         assert records["verify-integrity"]["output"]["new_standby"]["replicated"] is True
-    finally:
-        if new_dir:
-            stop_cluster_in(new_dir / "data")
-            shutil.rmtree(new_dir, ignore_errors=True)
-        if standby:
-            standby.stop()
-        primary.cleanup()
