@@ -241,8 +241,10 @@ def standby_group():
 @click.option("--backup", "backup_id", help="Base backup to build from (default: the newest).")
 @reports_errors
 def standby_create(plan_path, dataset, host, data_dir, port, backup_id):
-    """Build a standby of DATASET that streams from the primary and catches up from the archive."""
-    plan = use_plan(plan_path)
+    """Build a standby of DATASET that streams from the primary: here from a stored base
+    backup and the archive, or --on a plan host over SSH (host key checked) with
+    pg_basebackup from the primary."""
+    plan = use_plan(plan_path, need_fleet=False)
     from drfleet.pitr.standby import create_standby
     click.echo(json.dumps(create_standby(plan, dataset, data_dir=data_dir, host=host, port=port,
                                          backup_id=backup_id).to_dict(), indent=2))

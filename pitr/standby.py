@@ -10,16 +10,17 @@ until it accepts writes. Both record/consult a small registry of standbys per da
 auth-db" without knowing its directory.
 
 Hosts: ``host="local"`` (or None) runs here; PostgreSQL runs as the ``postgres`` user when
-drfleet runs as root. Creating a standby on another plan host over SSH is not built: the
-error names the command to run on that host (``drfleet standby create ... --on local``).
+drfleet runs as root. On another plan host the standby is built over SSH with
+``pg_basebackup -R`` from the primary and started there (``pitr.standby_remote``); the
+registry records the host, and ``promote_standby`` promotes it over SSH.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,18 +141,28 @@ def _stop_lsn(manifest: Any) -> int:
 
 def _create_remote(plan: Plan, dataset: str, *, data_dir: str, host: str, port: int | None,
                    backup_id: str | None) -> StandbyInfo:
-    """Not built: says the command to run on ``host`` (drfleet, plan and keyring there)."""
-    if host not in plan.hosts:
-        raise StandbyNotFound(f"host {host!r} is not in the plan", dataset=dataset,
-                              hint=f"use a host of the plan ({', '.join(sorted(plan.hosts)) or 'none'}) or 'local'")
-    argv = ["drfleet", "standby", "create", dataset, "--on", "local", "--to", data_dir]
-    if port:
-        argv += ["--port", str(port)]
+    """Build the standby on plan host ``host`` over SSH from the primary itself (a base
+    backup of the stores cannot reach a host that has no drfleet). Raises RemoteHostUnknown,
+    StandbyNotFound for ``--backup`` (not possible remotely), and the SSH errors."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from drfleet.datapath.sources import source_for
+    from drfleet.pitr.standby_remote import RemoteStandby, build_remote_standby, host_target
+
+    target = host_target(plan, host)
     if backup_id:
-        argv += ["--backup", backup_id]
-    raise StandbyNotFound("remote standbys are created by running drfleet on the host itself",
-                          dataset=dataset, host=host,
-                          hint=f"on {host}, with the plan and keyring installed, run: {shlex.join(argv)}")
+        raise StandbyNotFound("a standby on another host is built from the primary, not from a stored base "
+                              "backup", dataset=dataset, host=host, hint="leave out --backup")
+    params = conninfo_to_dict(_primary_conninfo(source_for(plan, dataset)[1], dataset))
+    password = params.pop("password", None) or ""
+    port = port or 5432
+    where = RemoteStandby(target, data_dir=data_dir, port=port, listen=plan.hosts[host].address,
+                          socket_dir=data_dir)
+    build_remote_standby(where, make_conninfo(**{**params, "dbname": "postgres"}), password)
+    info = StandbyInfo(dataset=dataset, host=host, data_dir=data_dir, port=port, backup_id=None,
+                       created_at=datetime.now(timezone.utc).isoformat())
+    _save(dataset, [s for s in list_standbys(dataset) if (s.host, s.data_dir) != (host, data_dir)] + [info])
+    return info
 
 
 def _find(dataset: str, data_dir: str | None) -> StandbyInfo:
@@ -185,6 +196,8 @@ def promote_standby(plan: Plan, dataset: str, *, data_dir: str | None = None,
     if host not in (None, "local", info.host):
         raise StandbyNotFound(f"the registered standby of {dataset} is on {info.host}, not {host}",
                               dataset=dataset, host=host)
+    if info.host != "local":
+        return _promote_remote(plan, info, timeout)
     in_recovery = None
     try:
         in_recovery = cluster.query(info.port, "SELECT pg_is_in_recovery()")[0]
@@ -202,3 +215,18 @@ def promote_standby(plan: Plan, dataset: str, *, data_dir: str | None = None,
     timeline, = cluster.query(info.port, "SELECT timeline_id FROM pg_control_checkpoint()")
     return {"dataset": dataset, "host": info.host, "data_dir": info.data_dir, "port": info.port,
             "promoted": True, "already_primary": already, "timeline": timeline, "seconds": round(seconds, 3)}
+
+
+def _promote_remote(plan: Plan, info: StandbyInfo, timeout: float) -> dict[str, Any]:
+    from drfleet.pitr.standby_remote import RemoteStandby, host_target, promote_remote_standby
+
+    started = time.monotonic()
+    where = RemoteStandby(host_target(plan, info.host), data_dir=info.data_dir, port=info.port)
+    words = promote_remote_standby(where, timeout=timeout)
+    if "promoted" in words:
+        promoted = StandbyInfo(**{**info.to_dict(), "promoted_at": datetime.now(timezone.utc).isoformat()})
+        _save(info.dataset, [promoted if (s.host, s.data_dir) == (info.host, info.data_dir) else s
+                             for s in list_standbys(info.dataset)])
+    return {"dataset": info.dataset, "host": info.host, "data_dir": info.data_dir, "port": info.port,
+            "promoted": True, "already_primary": "already-primary" in words,
+            "seconds": round(time.monotonic() - started, 3)}

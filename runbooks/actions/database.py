@@ -6,7 +6,7 @@ Promotion: the standby named by ``recovery.databases.NAME.standby`` is promoted 
 ``SELECT pg_promote()``; without that reference, the PITR registry's standby of the dataset
 is promoted by ``pitr.standby.promote_standby``. The new standby is made
 with ``pg_basebackup -R`` from the new primary and started with ``pg_ctl``, over SSH on the
-plan host ``new_standby.host``.
+plan host ``new_standby.host`` (``pitr.standby_remote``, shared with ``standby create --on``).
 """
 
 from __future__ import annotations
@@ -17,29 +17,12 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from drfleet.errors import DrfleetError
+from drfleet.pitr.standby_remote import RemoteStandby, build_remote_standby
 from drfleet.providers.ssh import SshSession
 from drfleet.runbooks.actions import SkipStep, StepContext, action
 from drfleet.runbooks.actions.dns_switch import switch_to
 from drfleet.runbooks.actions.hosts import resolve_host
 from drfleet.secrets import resolve_secret
-
-NEW_STANDBY_SCRIPT = r'''
-set -eu
-D="$1"; PORT="$2"; CONNINFO="$3"; BIN="$4"; LISTEN="$5"; SOCK="$6"
-if [ -z "$BIN" ]; then BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); fi
-[ -n "$BIN" ] || BIN=$(dirname "$(command -v pg_ctl)")
-if [ -f "$D/PG_VERSION" ]; then
-  if "$BIN/pg_ctl" status -D "$D" >/dev/null 2>&1; then echo already-running; exit 0; fi
-else
-  IFS= read -r PGPASSWORD || true; export PGPASSWORD
-  "$BIN/pg_basebackup" -D "$D" -R -X stream -c fast -d "$CONNINFO"
-  echo base-backup-taken
-fi
-OPTS="-p $PORT -c listen_addresses=$LISTEN"
-[ -z "$SOCK" ] || OPTS="$OPTS -k $SOCK"
-"$BIN/pg_ctl" start -D "$D" -w -t 120 -l "$D/standby.log" -o "$OPTS" </dev/null >/dev/null
-echo started
-'''
 
 
 class PrimaryStillUp(DrfleetError):
@@ -160,18 +143,11 @@ def new_standby(ctx: StepContext) -> dict:
     conninfo = make_conninfo(**{**params, "dbname": "postgres"})
     host = resolve_host(ctx, cfg.host)
     data_dir = host.fill(cfg.data_dir)
-    args = [data_dir, str(cfg.port), conninfo, cfg.bin_dir or "", cfg.listen,
-            host.fill(cfg.socket_dir) if cfg.socket_dir else ""]
-    with SshSession(host.target) as ssh:
-        prefix: list[str] = []
-        if host.target.user != cfg.run_as:
-            ssh.run(["sh", "-c", 'mkdir -p "$1" && chown "$2" "$1" && chmod 700 "$1"', "sh",
-                     data_dir, cfg.run_as])
-            prefix = ["runuser", "-u", cfg.run_as, "--"]
-        done = ssh.run(prefix + ["sh", "-c", NEW_STANDBY_SCRIPT, "sh", *args], input=password + "\n",
-                       timeout=3600)
+    where = RemoteStandby(host.target, data_dir=data_dir, port=cfg.port, run_as=cfg.run_as,
+                          bin_dir=cfg.bin_dir or "", listen=cfg.listen,
+                          socket_dir=host.fill(cfg.socket_dir) if cfg.socket_dir else "")
     return {"host": host.name, "data_dir": data_dir, "port": cfg.port,
-            "result": done.stdout.decode(errors="replace").split()}
+            "result": build_remote_standby(where, conninfo, password)}
 
 
 @action("verify_db")
