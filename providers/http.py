@@ -210,7 +210,8 @@ class JsonSession:
             try:
                 raw = self._pool.request(method, url, body=body, headers=send_headers,
                                          timeout=self._timeout, retries=False,
-                                         redirect=False, preload_content=True)
+                                         redirect=False, preload_content=False)
+                data = _read_bounded(raw)
             except NewConnectionError as exc:  # refused/DNS: nothing sent, nothing to wait for
                 raise self._unreachable(method, where, attempt, exc, action_id) from None
             except (ConnectTimeoutError, ReadTimeoutError) as exc:
@@ -225,7 +226,7 @@ class JsonSession:
                 continue
             except HTTPError as exc:
                 raise self._unreachable(method, where, attempt, exc, action_id) from None
-            response = JsonResponse(raw.status, _decode(raw.data, self.provider), _lower(raw.headers))
+            response = JsonResponse(raw.status, _decode(data, self.provider), _lower(raw.headers))
             log.debug("%s %s %s -> %d (attempt %d)", self.provider, method, where,
                       response.status, attempt)
             if response.status < 400:
@@ -372,6 +373,22 @@ def collect_pages(fetch_page: Callable[[Any], tuple[Iterable[T], Any]], *, provi
                                 cursor=str(cursor))
         seen.add(cursor)
     raise ProviderError("pagination did not end", provider=provider, max_pages=max_pages)
+
+
+def _read_bounded(raw: Any) -> bytes:
+    """The answer's body, read no further than one byte past MAX_PAYLOAD_BYTES (``_decode``
+    refuses it then): a huge answer is never held in memory whole. The connection goes back
+    to the pool, or is closed when the rest of an oversized body is left unread."""
+    try:
+        data = raw.read(MAX_PAYLOAD_BYTES + 1, decode_content=True)
+    except BaseException:
+        raw.close()
+        raise
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raw.close()
+    else:
+        raw.release_conn()
+    return data
 
 
 def _decode(data: bytes, provider: str = "api") -> Any:

@@ -175,3 +175,39 @@ def test_params_left_as_none_are_not_sent(api: HetznerContract) -> None:
     session_for(api.url, FakeClock()).get("/servers", params={"label_selector": None})
 
     assert api.requests[0].query == {}
+
+
+def test_an_oversized_answer_is_refused_without_being_read_whole(token: str, monkeypatch) -> None:
+    import socket
+    import threading
+
+    from drfleet.providers import http
+
+    monkeypatch.setattr(http, "MAX_PAYLOAD_BYTES", 64 << 10)
+    total, sent = 64 << 20, []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % total)
+            chunk, done = b"[" + b"1," * (1 << 15), 0
+            try:
+                while done < total:
+                    conn.sendall(chunk)
+                    done += len(chunk)
+            except OSError:
+                pass
+            sent.append(done)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    session = session_for(f"http://127.0.0.1:{listener.getsockname()[1]}", FakeClock(), max_attempts=1)
+
+    with pytest.raises(ProviderError, match="refused"):
+        session.get("/servers")
+    server.join(30)
+    listener.close()
+    assert sent and sent[0] < total // 4  # the client stopped reading and closed the connection
