@@ -40,6 +40,7 @@ RECORD_VERSION = 1
 DEFAULT_LEVEL = 1  # WAL compresses well at level 1; higher levels cost push time under load
 _MAC_INFO = b"drfleet/v1/manifest-mac"
 _UNSIGNED = ("mac", "keys")
+MAX_RECORD_BYTES = 64 << 10  # a record is about 1 KiB; anything this large is not one
 
 
 def wal_prefix(dataset: str) -> str:
@@ -97,10 +98,11 @@ class WalRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str) -> "WalRecord":
-        """Parse a stored record; raises WalRecordInvalid (MAC not checked: ``verify``)."""
-        import json
+        """Parse a stored record; raises WalRecordInvalid (MAC not checked: ``verify``) for
+        anything but a record, including one too large or nested too deeply to be one."""
+        from drfleet.safe_load import DocumentRefused, load_json
         try:
-            doc = json.loads(data)
+            doc = load_json(data, source=source, max_bytes=MAX_RECORD_BYTES)
             if doc.get("format") != RECORD_FORMAT or doc.get("version") != RECORD_VERSION:
                 raise ValueError(f"format {doc.get('format')!r} version {doc.get('version')!r}")
             record = cls(dataset=doc["dataset"], name=check_wal_name(doc["name"]), object=doc["object"],
@@ -109,7 +111,7 @@ class WalRecord:
                          level=int(doc["compression"]["level"]),
                          pushed_at=datetime.fromisoformat(doc["pushed_at"].replace("Z", "+00:00")),
                          keys=list(doc["keys"]), mac=doc["mac"])
-        except (ValueError, KeyError, TypeError, AttributeError, WalFileUnreadable) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, WalFileUnreadable, DocumentRefused) as exc:
             raise WalRecordInvalid(f"unreadable WAL record ({exc})", record=source) from None
         if doc.get("timeline") != record.timeline:
             raise WalRecordInvalid("record's timeline does not match its file name", record=source)

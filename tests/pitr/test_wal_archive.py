@@ -172,3 +172,12 @@ def test_wal_prune_shows_what_would_go_and_asks_unless_yes(tmp_path, monkeypatch
     assert declined.exit_code == 1 and calls == [True]
     assert "delete these 1 archived WAL files?" in declined.stderr
     assert CliRunner().invoke(main, args + ["--yes"]).exit_code == 0 and calls == [True, False]
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"pad": "' + b"a" * (1 << 17) + b'"}'])
+def test_a_record_bomb_is_refused_as_an_invalid_record(wal_archive_setup, body):
+    s = wal_archive_setup
+    store = _home_store(s.plan, s.dataset)
+    store.put_bytes(record_key(s.dataset, "000000010000000000000009"), body)
+    with pytest.raises(WalRecordInvalid):
+        read_wal(s.plan, s.dataset, "000000010000000000000009")
