@@ -47,6 +47,7 @@ import redis
 from drfleet import settings
 from drfleet.backup_format.layout import manifests_prefix, parse_manifest_key
 from drfleet.backup_format.manifest import Manifest
+from drfleet.datapath.catalog import read_manifest
 from drfleet.datapath.errors import DataPathError
 from drfleet.datapath.holds import HoldsUnreadable, held_backup_ids
 from drfleet.datapath.locations import store_for
@@ -332,8 +333,8 @@ def _committed(store: Store, dataset: str):
         return [], [f"cannot list manifests: {exc.message}"]
     for info in infos:
         try:
-            parse_manifest_key(info.key)
-            manifest = Manifest.from_bytes(store.get_bytes(info.key), source=f"{store.name}:{info.key}")
+            _dataset, backup_id = parse_manifest_key(info.key)
+            manifest = read_manifest(store, dataset, backup_id, size=info.size)
             manifests.append((manifest, info.key))
         except DrfleetError as exc:
             problems.append(f"{info.key}: {exc.message}")

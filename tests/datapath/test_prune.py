@@ -195,6 +195,21 @@ def test_an_unreadable_manifest_stops_pruning_of_that_dataset(plan, state):
     assert report.problems[-1] == f"site: nothing of it was pruned at {HOME} (incomplete view)"
 
 
+def test_an_oversized_manifest_is_refused_by_its_listed_size_and_never_read(plan, state, monkeypatch):
+    from drfleet.datapath import catalog
+    store = store_for(plan, HOME)
+    put_backup([store], "site", "six-hourly", T0)
+    big = "datasets/site/manifests/20240305T000000Z-00000000.json"
+    store.put_bytes(big, b"{" + b" " * 4096 + b"}")
+    monkeypatch.setattr(catalog, "MAX_MANIFEST_BYTES", 2048)
+    reads = []
+    real_get = type(store).get_bytes
+    monkeypatch.setattr(type(store), "get_bytes", lambda self, key, *a, **k: reads.append(key) or real_get(self, key, *a, **k))
+    report = prune_location(plan, HOME, now=T0 + 5 * DAY, client=state)
+    assert any("not read" in p for p in report.problems) and report.deleted == []
+    assert big not in reads
+
+
 def test_two_prunes_at_once_delete_no_more_than_retention_allows(plan, state):
     """A decides (b1 is the newest verified, b2 goes); before A deletes, a verification of
     b2 lands and B starts. Unlocked, B would keep b2 and delete b1, leaving no verified
