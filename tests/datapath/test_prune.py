@@ -204,7 +204,8 @@ def test_an_oversized_manifest_is_refused_by_its_listed_size_and_never_read(plan
     monkeypatch.setattr(catalog, "MAX_MANIFEST_BYTES", 2048)
     reads = []
     real_get = type(store).get_bytes
-    monkeypatch.setattr(type(store), "get_bytes", lambda self, key, *a, **k: reads.append(key) or real_get(self, key, *a, **k))
+    monkeypatch.setattr(type(store), "get_bytes",
+                        lambda self, key, *a, **k: reads.append(key) or real_get(self, key, *a, **k))
     report = prune_location(plan, HOME, now=T0 + 5 * DAY, client=state)
     assert any("not read" in p for p in report.problems) and report.deleted == []
     assert big not in reads
