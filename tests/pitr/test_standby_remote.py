@@ -19,7 +19,7 @@ from tests.runbooks.pg_pair import in_recovery, owned_dir, primary_with_replicat
 
 
 @pytest.fixture
-def remote(world, monkeypatch, tmp_path):
+def remote(world, monkeypatch, tmp_path):  # noqa: F811 - the fixture imported above
     primary = primary_with_replication()
     target = owned_dir("drfleet-remote-standby-")
     try:
@@ -70,7 +70,7 @@ def test_a_standby_is_built_on_another_host_streams_and_is_promoted_there(remote
         conn.execute("INSERT INTO accounts VALUES (3, 'cy')")
 
 
-def test_a_changed_host_key_is_refused_before_anything_runs(remote, world):
+def test_a_changed_host_key_is_refused_before_anything_runs(remote, world):  # noqa: F811
     _primary, plan, data_dir, port = remote
     lines = world.known_hosts.read_text().splitlines()
     other = world.cloud.create_server(ServerSpec(name="impostor"))[0]
