@@ -9,7 +9,7 @@ import uuid
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 
 
 def _wait(result, *, label: str, timeout: float):
@@ -49,7 +49,7 @@ def backup(plan_path, dataset, policy, wait, timeout):
     ds = plan.dataset(dataset)
     policy = policy or ds.policies[0].name
     plan.policy(dataset, policy)
-    result = backup_task.apply_async(kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
+    result = send(backup_task, kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
                                              "slot": f"manual:{uuid.uuid4().hex}"},
                                      headers={"drfleet_actor": "cli"})
     click.echo(f"backup of {dataset} ({policy}) queued on {ds.region}.data as task {result.id}")
@@ -76,7 +76,7 @@ def trigger(plan_path, dataset, event, event_id):
     if event is not None and event not in events:
         raise click.ClickException(f"dataset {dataset} has no on-event policy for event {event!r} "
                                    f"(its events: {', '.join(events)}); nothing was sent")
-    result = trigger_task.apply_async(kwargs={"dataset": dataset, "region": ds.region, "event": event,
+    result = send(trigger_task, kwargs={"dataset": dataset, "region": ds.region, "event": event,
                                               "event_id": event_id})
     click.echo(f"trigger for {dataset} sent as task {result.id}")
 
@@ -97,6 +97,12 @@ def backups_list(plan_path, dataset, location, as_json):
     plan = use_plan(plan_path)
     from drfleet.datapath.catalog import list_backups
 
+    if dataset is not None:
+        plan.dataset(dataset)  # an unknown name is an error naming the known datasets
+    for name in location:
+        if name not in plan.storage:
+            raise click.BadParameter(f"unknown storage location {name!r} (known: {', '.join(sorted(plan.storage))})",
+                                     param_hint="--location")
     listing = list_backups(plan, dataset, locations=list(location) or None)
     if as_json:
         for r in listing.backups:
@@ -184,7 +190,7 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
         return
     from drfleet.tasks.restore import restore as restore_task
     record, region = _region_of(plan, backup_id)
-    result = restore_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
+    result = send(restore_task, kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
                                               "target": target, "region": region, "location": location},
                                       headers={"drfleet_actor": "cli"})
     click.echo(json.dumps(_wait(result, label=f"restore {record.backup_id}", timeout=timeout), indent=2))
@@ -252,7 +258,7 @@ def verify(plan_path, backup_id, depth, location, local, timeout):
     else:
         from drfleet.tasks.restore import verify as verify_task
         record, region = _region_of(plan, backup_id)
-        result = verify_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
+        result = send(verify_task, kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
                                                  "region": region, "depth": depth, "location": location})
         report = _wait(result, label=f"verify {record.backup_id}", timeout=timeout)
     click.echo(json.dumps(report, indent=2))
@@ -316,23 +322,56 @@ def _audit_quietly(audit, action, **details):
                     fg="yellow", err=True)
 
 
+def parse_since(text: str | None) -> float | None:
+    """``--since``: a duration back from now (``2h``, ``7 days``) or a moment (ISO 8601,
+    ``2026-12-01`` or ``2026-12-01T08:00``; local time when it names no zone); seconds since
+    the epoch. Raises BadParameter saying what to write."""
+    if not text:
+        return None
+    from datetime import datetime
+
+    from drfleet.plan.durations import parse_duration
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a duration (2h, 7 days) nor a time (2026-12-01T08:00)",
+                                 param_hint="--since") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time, as people type it
+    return moment.timestamp()
+
+
 @click.command("audit")
 @plan_option
 @click.option("--action", help="Only this action (e.g. drfleet.backup, keys.rotate).")
-@click.option("--dataset")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", default=1000, show_default=True)
+@click.option("--dataset", help="Only records about this dataset.")
+@click.option("--actor", help="Only records of this actor (cli, beat, an operator's name).")
+@click.option("--since", help="Only records since this duration ago (2h, 7 days) or this time (2026-12-01T08:00).")
+@click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--limit", default=100, show_default=True, help="At most this many records (after the filters).")
 @reports_errors
-def audit_cmd(plan_path, action, dataset, as_json, limit):
-    """Query the append-only audit log."""
+def audit_cmd(plan_path, action, dataset, actor, since, oldest_first, as_json, limit):
+    """Query the append-only audit log, newest first. The filters apply before --limit."""
     use_plan(plan_path)
+    from drfleet.cli import output
     from drfleet.state import audit
 
     match = {"dataset": dataset} if dataset else {}
-    for rec in audit.entries(action=action, limit=limit, **match):
-        if as_json:
+    records = list(audit.entries(action=action, actor=actor, since=parse_since(since), limit=limit,
+                                 newest_first=not oldest_first, **match))
+    if as_json:
+        for rec in records:
             click.echo(json.dumps(rec, sort_keys=True))
-        else:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rec["at"]))
-            names = " ".join(f"{k}={v}" for k, v in sorted(rec["details"].items()) if v is not None)
-            click.echo(f"{when}  {rec['action']:16s} {rec['outcome']:10s} by {rec['actor']:6s} {names}")
+        return
+
+    def render(rec):
+        details = "  ".join(f"{k}={output.human(k, v)}" for k, v in sorted(rec["details"].items()) if v is not None)
+        return output.timestamp(rec["at"]), rec["action"], rec["outcome"], rec["actor"], details
+
+    output.rows(records, render=render, headers=["when", "action", "outcome", "by", "details"],
+                empty="no audit records match")

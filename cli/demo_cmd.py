@@ -9,7 +9,7 @@ import time
 
 import click
 
-from drfleet.cli.common import reports_errors
+from drfleet.cli.common import reports_errors, send
 
 
 @click.command("demo")
@@ -98,7 +98,7 @@ def _run_tour(plan, plan_file) -> None:
         policy = ds.policies[0].name
         click.secho(f"== backup {dataset} ({ds.kind}) on {ds.region}.data", bold=True)
         started = time.monotonic()
-        result = backup.apply_async(kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
+        result = send(backup, kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
                                             "slot": f"demo:{time.time():.0f}"}).get(timeout=300)
         click.echo(f"   committed {result['backup_id']} to {result['location']}: {result['plaintext_size']:,} bytes "
                    f"-> {result['stored_size']:,} stored in {time.monotonic() - started:.2f}s")
@@ -106,7 +106,7 @@ def _run_tour(plan, plan_file) -> None:
     for dataset, result in results.items():
         ds = plan.dataset(dataset)
         click.secho(f"== verify {dataset}/{result['backup_id']} (deep: scratch restore + fingerprint)", bold=True)
-        report = verify.apply_async(kwargs={"backup_id": f"{dataset}/{result['backup_id']}", "region": ds.region,
+        report = send(verify, kwargs={"backup_id": f"{dataset}/{result['backup_id']}", "region": ds.region,
                                             "depth": "deep"}).get(timeout=300)
         click.echo(f"   ok={report['ok']} in {report['seconds']}s {report['problems'] or ''}")
         if not report["ok"]:
@@ -121,7 +121,7 @@ def _run_tour(plan, plan_file) -> None:
     _show_copies(plan, results)
     click.secho("== restore drill (a random dataset's random backup into a scratch target, timed)", bold=True)
     from drfleet.tasks.drills import drill
-    record = drill.apply_async(kwargs={"kind": "restore", "region": plan.primary_region},
+    record = send(drill, kwargs={"kind": "restore", "region": plan.primary_region},
                                headers={"drfleet_actor": "cli"}).get(timeout=300)
     for outcome in record.get("datasets", []):
         click.echo(f"   {outcome.get('dataset')}/{outcome.get('backup_id')} from {outcome.get('location')}: "

@@ -9,7 +9,7 @@ import uuid
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 from drfleet.statuses import DrillResult
 
 KINDS = ("restore", "failover", "region", "full")
@@ -43,7 +43,7 @@ def drill_run(plan_path, kind, dataset, region, scenario, wait, local, timeout):
         record = run_drill(plan, kind, region=region, dataset=dataset, scenario=scenario, actor="cli").to_json()
     else:
         from drfleet.tasks.drills import drill
-        result = drill.apply_async(kwargs={"kind": kind, "region": region, "dataset": dataset, "scenario": scenario,
+        result = send(drill, kwargs={"kind": kind, "region": region, "dataset": dataset, "scenario": scenario,
                                            "slot": f"manual:{uuid.uuid4().hex}"},
                                    headers={"drfleet_actor": "cli"})
         click.echo(f"{kind} drill queued on {region}.data as task {result.id}", err=True)

@@ -12,7 +12,7 @@ import uuid
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 
 
 @click.command("up")
@@ -128,5 +128,5 @@ def ping(plan_path, region, timeout):
     use_plan(plan_path)
     from drfleet.tasks.probe import probe
 
-    result = probe.apply_async(kwargs={"region": region, "tag": uuid.uuid4().hex})
+    result = send(probe, kwargs={"region": region, "tag": uuid.uuid4().hex})
     click.echo(json.dumps(result.get(timeout=timeout), indent=2))

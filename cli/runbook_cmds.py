@@ -7,7 +7,7 @@ import time
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 
 
 @click.group("runbook")
@@ -38,7 +38,7 @@ def start(plan_path, scenario, service, dataset, region, host, at, force, dry_ru
         click.echo(f"runbook {scenario} {json.dumps(canvas.params, sort_keys=True)} (dry run, nothing sent):")
         click.echo(canvas.dry_run())
         return
-    handle = canvas.apply_async()
+    handle = send(canvas)
     click.echo(handle.run_id)
     click.echo(f"started {scenario}: follow with `drfleet runbook status {handle.run_id}`", err=True)
 

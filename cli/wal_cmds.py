@@ -18,7 +18,7 @@ import sys
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 
 dataset_option = click.option("--dataset", "dataset", envvar="DRFLEET_WAL_DATASET",
                               help="Dataset whose archive this is (default: $DRFLEET_WAL_DATASET).")
@@ -148,7 +148,7 @@ def wal_basebackup(plan_path, dataset, policy, local, timeout):
     from drfleet.cli.data_cmds import _wait
     from drfleet.tasks.wal import base_backup
     region = plan.dataset(dataset).region
-    result = base_backup.apply_async(kwargs={"dataset": dataset, "region": region, "policy": policy,
+    result = send(base_backup, kwargs={"dataset": dataset, "region": region, "policy": policy,
                                              "slot": f"manual:{uuid.uuid4().hex}"})
     click.echo(json.dumps(_wait(result, label=f"base backup {dataset}", timeout=timeout), indent=2))
 

@@ -120,6 +120,9 @@ def check_connection(url: str, env=os.environ, *, role: str = "redis", timeout: 
     except (redis.ConnectionError, redis.TimeoutError, ssl.SSLError, OSError) as exc:
         raise RedisUnreachable(f"{role}: cannot connect to Redis ({_reason(exc, url, env)})",
                                url=masked(with_credentials(url, env))) from None
+    except redis.RedisError as exc:  # something answers, but not as Redis does (a proxy, HTTP)
+        raise RedisUnreachable(f"{role}: the server does not answer as Redis does ({_reason(exc, url, env)})",
+                               url=masked(with_credentials(url, env))) from None
     finally:
         client.close()
 
