@@ -158,7 +158,11 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
 
     A database target is changed in place, so the command says what it will do and asks
     unless --yes is given; a directory target must be empty."""
+    from drfleet.datapath.restore_paths import absolute_target, check_directory_target, is_path_target
+
     plan = use_plan(plan_path)
+    if target:
+        target = absolute_target(target)  # resolved here, where it was typed, before any message
     if everything:
         return _restore_all(plan, service, region, at, target, dry_run, yes)
     if not backup_id or not target:
@@ -177,6 +181,9 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
     from drfleet.datapath.restore import describe_restore, restore_backup
 
     plan_of_restore = describe_restore(plan, backup_id, target, location=location)
+    if plan_of_restore["kind"] == "files" and is_path_target(target):
+        from drfleet.datapath.restore_paths import this_host
+        check_directory_target(plan, plan_of_restore["dataset"], target, here=this_host() if local else None)
     if dry_run:
         click.echo(json.dumps(plan_of_restore, indent=2))
         return

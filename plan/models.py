@@ -342,6 +342,17 @@ class Dataset(Strict):
         "The backup policies of this dataset (at least one): each has its own schedule, "
         "retention and copies, and a backup kept by any of them stays."))
     description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
+    restore_under: list[str] = Field([], description=(
+        "For files datasets: the directories (absolute) a restore of this dataset may write "
+        "into; `drfleet restore ... --to DIR` outside them is refused before anything is sent. "
+        "Unset: any directory except the dataset's own source and the plan's filesystem stores."))
+
+    @model_validator(mode="after")
+    def _restore_under(self) -> "Dataset":
+        for path in self.restore_under:
+            if not path.startswith("/"):
+                raise ValueError(f"restore_under: {path!r} must be an absolute path")
+        return self
 
     @model_validator(mode="after")
     def _source(self) -> "Dataset":

@@ -16,7 +16,14 @@ _limits = Limits.from_env()
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
 def restore(self, backup_id: str, target: str, region: str, location: str | None = None) -> dict:
     from drfleet.datapath.restore import restore_backup
-    return restore_backup(current_plan(), backup_id, target, location=location)
+    from drfleet.datapath.restore_paths import check_directory_target, is_path_target, this_host
+
+    plan = current_plan()
+    dataset = backup_id.split("/")[0] if "/" in backup_id else None
+    if is_path_target(target) and dataset in plan.datasets and plan.dataset(dataset).kind == "files":
+        # the path was resolved where it was typed; refuse one this host cannot honour
+        check_directory_target(plan, dataset, target, here=this_host())
+    return restore_backup(plan, backup_id, target, location=location)
 
 
 @app.task(bind=True, name="drfleet.verify", label="verify", lane="data", track_started=True, audited=True,

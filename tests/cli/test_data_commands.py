@@ -42,7 +42,7 @@ def test_backup_wait_list_verify_restore(worker_fleet, tmp_path):
     assert (target / "index.html").read_text() == "hello\n"
     audit = run("audit", "--action", "drfleet.backup", "--json", "--plan", str(plan))
     records = [json.loads(line) for line in audit.output.splitlines()]
-    assert [(r["outcome"], r["actor"]) for r in records] == [("started", "cli"), ("succeeded", "cli")]
+    assert [(r["outcome"], r["actor"]) for r in records] == [("succeeded", "cli"), ("started", "cli")]  # newest first
 
 
 def test_verify_exits_1_on_damage(worker_fleet):
