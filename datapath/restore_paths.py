@@ -60,7 +60,7 @@ def check_directory_target(plan: Plan, dataset: str, target: str, *, here: str |
     if ds.restore_under and not any(_inside(path, root) for root in ds.restore_under):
         raise RestoreTargetInvalid(f"restore target {target} is outside what the plan allows for {dataset}",
                                    dataset=dataset, allowed=", ".join(ds.restore_under),
-                                   hint=f"restore under one of the dataset's restore_under directories")
+                                   hint="restore under one of the dataset's restore_under directories")
     if ds.source is not None and not ds.source.host and _inside(path, ds.source.path):
         raise RestoreTargetInvalid(f"restore target {target} is inside the source directory of {dataset}",
                                    dataset=dataset, hint="restore into a new directory, then move what you need")
