@@ -9,6 +9,7 @@ import uuid
 
 import click
 
+from drfleet.cli import output
 from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 from drfleet.statuses import DrillResult
 
@@ -51,7 +52,7 @@ def drill_run(plan_path, kind, dataset, region, scenario, wait, local, timeout):
             return
         from drfleet.cli.data_cmds import _wait
         record = _wait(result, label=f"{kind} drill", timeout=timeout)
-    click.echo(json.dumps(record, indent=2))
+    output.result(record)
     sys.exit(0 if record["result"] == DrillResult.PASSED else 1)
 
 

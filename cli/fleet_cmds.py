@@ -12,6 +12,7 @@ import uuid
 
 import click
 
+from drfleet.cli import output
 from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 
 
@@ -129,4 +130,4 @@ def ping(plan_path, region, timeout):
     from drfleet.tasks.probe import probe
 
     result = send(probe, kwargs={"region": region, "tag": uuid.uuid4().hex})
-    click.echo(json.dumps(result.get(timeout=timeout), indent=2))
+    output.result(result.get(timeout=timeout))
