@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -140,7 +141,8 @@ def _console(err: bool = False):
     stream = sys.stderr if err else sys.stdout
     terminal = stream.isatty()
     # not a terminal: wide enough that no cell is wrapped, so lines can be grepped
-    return Console(file=stream, width=None if terminal else 400, soft_wrap=False,
+    width = shutil.get_terminal_size((100, 40)).columns if terminal else 400
+    return Console(file=stream, width=width, soft_wrap=False,
                    highlight=False, force_terminal=terminal or None, no_color=not terminal)
 
 
@@ -225,9 +227,11 @@ class Progress:
             from rich.console import Console
             from rich.progress import BarColumn, TextColumn
             from rich.progress import Progress as RichProgress
-            self._live = RichProgress(TextColumn("{task.description}"), BarColumn(),
+            self._live = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=24),
                                       TextColumn("{task.fields[figures]}"),
-                                      console=Console(file=self.stream), transient=False)
+                                      console=Console(file=self.stream,
+                                                      width=shutil.get_terminal_size((100, 40)).columns),
+                                      transient=False)
             self._live.__enter__()
             self._task = self._live.add_task(self.label, total=self.total, figures="starting")
         return self
