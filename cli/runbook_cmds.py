@@ -7,6 +7,7 @@ import time
 
 import click
 
+from drfleet.cli import output
 from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 
 
@@ -43,16 +44,15 @@ def start(plan_path, scenario, service, dataset, region, host, at, force, dry_ru
     click.echo(f"started {scenario}: follow with `drfleet runbook status {handle.run_id}`", err=True)
 
 
-def _ts(value) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(float(value))) if value else "-"
-
-
 @runbook_group.command("status")
 @plan_option
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--follow", is_flag=True, help="Show progress (steps done of all, rate, ETA) until the run ends "
+                                              "or waits for an approval.")
+@click.option("--timeout", default=6 * 3600.0, show_default=True, help="With --follow: give up after this long.")
 @reports_errors
-def status(plan_path, run_id, as_json):
+def status(plan_path, run_id, as_json, follow=False, timeout=6 * 3600.0):
     """Every step of RUN_ID: status, timings, attempts, output or error; the run's RTO."""
     use_plan(plan_path)
     from drfleet.runbooks.records import RunStore
@@ -60,23 +60,46 @@ def status(plan_path, run_id, as_json):
 
     store = RunStore()
     report = run_report(store.get(run_id), store)
+    if follow:
+        report = _follow(store, run_id, report, timeout)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
-    click.echo(f"run {report['run_id']}  {report['scenario']} {json.dumps(report['params'], sort_keys=True)}  "
-               f"status: {report['result']}  started {_ts(report['start'])} by {report['started_by']}")
-    for n, step in enumerate(report["steps"], 1):
-        seconds = f"{step['seconds']:.1f}s" if step["seconds"] is not None else ""
-        click.echo(f"{n:2d}. {step['name']:28s} {step['status']:17s} {_ts(step['started_at'])} {seconds:>8s}"
-                   f"  {step['target']} on {step['region']}")
-        if step["error"]:
-            click.echo(f"      error: {step['error'].splitlines()[0]}")
-        elif step["output"]:
-            click.echo(f"      {json.dumps(step['output'], default=str)[:200]}")
+    output.note(f"run {report['run_id']}  {report['scenario']} {json.dumps(report['params'], sort_keys=True)}  "
+                f"status: {report['result']}  started {output.timestamp(report['start'])} by {report['started_by']}")
+
+    def render(step):
+        detail = step["error"] or (json.dumps(step["output"], default=str, sort_keys=True) if step["output"] else "")
+        return (step["name"], step["status"] or "pending", output.timestamp(step["started_at"]),
+                output.duration(step["seconds"]), f"{step['target']} on {step['region']}", detail)
+
+    output.table(["step", "status", "started", "took", "target", "output or error"],
+                 [render(step) for step in report["steps"]])
     if report["rto_seconds"] is not None:
-        click.echo(f"verified at {_ts(report['verified_at'])}: RTO {report['rto_seconds']:.1f}s")
+        click.echo(f"verified at {output.timestamp(report['verified_at'])}: RTO {output.duration(report['rto_seconds'])}")
     if report["error"]:
         click.echo(f"error: {report['error']}")
+
+
+_ENDED = ("succeeded", "failed", "cancelled", "waiting-approval")
+
+
+def _follow(store, run_id: str, report: dict, timeout: float) -> dict:
+    """Progress of a run's steps until it ends or waits for an approval; the last report."""
+    from drfleet.runbooks.runner import run_report
+
+    deadline = time.monotonic() + timeout
+    total = len(report["steps"])
+    with output.Progress(f"runbook {report['scenario']}", total=total, unit="steps", every=2.0) as progress:
+        while True:
+            done = sum(1 for s in report["steps"] if s["status"] in ("succeeded", "skipped"))
+            current = next((s["name"] for s in report["steps"] if s["status"] in ("running", "waiting-approval",
+                                                                                  "failed")), "")
+            progress.update(done, step=f"{report['result']}{': ' + current if current else ''}")
+            if report["result"] in _ENDED or time.monotonic() > deadline:
+                return report
+            time.sleep(0.5)
+            report = run_report(store.get(run_id), store)
 
 
 @runbook_group.command("resume")
@@ -130,10 +153,11 @@ def list_runs(plan_path, limit):
     use_plan(plan_path)
     from drfleet.runbooks.records import RunStore
 
-    for run in RunStore().list_runs(limit):
-        rto = f"RTO {run.rto_seconds:.1f}s" if run.rto_seconds is not None else ""
-        click.echo(f"{run.run_id}  {run.scenario:17s} {run.status:17s} {_ts(run.created_at)}  "
-                   f"{json.dumps(run.params, sort_keys=True)} {rto}")
+    runs = [{"run_id": run.run_id, "scenario": run.scenario, "status": run.status, "created_at": run.created_at,
+             "params": run.params, "rto_seconds": run.rto_seconds} for run in RunStore().list_runs(limit)]
+    output.rows(runs, headers=["run", "scenario", "status", "started", "params", "RTO"], empty="no runbook runs",
+                render=lambda r: (r["run_id"], r["scenario"], r["status"], output.timestamp(r["created_at"]),
+                                  json.dumps(r["params"], sort_keys=True), output.duration(r["rto_seconds"])))
 
 
 COMMANDS: list = [runbook_group]
