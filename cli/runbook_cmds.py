@@ -133,15 +133,25 @@ def cancel(plan_path, run_id):
 @plan_option
 @click.argument("run_id")
 @click.argument("step")
+@click.option("--operator", "operator_name", help="The enrolled operator approving (default: $DRFLEET_OPERATOR, "
+                                                  "else the OS user).")
+@click.option("--code", help="The operator's current 6-digit TOTP code (asked for, hidden, when not given).")
 @reports_errors
-def approve(plan_path, run_id, step):
-    """Approve destructive STEP of RUN_ID (promotion, overwriting, deleting servers)."""
+def approve(plan_path, run_id, step, operator_name, code):
+    """Approve destructive STEP of RUN_ID (promotion, overwriting, deleting servers) as an
+    enrolled operator with their current TOTP code. The step must be waiting for approval;
+    a wrong, replayed or missing code, an unknown operator or a step that is not waiting is
+    refused and audited, and nothing runs."""
     use_plan(plan_path)
     from drfleet.runbooks.runner import approve_step
     from drfleet.tasks.runbooks import operator
 
-    approval = approve_step(run_id, step, by=operator())
-    click.echo(f"approved {step} of {run_id} as {approval['by']} (token {approval['token'][:8]})")
+    who = operator_name or operator()
+    if code is None:
+        code = click.prompt(f"TOTP code of {who}", hide_input=True, err=True, default="", show_default=False)
+    approval = approve_step(run_id, step, by=who, code=code)
+    output.result({"run_id": run_id, "step": step, "approved_by": approval["by"], "second_factor": "totp",
+                   "approved_at": approval["at"], "token": approval["token"][:8]})
 
 
 @runbook_group.command("list")
