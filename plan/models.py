@@ -229,8 +229,10 @@ class KeyCategory(Strict):
         "does not create or rotate a keyring kept in a variable."))
     description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
     rotate_every: Seconds | None = Field(None, description=(
-        "Informational: how often you intend to rotate this key. drfleet does not rotate "
-        "keys on a schedule; run `drfleet keys rotate CATEGORY` yourself."))
+        "How often this category gets a new active key: beat checks daily (03:30, on the "
+        "primary region's control lane) and rotates a keyring file whose active key is this old; "
+        "older keys stay in the keyring so their backups stay readable. Audited as `keys.rotate`. "
+        "Unset: rotate by hand with `drfleet keys rotate CATEGORY`. A keyring in `env` is not rotated."))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "KeyCategory":

@@ -28,7 +28,7 @@ def test_one_entry_per_dataset_policy_region_with_the_documented_fields():
     assert kinds == {"cron", "continuous", "on-change", "on-event"}
     assert [r["kind"] for r in rows if r["kind"] not in ("backup", "watch", "prune", "base-backup", "wal-lag", "copies-check",
                                                          "reconcile", "health", "db-check", "deep-verify", "queue-depth")
-            ] == ["drill"] * 4 + ["verify-cold"]
+            ] == ["drill"] * 4 + ["key-rotation", "verify-cold"]
     reconciles = [r for r in rows if r["kind"] == "reconcile"]
     assert sorted(r["queue"] for r in reconciles) == sorted(f"{region}.control" for region in
                                                             load_plan(EXAMPLES / "microservices.yaml").region_names)
