@@ -43,9 +43,9 @@ def test_drill_run_wait_list_report_and_audit(site_fleet, tmp_path):
 
     listed = run("drill", "list", "--plan", plan)
     assert listed.exit_code == 0
-    lines = listed.output.splitlines()
-    assert len(lines) == 2 and " restore " in lines[0] and " passed " in lines[0]
-    assert " region " in lines[1] and " failed " in lines[1]
+    lines = listed.stdout.splitlines()[2:]  # under the header and its rule; newest first
+    assert len(lines) == 2 and " region " in lines[0] and " failed " in lines[0]
+    assert " restore " in lines[1] and " passed " in lines[1]
 
     audited = run("audit", "--action", "drill", "--json", "--plan", plan)
     assert [json.loads(line)["outcome"] for line in audited.output.splitlines()] == ["failed", "passed"]  # newest first
