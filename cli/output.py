@@ -227,8 +227,11 @@ class Progress:
             from rich.console import Console
             from rich.progress import BarColumn, TextColumn
             from rich.progress import Progress as RichProgress
-            self._live = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=24),
-                                      TextColumn("{task.fields[figures]}"),
+            from rich.table import Column
+            # the bar keeps its width; on a narrow terminal the figures wrap under themselves
+            self._live = RichProgress(TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+                                      BarColumn(bar_width=20, table_column=Column(min_width=20, no_wrap=True)),
+                                      TextColumn("{task.fields[figures]}", table_column=Column(overflow="fold")),
                                       console=Console(file=self.stream,
                                                       width=shutil.get_terminal_size((100, 40)).columns),
                                       transient=False)

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from drfleet.cli import output
 from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
@@ -124,14 +125,13 @@ def holds_cmd(plan_path, dataset, as_json):
     from drfleet.datapath.holds import list_holds
 
     holds = list_holds(plan, dataset)
-    for hold in holds:
-        if as_json:
+    if as_json:
+        for hold in holds:
             click.echo(json.dumps(hold.to_dict(), sort_keys=True))
-        else:
-            click.echo(f"{hold.dataset}/{hold.backup_id}  by {hold.by} at {hold.at}  {hold.reason}  "
-                       f"[{', '.join(hold.locations)}]")
-    if not holds and not as_json:
-        click.echo("no holds")
+        return
+    output.rows([h.to_dict() for h in holds], headers=["backup", "by", "at", "reason", "locations"], empty="no holds",
+                render=lambda h: (f"{h['dataset']}/{h['backup_id']}", h["by"], output.timestamp(h["at"]), h["reason"],
+                                  ", ".join(h["locations"])))
 
 
 def _audit_quietly(action, **details):

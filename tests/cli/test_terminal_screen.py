@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 
 class Screen:
-    """One tmux server of its own (its own socket) with one 150x40 window."""
+    """One tmux server of its own (its own socket) with one 80x24 window (the usual terminal)."""
 
     def __init__(self, tmp_path):
         self.socket = f"drfleet-test-{uuid.uuid4().hex[:8]}"
@@ -30,7 +30,10 @@ class Screen:
     def run(self, script: str) -> None:
         path = self.tmp / "screen.sh"
         path.write_text(script)
-        self.tmux("new-session", "-d", "-x", "150", "-y", "40", "-s", "t", f"bash {shlex.quote(str(path))}")
+        conf = self.tmp / "tmux.conf"
+        conf.write_text("set -g default-size 80x24\n")
+        self.tmux("-f", str(conf), "new-session", "-d", "-x", "80", "-y", "24", "-s", "t",
+                  f"bash {shlex.quote(str(path))}")
 
     def text(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "t", check=False).stdout
@@ -61,18 +64,17 @@ def test_backup_wait_on_a_terminal_shows_progress_and_a_table(fleet, fleet_plan,
            "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "DRFLEET_HOME": os.environ["DRFLEET_HOME"]}
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
     drfleet = shlex.quote(str(os.path.join(os.path.dirname(sys.executable), "drfleet")))
-    # the window may take a moment to get its size: wait for 150 columns (at most ~5 s)
-    sized = "for i in $(seq 50); do [ \"$(stty size)\" = '40 150' ] && break; sleep 0.1; done\n"
-    screen.run(f"{exports}{sized}{drfleet} backup site --wait --plan {shlex.quote(str(fleet_plan))}\n"
+    screen.run(f"{exports}{drfleet} backup site --wait --plan {shlex.quote(str(fleet_plan))}\n"
                "echo EXIT=$?\nsleep 120\n")
     wait_for(lambda: "EXIT=" in screen.text(), timeout=90, interval=0.3, what="the backup to end on the screen")
     text = screen.text()
     assert "EXIT=0" in text, text
     # the progress line: label, bar, done of total (the estimate: the last backup's size), percentage
-    assert re.search(r"backup site ━{20,} committed: 3\.\d\d MB of 3\.\d\d MB \(100%\)", text), text
+    assert re.search(r"backup site ━{20} committed: 3\.\d\d MB of 3\.\d\d MB \(100%\)", text), text
     # the table: whole words, human sizes and durations, local time zone
     assert re.search(r"status\s+committed", text) and re.search(r"dataset\s+site", text), text
     assert re.search(r"plaintext_size\s+3\.\d\d MB", text), text
     assert re.search(r"seconds\s+\d+(\.\d+)? s\b", text), text
     assert re.search(r"backup_id\s+\d{8}T\d{6}Z-[0-9a-f]{8}\b", text), text
     assert "{" not in text.split("EXIT=")[0].split("backup_id")[0]   # not JSON
+    assert all(len(line) <= 80 for line in text.splitlines())
