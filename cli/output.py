@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import click
 
@@ -222,7 +222,7 @@ class Progress:
         self._task = None
         self.terminal = self.stream.isatty()
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         if self.terminal:
             from rich.console import Console
             from rich.progress import BarColumn, TextColumn
