@@ -203,6 +203,11 @@ def standby_group():
 @reports_errors
 def standby_create(plan_path, dataset, host, data_dir, port, backup_id):
     """Build a standby of DATASET that streams from the primary and catches up from the archive."""
+    import os
+    if host == "local":
+        data_dir = os.path.abspath(os.path.expanduser(data_dir))  # resolved here, where it was typed
+    elif not os.path.isabs(data_dir):
+        raise click.BadParameter(f"{data_dir!r} is relative: on host {host} give an absolute path", param_hint="--to")
     plan = use_plan(plan_path)
     from drfleet.pitr.standby import create_standby
     output.result(create_standby(plan, dataset, data_dir=data_dir, host=host, port=port,
