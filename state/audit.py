@@ -48,7 +48,9 @@ def entries(*, action: str | None = None, since: float | None = None, limit: int
     client = client or state_client()
     low = f"{int(since * 1000)}-0" if since else "-"
     high = f"{int(until * 1000)}-0" if until else "+"
-    found, page = 0, max(100, min(limit, 1000))
+    filtered = bool(action or actor or match)
+    found, page = 0, 5000 if filtered else max(100, min(limit, 1000))
+    want_action, want_actor = (action.encode() if action else None), (actor.encode() if actor else None)
     cursor = high if newest_first else low
     while found < limit:
         if newest_first:
@@ -56,11 +58,11 @@ def entries(*, action: str | None = None, since: float | None = None, limit: int
         else:
             batch = client.xrange(AUDIT_STREAM, min=cursor, max=high, count=page)
         for entry_id, fields in batch:
+            if want_action and fields.get(b"action") != want_action:
+                continue  # checked before anything is decoded: a long log is read fast
+            if want_actor and fields.get(b"actor") != want_actor:
+                continue
             rec = _decode(entry_id, fields)
-            if action and rec["action"] != action:
-                continue
-            if actor and rec["actor"] != actor:
-                continue
             if any(str(rec["details"].get(k)) != v for k, v in match.items()):
                 continue
             yield rec
