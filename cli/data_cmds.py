@@ -317,7 +317,8 @@ def keys_create(plan_path, category):
     ref = _key_ref(plan, category)
     key_id = create_keyring(ref.file, category)
     _audit_quietly(audit, "keys.create", category=category, key_id=key_id)
-    click.echo(f"created keyring {ref.file} for {category}: active key {key_id}")
+    output.done({"category": category, "keyring": ref.file, "active_key": key_id, "status": "created"},
+                f"created keyring {ref.file} for {category}: active key {key_id}")
 
 
 @keys_group.command("rotate")
@@ -334,7 +335,8 @@ def keys_rotate(plan_path, category):
     ref = _key_ref(plan, category)
     key_id = rotate_keyring(ref.file)
     _audit_quietly(audit, "keys.rotate", category=category, key_id=key_id)
-    click.echo(f"rotated {category}: new active key {key_id}")
+    output.done({"category": category, "active_key": key_id, "status": "rotated"},
+                f"rotated {category}: new active key {key_id}")
 
 
 def _key_ref(plan, category):

@@ -199,6 +199,14 @@ def rows(items: Sequence[dict], *, columns: Sequence[str] | None = None, title: 
     table(columns, [[human(c, i.get(c)) for c in columns] for i in items], title=title, empty=empty)
 
 
+def done(data: dict, text: str) -> None:
+    """A one-line outcome: ``text`` for people, ``data`` as JSON with ``--json``."""
+    if json_mode():
+        click.echo(json.dumps(data, default=str, sort_keys=True))
+    else:
+        click.echo(text)
+
+
 def note(text: str) -> None:
     """A line for people on stderr (what is happening, what was sent)."""
     click.echo(text, err=True)

@@ -41,9 +41,16 @@ def plan_check(plan_file):
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
     from drfleet.plan.recovery import region_loss_notes
-    for note in region_loss_notes(plan):
-        click.echo(f"note: {note}")
+    notes = region_loss_notes(plan)
     policies = sum(len(d.policies) for d in plan.datasets.values())
+    if output.json_mode():
+        output.result({"plan": plan.name, "file": plan_file, "ok": True, "regions": len(plan.regions),
+                       "storage": len(plan.storage), "key_categories": len(plan.keys),
+                       "datasets": len(plan.datasets), "policies": policies, "drills": len(plan.drills),
+                       "notes": notes})
+        return
+    for note in notes:
+        click.echo(f"note: {note}")
     click.echo(f"{plan_file}: ok — plan {plan.name!r}: {len(plan.regions)} regions, "
                f"{len(plan.storage)} storage locations, {len(plan.keys)} key categories, "
                f"{len(plan.datasets)} datasets, {policies} policies, {len(plan.drills)} drills")

@@ -92,8 +92,8 @@ def hold_cmd(plan_path, backup_id, reason, by):
 
     hold = place_hold(plan, backup_id, by=by or getpass.getuser(), reason=reason)
     _audit_quietly("hold", dataset=hold.dataset, backup_id=hold.backup_id, by=hold.by)
-    click.echo(f"{hold.dataset}/{hold.backup_id} is on hold in {', '.join(hold.locations)} "
-               f"(by {hold.by}{': ' + reason if reason else ''})")
+    output.done(hold.to_dict(), f"{hold.dataset}/{hold.backup_id} is on hold in {', '.join(hold.locations)} "
+                                f"(by {hold.by}{': ' + reason if reason else ''})")
 
 
 @click.command("release")
@@ -108,10 +108,11 @@ def release_cmd(plan_path, backup_id):
 
     released = release_hold(plan, backup_id)
     if not released:
-        click.echo(f"{backup_id} was not on hold")
+        output.done({"backup_id": backup_id, "released": []}, f"{backup_id} was not on hold")
         return
     _audit_quietly("release", backup_id=backup_id.rsplit("/", 1)[-1], locations=released)
-    click.echo(f"released the hold on {backup_id} in {', '.join(released)}")
+    output.done({"backup_id": backup_id, "released": released},
+                f"released the hold on {backup_id} in {', '.join(released)}")
 
 
 @click.command("holds")

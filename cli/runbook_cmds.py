@@ -40,7 +40,7 @@ def start(plan_path, scenario, service, dataset, region, host, at, force, dry_ru
         click.echo(canvas.dry_run())
         return
     handle = send(canvas)
-    click.echo(handle.run_id)
+    output.done({"run_id": handle.run_id, "scenario": scenario}, handle.run_id)
     click.echo(f"started {scenario}: follow with `drfleet runbook status {handle.run_id}`", err=True)
 
 
@@ -112,7 +112,7 @@ def resume(plan_path, run_id):
     from drfleet.tasks.runbooks import resume as resume_run
 
     resume_run(run_id)
-    click.echo(f"resumed {run_id}")
+    output.done({"run_id": run_id, "status": "resumed"}, f"resumed {run_id}")
 
 
 @runbook_group.command("cancel")
@@ -126,7 +126,7 @@ def cancel(plan_path, run_id):
     from drfleet.tasks.runbooks import operator
 
     run = cancel_run(run_id, by=operator())
-    click.echo(f"run {run_id}: {run.status}")
+    output.done({"run_id": run_id, "status": run.status}, f"run {run_id}: {run.status}")
 
 
 @runbook_group.command("approve")

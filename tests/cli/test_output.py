@@ -90,3 +90,11 @@ def test_progress_without_a_total_shows_what_it_knows(monkeypatch):
         clock.now += 125
         progress.update(3)
     assert stream.getvalue().splitlines()[0] == "drill: 3 datasets at 0.0/s, 2 m 05 s elapsed"
+
+
+def test_one_line_outcomes_are_json_with_json():
+    from pathlib import Path
+    plan = Path(__file__).resolve().parents[2] / "examples" / "plugspace.yaml"
+    doc = json.loads(CliRunner().invoke(main, ["plan", "check", str(plan), "--json"]).stdout)
+    assert doc["ok"] is True and doc["plan"] == "plugspace" and doc["datasets"] == 6
+    assert "ok — plan 'plugspace'" in CliRunner().invoke(main, ["plan", "check", str(plan)]).stdout
