@@ -233,7 +233,7 @@ def _restore_all(plan, service, region, at, to, dry_run, yes) -> None:
     click.echo(f"restore --all of {planned.scope} to {planned.at}: {len(planned.steps)} dataset(s), in this order:",
                err=True)
     for n, step in enumerate(planned.steps, 1):
-        click.echo(f"  {n:2d}. {step.dataset:22s} {step.kind:8s} {step.backup_id} ({step.created_at}) from "
+        click.echo(f"  {n:2d}. {step.dataset:22s} {step.kind:8s} {step.backup_id} ({output.timestamp(step.created_at)}) from "
                    f"{step.location} -> {step.target}", err=True)
     if dry_run:
         output.result(planned.summary())
