@@ -143,11 +143,12 @@ def approve(plan_path, run_id, step, operator_name, code):
     a wrong, replayed or missing code, an unknown operator or a step that is not waiting is
     refused and audited, and nothing runs."""
     use_plan(plan_path)
-    from drfleet.runbooks.runner import approve_step
+    from drfleet.runbooks.runner import approve_step, check_approvable
     from drfleet.tasks.runbooks import operator
 
     who = operator_name or operator()
     if code is None:
+        check_approvable(run_id, step, by=who)  # refuse before asking for a code
         code = click.prompt(f"TOTP code of {who}", hide_input=True, err=True, default="", show_default=False)
     approval = approve_step(run_id, step, by=who, code=code)
     output.result({"run_id": run_id, "step": step, "approved_by": approval["by"], "second_factor": "totp",

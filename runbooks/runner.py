@@ -72,6 +72,34 @@ class NotWaiting(DrfleetError):
     hint = "approve a step when `drfleet runbook status RUN_ID` shows it waiting-approval"
 
 
+def _refused(by: str, run_id: str, step: str, refused: DrfleetError) -> None:
+    audit.record("runbook.approve", actor=by, outcome="refused", run_id=run_id, step=step, reason=refused.message)
+
+
+def _check_waiting(store: RunStore, run_id: str, step: str):
+    """The run, when ``step`` of ``run_id`` is destructive and waits for an approval; else
+    raises RunNotFound, NotApprovable (naming the destructive steps) or NotWaiting."""
+    run = store.get(run_id)
+    spec = run.step(step)
+    if not spec.destructive:
+        store.approve(run_id, step, by="-")  # raises NotApprovable naming the destructive steps
+    status = store.step_records(run_id).get(step, {}).get("status")
+    if status != StepStatus.WAITING.value:
+        raise NotWaiting(f"step {step!r} of run {run_id} is not waiting for an approval "
+                         f"(it is {status or 'pending'})", run_status=run.status)
+    return run
+
+
+def check_approvable(run_id: str, step: str, *, by: str, store: RunStore | None = None) -> None:
+    """Raise (and audit the refusal) unless ``step`` of ``run_id`` waits for an approval:
+    lets the CLI refuse before it asks for a code."""
+    try:
+        _check_waiting(store or RunStore(), run_id, step)
+    except DrfleetError as refused:
+        _refused(by, run_id, step, refused)
+        raise
+
+
 def approve_step(run_id: str, step: str, *, by: str, code: str | None, store: RunStore | None = None,
                  now: float | None = None) -> dict:
     """Approve destructive ``step`` of ``run_id`` as operator ``by`` with their current TOTP
@@ -83,19 +111,10 @@ def approve_step(run_id: str, step: str, *, by: str, code: str | None, store: Ru
 
     store = store or RunStore()
     try:
-        run = store.get(run_id)
-        spec = run.step(step)
-        if spec.destructive:
-            status = store.step_records(run_id).get(step, {}).get("status")
-            if status != StepStatus.WAITING.value:
-                raise NotWaiting(f"step {step!r} of run {run_id} is not waiting for an approval "
-                                 f"(it is {status or 'pending'})", run_status=run.status)
-        else:
-            store.approve(run_id, step, by=by)  # raises NotApprovable naming the destructive steps
+        run = _check_waiting(store, run_id, step)
         operators.verify(by, code, right="approve", action=f"approve {run_id} {step}", now=now)
     except DrfleetError as refused:
-        audit.record("runbook.approve", actor=by, outcome="refused", run_id=run_id, step=step,
-                     reason=refused.message)
+        _refused(by, run_id, step, refused)
         raise
     approval = store.approve(run_id, step, by=by)
     audit.record("runbook.approve", actor=by, outcome="approved", run_id=run_id, step=step,

@@ -129,3 +129,15 @@ def test_enrolling_twice_needs_replace_and_an_unknown_right_is_refused(state):
     assert cli(state, "access", "revoke", "carol").exit_code == 0
     assert "no operators enrolled" in cli(state, "access", "review").stdout
     assert [r["details"]["operator"] for r in audit_of(state, "access.enroll")] == ["carol", "carol"]
+
+
+def test_the_code_is_asked_for_hidden_and_only_for_a_step_that_waits(waiting_run):
+    plan, run_id, store = waiting_run
+    totp = enroll(plan, "alice")
+    early = cli(plan, "runbook", "approve", run_id, "repoint", "--operator", "alice")   # no input given
+    assert early.exit_code == 1 and "not waiting for an approval" in early.output
+    assert "TOTP code" not in early.output
+    asked = cli(plan, "runbook", "approve", run_id, "promote", "--operator", "alice", input=totp.now() + "\n")
+    assert asked.exit_code == 0, asked.output
+    assert "TOTP code of alice" in asked.output and totp.now() not in asked.output.split("TOTP code of alice")[1][:10]
+    assert store.approval(run_id, "promote")["by"] == "alice"
