@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from drfleet.cli import output
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli.common import plan_option, reports_errors, require_state, use_plan
 
 
 @click.group("access")
@@ -30,6 +30,7 @@ def enroll(plan_path, name, rights, replace):
     """Enrol operator NAME with a new TOTP secret. Prints, once, the otpauth:// URI to load
     into NAME's authenticator app (it holds the secret: hand it over privately)."""
     use_plan(plan_path)
+    require_state()
     from drfleet.state import audit, operators
 
     uri = operators.enroll(name, list(rights), by=_actor(), replace=replace)
@@ -46,6 +47,7 @@ def enroll(plan_path, name, rights, replace):
 def review(plan_path):
     """Every enrolled operator: rights, second factor, when and by whom enrolled, last use."""
     use_plan(plan_path)
+    require_state()
     from drfleet.state import audit, operators
 
     found = operators.review()
@@ -65,6 +67,7 @@ def review(plan_path):
 def revoke(plan_path, name):
     """Remove operator NAME: their codes are no longer accepted."""
     use_plan(plan_path)
+    require_state()
     from drfleet.state import audit, operators
 
     if not operators.revoke(name):

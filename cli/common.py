@@ -46,6 +46,14 @@ def require_broker(timeout: float = BROKER_CHECK_SECONDS) -> None:
     check_fleet_redis(fleet_redis().require_broker(), role="", timeout=timeout)
 
 
+def require_state(timeout: float = BROKER_CHECK_SECONDS) -> None:
+    """Like ``require_broker`` for commands that only read or write fleet state (audit,
+    access, runbook records, drills): the state server (and any other configured) answers
+    within ``timeout`` seconds, else a clear error naming the URL (password hidden)."""
+    from drfleet.state.fleet_redis import check_fleet_redis, fleet_redis
+    check_fleet_redis(fleet_redis(), role="", timeout=timeout)
+
+
 def send(task, **options):
     """``task.apply_async(**options)`` (a task or a signature/canvas) after ``require_broker``."""
     require_broker()

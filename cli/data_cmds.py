@@ -10,7 +10,7 @@ import uuid
 import click
 
 from drfleet.cli import output
-from drfleet.cli.common import plan_option, reports_errors, send, use_plan
+from drfleet.cli.common import plan_option, reports_errors, require_state, send, use_plan
 
 
 def _wait(result, *, label: str, timeout: float, total: int | None = None, unit: str = "bytes"):
@@ -394,6 +394,7 @@ def parse_since(text: str | None) -> float | None:
 def audit_cmd(plan_path, action, dataset, actor, since, oldest_first, as_json, limit):
     """Query the append-only audit log, newest first. The filters apply before --limit."""
     use_plan(plan_path)
+    require_state()
     from drfleet.cli import output
     from drfleet.state import audit
 

@@ -9,7 +9,7 @@ import uuid
 import click
 
 from drfleet.cli import output
-from drfleet.cli.common import plan_option, reports_errors, send, use_plan
+from drfleet.cli.common import plan_option, reports_errors, require_state, send, use_plan
 from drfleet.statuses import DrillResult
 
 KINDS = ("restore", "failover", "region", "full")
@@ -64,6 +64,7 @@ def drill_run(plan_path, kind, dataset, region, scenario, wait, local, timeout):
 def drill_list(plan_path, kind, as_json, limit):
     """Past drills, newest first: result, measured RTO/RPO, reason."""
     use_plan(plan_path)
+    require_state()
     from drfleet.state import drills
 
     records = [r.to_json() for r in reversed(drills.history(kind=kind)[-limit:])]

@@ -8,7 +8,7 @@ import time
 import click
 
 from drfleet.cli import output
-from drfleet.cli.common import plan_option, reports_errors, send, use_plan
+from drfleet.cli.common import plan_option, reports_errors, require_state, send, use_plan
 
 
 @click.group("runbook")
@@ -55,6 +55,7 @@ def start(plan_path, scenario, service, dataset, region, host, at, force, dry_ru
 def status(plan_path, run_id, as_json, follow=False, timeout=6 * 3600.0):
     """Every step of RUN_ID: status, timings, attempts, output or error; the run's RTO."""
     use_plan(plan_path)
+    require_state()
     from drfleet.runbooks.records import RunStore
     from drfleet.runbooks.runner import run_report
 
@@ -109,6 +110,7 @@ def _follow(store, run_id: str, report: dict, timeout: float) -> dict:
 def resume(plan_path, run_id):
     """Continue RUN_ID from its first unfinished step; completed steps are not repeated."""
     use_plan(plan_path)
+    require_state()
     from drfleet.tasks.runbooks import resume as resume_run
 
     resume_run(run_id)
@@ -122,6 +124,7 @@ def resume(plan_path, run_id):
 def cancel(plan_path, run_id):
     """Stop RUN_ID before its next step (a running step finishes first)."""
     use_plan(plan_path)
+    require_state()
     from drfleet.runbooks.runner import cancel_run
     from drfleet.tasks.runbooks import operator
 
@@ -143,6 +146,7 @@ def approve(plan_path, run_id, step, operator_name, code):
     a wrong, replayed or missing code, an unknown operator or a step that is not waiting is
     refused and audited, and nothing runs."""
     use_plan(plan_path)
+    require_state()
     from drfleet.runbooks.runner import approve_step, check_approvable
     from drfleet.tasks.runbooks import operator
 
@@ -162,6 +166,7 @@ def approve(plan_path, run_id, step, operator_name, code):
 def list_runs(plan_path, limit):
     """Recent runs, newest first."""
     use_plan(plan_path)
+    require_state()
     from drfleet.runbooks.records import RunStore
 
     runs = [{"run_id": run.run_id, "scenario": run.scenario, "status": run.status, "created_at": run.created_at,

@@ -106,7 +106,11 @@ def check_connection(url: str, env=os.environ, *, role: str = "redis", timeout: 
     """PING ``url`` once. Raises RedisAuthFailed (wrong password, unknown or disabled ACL
     user, or a password the server does not want) or RedisUnreachable (refused, TLS
     handshake or certificate failure), naming the masked URL and never the password."""
-    client = connect(url, env, socket_connect_timeout=timeout, socket_timeout=timeout)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # once: redis-py would otherwise retry a timed-out PING, tripling the wait
+    client = connect(url, env, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
     try:
         client.ping()
     except redis.AuthenticationError as exc:
