@@ -133,3 +133,13 @@ def test_a_broker_that_does_not_answer_fails_fast_naming_the_url_not_the_passwor
     assert out.exit_code == 1, out.output
     assert f"redis://:**@127.0.0.1:{silent_server}/0" in out.output
     assert "hunter2" not in out.output and sent == []
+
+
+def test_a_state_server_that_does_not_answer_fails_the_audit_naming_the_url(tmp_path, monkeypatch, silent_server):
+    plan = write_plan(tmp_path / "plan")
+    for name in ("DRFLEET_BROKER_URL", "DRFLEET_RESULT_URL", "DRFLEET_REDIS_SENTINELS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DRFLEET_STATE_URL", f"redis://:hunter2@127.0.0.1:{silent_server}/0")
+    out = CliRunner().invoke(main, ["audit", "--plan", str(plan)])
+    assert out.exit_code == 1, out.output
+    assert f"redis://:**@127.0.0.1:{silent_server}/0" in out.output and "hunter2" not in out.output
