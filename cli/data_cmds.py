@@ -339,6 +339,30 @@ def keys_rotate(plan_path, category):
                 f"rotated {category}: new active key {key_id}")
 
 
+@keys_group.command("retire")
+@plan_option
+@click.argument("category")
+@click.argument("key_id")
+@reports_errors
+def keys_retire(plan_path, category, key_id):
+    """Remove old key KEY_ID from CATEGORY's keyring, only when no backup copy in any
+    location still needs it (re-wrap them first with `drfleet keys rewrap CATEGORY`)."""
+    plan = use_plan(plan_path)
+    from drfleet.datapath.key_rotation import retire_key
+    from drfleet.state import audit
+
+    _key_ref(plan, category)
+    from drfleet.errors import DrfleetError
+    try:
+        result = retire_key(plan, category, key_id)
+    except DrfleetError as exc:
+        _audit_quietly_outcome(audit, "keys.retire", "refused", category=category, key_id=key_id,
+                               reason=exc.message)
+        raise
+    _audit_quietly(audit, "keys.retire", category=category, key_id=key_id)
+    output.done(result, f"retired key {key_id} of {category}; active key {result['active_key']}")
+
+
 def _key_ref(plan, category):
     if category not in plan.keys:
         raise click.ClickException(f"unknown key category {category!r} (plan has: {', '.join(sorted(plan.keys))})")
@@ -351,8 +375,12 @@ def _key_ref(plan, category):
 
 
 def _audit_quietly(audit, action, **details):
+    _audit_quietly_outcome(audit, action, "succeeded", **details)
+
+
+def _audit_quietly_outcome(audit, action, outcome, **details):
     try:
-        audit.record(action, actor="cli", outcome="succeeded", **details)
+        audit.record(action, actor="cli", outcome=outcome, **details)
     except Exception:  # noqa: BLE001 - the key operation itself succeeded; say so
         click.secho("warning: the audit log (Redis) is unreachable; this key operation was not recorded",
                     fg="yellow", err=True)

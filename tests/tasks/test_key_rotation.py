@@ -78,3 +78,34 @@ def test_the_task_audits_rotations_and_skips(rotating_plan, monkeypatch):
     assert records["content"]["details"]["key_id"] == result["categories"]["content"]["active_key"]
     assert records["audit"]["outcome"] == "skipped" and "AUDIT_KEYRING" in records["audit"]["details"]["reason"]
     assert "material" not in json.dumps(records)
+
+
+def test_an_old_key_is_retired_only_once_no_backup_needs_it(rotating_plan):
+    from click.testing import CliRunner
+
+    from drfleet.backup_format.keyring import load_keyring, rotate_keyring
+    from drfleet.cli.main import main
+    from drfleet.state import audit
+
+    plan, backup_id = rotating_plan
+    ref = plan.keys["content"]
+    old = load_keyring("content", file=ref.file).active.id
+    new = rotate_keyring(ref.file)
+    plan_path = str(__import__("os").environ["DRFLEET_PLAN"])
+
+    def cli(*args, input=None):
+        return CliRunner().invoke(main, [*args, "--plan", plan_path], input=input)
+
+    active = cli("keys", "retire", "content", new)
+    assert active.exit_code == 1 and "is the active key" in active.output
+    needed = cli("keys", "retire", "content", old)
+    assert needed.exit_code == 1 and "1 backup copy of content still need" in needed.output
+    assert f"site/{backup_id}" in needed.output and "keys rewrap" in needed.output
+    assert old in load_keyring("content", file=ref.file)          # kept while a backup needs it
+    assert cli("keys", "rewrap", "content", "--yes").exit_code == 0
+    retired = cli("keys", "retire", "content", old, "--json")
+    assert retired.exit_code == 0, retired.output
+    assert json.loads(retired.stdout)["kept_keys"] == [new]
+    assert load_keyring("content", file=ref.file).key_ids == [new]
+    outcomes = [(r["outcome"], r["details"]["key_id"]) for r in audit.entries(action="keys.retire")]
+    assert outcomes == [("refused", new), ("refused", old), ("succeeded", old)]
