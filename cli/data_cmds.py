@@ -72,8 +72,8 @@ def backup(plan_path, dataset, policy, wait, timeout):
     policy = policy or ds.policies[0].name
     plan.policy(dataset, policy)
     result = send(backup_task, kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
-                                             "slot": f"manual:{uuid.uuid4().hex}"},
-                                     headers={"drfleet_actor": "cli"})
+                                       "slot": f"manual:{uuid.uuid4().hex}"},
+                  headers={"drfleet_actor": "cli"})
     if not wait:
         output.result({"status": "queued", "dataset": dataset, "policy": policy, "queue": f"{ds.region}.data",
                        "task_id": result.id})
@@ -102,7 +102,7 @@ def trigger(plan_path, dataset, event, event_id):
         raise click.ClickException(f"dataset {dataset} has no on-event policy for event {event!r} "
                                    f"(its events: {', '.join(events)}); nothing was sent")
     result = send(trigger_task, kwargs={"dataset": dataset, "region": ds.region, "event": event,
-                                              "event_id": event_id})
+                                        "event_id": event_id})
     output.note(f"trigger for {dataset} sent as task {result.id}")
     output.result({"status": "sent", "dataset": dataset, "event": event, "event_id": event_id,
                    "task_id": result.id})
@@ -219,8 +219,8 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
     from drfleet.tasks.restore import restore as restore_task
     record, region = _region_of(plan, backup_id)
     result = send(restore_task, kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
-                                              "target": target, "region": region, "location": location},
-                                      headers={"drfleet_actor": "cli"})
+                                        "target": target, "region": region, "location": location},
+                  headers={"drfleet_actor": "cli"})
     output.result(_wait(result, label=f"restore {record.backup_id}", timeout=timeout,
                         total=record.manifest.plaintext_size))
 
@@ -292,7 +292,7 @@ def verify(plan_path, backup_id, depth, location, local, timeout):
         from drfleet.tasks.restore import verify as verify_task
         record, region = _region_of(plan, backup_id)
         result = send(verify_task, kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
-                                                 "region": region, "depth": depth, "location": location})
+                                           "region": region, "depth": depth, "location": location})
         report = _wait(result, label=f"verify {record.backup_id}", timeout=timeout,
                        total=record.manifest.plaintext_size)
     output.result(report)

@@ -99,7 +99,7 @@ def _run_tour(plan, plan_file) -> None:
         click.secho(f"== backup {dataset} ({ds.kind}) on {ds.region}.data", bold=True)
         started = time.monotonic()
         result = send(backup, kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
-                                            "slot": f"demo:{time.time():.0f}"}).get(timeout=300)
+                                      "slot": f"demo:{time.time():.0f}"}).get(timeout=300)
         click.echo(f"   committed {result['backup_id']} to {result['location']}: {result['plaintext_size']:,} bytes "
                    f"-> {result['stored_size']:,} stored in {time.monotonic() - started:.2f}s")
         results[dataset] = result
@@ -107,7 +107,7 @@ def _run_tour(plan, plan_file) -> None:
         ds = plan.dataset(dataset)
         click.secho(f"== verify {dataset}/{result['backup_id']} (deep: scratch restore + fingerprint)", bold=True)
         report = send(verify, kwargs={"backup_id": f"{dataset}/{result['backup_id']}", "region": ds.region,
-                                            "depth": "deep"}).get(timeout=300)
+                                      "depth": "deep"}).get(timeout=300)
         click.echo(f"   ok={report['ok']} in {report['seconds']}s {report['problems'] or ''}")
         if not report["ok"]:
             raise click.ClickException(f"verification of {dataset} failed: {report['problems']}")
@@ -122,7 +122,7 @@ def _run_tour(plan, plan_file) -> None:
     click.secho("== restore drill (a random dataset's random backup into a scratch target, timed)", bold=True)
     from drfleet.tasks.drills import drill
     record = send(drill, kwargs={"kind": "restore", "region": plan.primary_region},
-                               headers={"drfleet_actor": "cli"}).get(timeout=300)
+                  headers={"drfleet_actor": "cli"}).get(timeout=300)
     for outcome in record.get("datasets", []):
         click.echo(f"   {outcome.get('dataset')}/{outcome.get('backup_id')} from {outcome.get('location')}: "
                    f"{'restored and verified' if outcome.get('ok') else 'FAILED'} in "

@@ -44,8 +44,8 @@ def drill_run(plan_path, kind, dataset, region, scenario, wait, local, timeout):
     else:
         from drfleet.tasks.drills import drill
         result = send(drill, kwargs={"kind": kind, "region": region, "dataset": dataset, "scenario": scenario,
-                                           "slot": f"manual:{uuid.uuid4().hex}"},
-                                   headers={"drfleet_actor": "cli"})
+                                     "slot": f"manual:{uuid.uuid4().hex}"},
+                      headers={"drfleet_actor": "cli"})
         click.echo(f"{kind} drill queued on {region}.data as task {result.id}", err=True)
         if not wait:
             return

@@ -150,7 +150,7 @@ def wal_basebackup(plan_path, dataset, policy, local, timeout):
     from drfleet.tasks.wal import base_backup
     region = plan.dataset(dataset).region
     result = send(base_backup, kwargs={"dataset": dataset, "region": region, "policy": policy,
-                                             "slot": f"manual:{uuid.uuid4().hex}"})
+                                       "slot": f"manual:{uuid.uuid4().hex}"})
     output.result(_wait(result, label=f"base backup {dataset}", timeout=timeout))
 
 
