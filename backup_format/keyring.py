@@ -16,10 +16,11 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from drfleet.backup_format.errors import (
     InvalidKeyMaterial,
@@ -45,7 +46,7 @@ _GROUP_OTHER_RW = stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH
 
 def make_key_id(category: str, created: datetime, material: bytes) -> str:
     """The id of a master key: ``{category}-{YYYYMMDD of created, UTC}-{sha256 prefix}``."""
-    day = created.astimezone(timezone.utc).strftime("%Y%m%d")
+    day = created.astimezone(UTC).strftime("%Y%m%d")
     return f"{category}-{day}-{hashlib.sha256(material).hexdigest()[:8]}"
 
 
@@ -56,7 +57,7 @@ class MasterKey:
     raises ``SecretNotSerializable``.
     """
 
-    __slots__ = ("id", "category", "created", "_material")
+    __slots__ = ("_material", "category", "created", "id")
 
     def __init__(self, key_id: str, category: str, material: bytes, created: datetime) -> None:
         if len(material) != MASTER_KEY_BYTES:
@@ -218,12 +219,11 @@ def _keyring_file_errors(path: Path, action: str, category: str | None = None) -
 
 
 def _read_private_file(path: Path, category: str | None = None) -> bytes:
-    with _keyring_file_errors(path, "read", category):
-        with open(path, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if mode & _GROUP_OTHER_RW:
-                raise KeyFilePermissionError(str(path), stat.S_IMODE(mode))
-            return handle.read()
+    with _keyring_file_errors(path, "read", category), open(path, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if mode & _GROUP_OTHER_RW:
+            raise KeyFilePermissionError(str(path), stat.S_IMODE(mode))
+        return handle.read()
 
 
 def create_keyring(path: str | os.PathLike[str], category: str) -> str:
@@ -279,9 +279,38 @@ def rotate_keyring(path: str | os.PathLike[str]) -> str:
             os.close(lock_fd)
 
 
+def remove_key(path: str | os.PathLike[str], key_id: str) -> None:
+    """Remove key ``key_id`` (not the active one) from the keyring file at ``path``,
+    rewritten atomically under the same lock as ``rotate_keyring``. Raises
+    ``KeyNotInKeyring`` for an unknown id and ``KeyringError`` for the active key. Whether
+    any backup still needs the key is the caller's question (``datapath.key_rotation``)."""
+    path = Path(path)
+    if not path.exists():
+        raise KeyringNotFound("keyring file does not exist", path=str(path))
+    with _keyring_file_errors(path, "retire a key of"):
+        lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            current = parse_keyring(_read_private_file(path), source=str(path))
+            current.get(key_id)  # raises KeyNotInKeyring
+            if key_id == current.active.id:
+                raise KeyringError(f"key {key_id} is the active key of {current.category}; rotate first",
+                                   path=str(path))
+            kept = [k for k in current if k.id != key_id]
+            temp = _write_private_temp(path, Keyring(current.category, kept, current.active.id).to_document())
+            try:
+                os.replace(temp, path)
+            except OSError:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(path.parent)
+        finally:
+            os.close(lock_fd)
+
+
 def _new_master_key(category: str) -> MasterKey:
     material = secrets.token_bytes(MASTER_KEY_BYTES)
-    created = datetime.now(timezone.utc).replace(microsecond=0)
+    created = datetime.now(UTC).replace(microsecond=0)
     return MasterKey(make_key_id(category, created, material), category, material, created)
 
 
@@ -309,7 +338,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _without_content(reason: str) -> str:

@@ -56,6 +56,8 @@ OPLOG_TASK = "drfleet.oplog_capture"
 REGION_COPIES_TASK = "drfleet.copies_check_region"
 REGION_COPIES_TRIGGER = "daily at 05:30"
 QUEUE_DEPTH_TASK = "drfleet.queue_depth"
+KEY_ROTATION_TASK = "drfleet.rotate_keys"
+KEY_ROTATION_TRIGGER = "daily at 03:30"
 QUEUE_DEPTH_SECONDS = 15
 WATCH_INTERVALS = {"continuous": settings.WATCH_CONTINUOUS_SECONDS, "on-change": settings.WATCH_ON_CHANGE_SECONDS}
 
@@ -71,8 +73,8 @@ def watch_interval(trigger_kind: str) -> int:
 @dataclass(frozen=True)
 class ScheduleEntry:
     name: str
-    kind: str  # backup | watch | base-backup | wal-lag | wal-copy | reconcile | prune | copies-check | drill | verify-cold |
-    #            health | db-check | deep-verify | oplog | queue-depth
+    kind: str  # backup | watch | base-backup | wal-lag | wal-copy | reconcile | prune | copies-check | drill |
+    #            verify-cold | health | db-check | deep-verify | oplog | queue-depth | key-rotation
     task: str
     region: str
     queue: str
@@ -147,6 +149,12 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
             name=f"copies check {region}", kind="copies-check", task=REGION_COPIES_TASK, region=region,
             queue=queue_name(region, "data"), trigger=parse_trigger(REGION_COPIES_TRIGGER),
             kwargs={"region": region}))
+    rotated = [name for name, ref in plan.keys.items() if ref.rotate_every]
+    if rotated:  # a daily check; a category is rotated once its active key is rotate_every old
+        out.append(ScheduleEntry(
+            name="key rotation", kind="key-rotation", task=KEY_ROTATION_TASK, region=primary,
+            queue=queue_name(primary, "control"), trigger=parse_trigger(KEY_ROTATION_TRIGGER),
+            kwargs={"region": primary, "categories": rotated}))
     out += _recovery_entries(plan)
     if plan.verification.deep_check is not None:
         for region in plan.region_names:

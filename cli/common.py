@@ -35,6 +35,31 @@ def use_plan(plan_path: str | None, *, need_fleet: bool = True):
     return current_plan()
 
 
+BROKER_CHECK_SECONDS = 3.0
+
+
+def require_broker(timeout: float = BROKER_CHECK_SECONDS) -> None:
+    """Reach the fleet's broker (and result and state servers) once, within ``timeout``
+    seconds, before a command sends anything: an unreachable or refusing Redis fails in
+    seconds with RedisUnreachable / RedisAuthFailed naming the URL (password hidden)."""
+    from drfleet.state.fleet_redis import check_fleet_redis, fleet_redis
+    check_fleet_redis(fleet_redis().require_broker(), role="", timeout=timeout)
+
+
+def require_state(timeout: float = BROKER_CHECK_SECONDS) -> None:
+    """Like ``require_broker`` for commands that only read or write fleet state (audit,
+    access, runbook records, drills): the state server (and any other configured) answers
+    within ``timeout`` seconds, else a clear error naming the URL (password hidden)."""
+    from drfleet.state.fleet_redis import check_fleet_redis, fleet_redis
+    check_fleet_redis(fleet_redis(), role="", timeout=timeout)
+
+
+def send(task, **options):
+    """``task.apply_async(**options)`` (a task or a signature/canvas) after ``require_broker``."""
+    require_broker()
+    return task.apply_async(**options)
+
+
 def refuse_inline_secrets(values: dict) -> None:
     """Raise InlineSecretRefused when an argument or option of the running command holds a
     password (``postgresql://u:pw@...``, ``?password=``, ``host=... password=...``): before

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from drfleet.cli import output
 from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
@@ -32,7 +33,9 @@ def copies_check(plan_path, dataset, as_json, repair):
     plan = use_plan(plan_path)
     from drfleet.datapath.copies_check import check_copies
 
-    report = check_copies(plan, dataset, repair=repair)
+    with output.Progress("copies check", unit="copies") as shown:
+        report = check_copies(plan, dataset, repair=repair,
+                              progress=lambda done, total, what: shown.update(done, total=total, step=what))
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
     else:

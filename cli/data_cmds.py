@@ -9,29 +9,51 @@ import uuid
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli import output
+from drfleet.cli.common import plan_option, reports_errors, require_state, send, use_plan
 
 
-def _wait(result, *, label: str, timeout: float):
-    """Follow a task until it ends, showing its progress (bytes, rate); return its result."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
+def _wait(result, *, label: str, timeout: float, total: int | None = None, unit: str = "bytes"):
+    """Follow a task until it ends, showing its progress (done, total, percentage, rate and
+    ETA when a total is known; ``total``: an estimate until the task reports its own) on
+    stderr; return its result."""
     deadline = time.monotonic() + timeout
-    shown = None
-    with console.status(f"{label}: queued") as status:
+    with output.Progress(label, total=total, unit=unit) as progress:
+        progress.update(step="queued")
         while not result.ready():
             if time.monotonic() > deadline:
-                raise click.ClickException(f"{label}: still running after {timeout:.0f}s (task {result.id})")
-            if result.state == "PROGRESS" and isinstance(result.info, dict):
+                raise click.ClickException(f"{label}: still running after {output.duration(timeout)} "
+                                           f"(task {result.id})")
+            state = result.state
+            if state == "PROGRESS" and isinstance(result.info, dict):
                 info = result.info
-                shown = (f"{label}: {info.get('step', '')} {info.get('bytes', 0) / 1e6:.1f} MB "
-                         f"at {info.get('rate_bytes_per_second', 0) / 1e6:.1f} MB/s")
-                status.update(shown)
-            elif result.state == "STARTED":
-                status.update(f"{label}: running")
+                done = info.get("bytes", info.get("done"))
+                progress.update(done, total=info.get("total_bytes") or info.get("total"),
+                                step=info.get("step") or "running")
+            elif state == "STARTED":
+                progress.update(step="running")
             time.sleep(0.2)
-    return result.get(propagate=True)
+        value = result.get(propagate=True)
+        if isinstance(value, dict):
+            progress.update(value.get("plaintext_size") or value.get("bytes"), step=str(value.get("status") or "done"))
+    return value
+
+
+def _last_size(plan, dataset: str, policy: str) -> int | None:
+    """The plaintext size of the newest backup of ``dataset`` under ``policy`` in its home
+    location (an estimate of the next one's, for progress); None when there is none."""
+    from drfleet.datapath.catalog import list_backups
+    from drfleet.datapath.locations import home_location
+    try:
+        listing = list_backups(plan, dataset, locations=[home_location(plan, dataset)])
+    except Exception:  # noqa: BLE001 - an estimate only
+        return None
+    sizes = [r.manifest.plaintext_size for r in listing.backups if r.manifest.policy == policy]
+    return sizes[-1] if sizes else None
+
+
+BACKUP_KEYS = ("status", "dataset", "policy", "backup_id", "location", "plaintext_size", "stored_size", "seconds",
+               "slot", "followups")
 
 
 @click.command("backup")
@@ -49,13 +71,16 @@ def backup(plan_path, dataset, policy, wait, timeout):
     ds = plan.dataset(dataset)
     policy = policy or ds.policies[0].name
     plan.policy(dataset, policy)
-    result = backup_task.apply_async(kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
-                                             "slot": f"manual:{uuid.uuid4().hex}"},
-                                     headers={"drfleet_actor": "cli"})
-    click.echo(f"backup of {dataset} ({policy}) queued on {ds.region}.data as task {result.id}")
-    if wait:
-        summary = _wait(result, label=f"backup {dataset}", timeout=timeout)
-        click.echo(json.dumps(summary, indent=2))
+    result = send(backup_task, kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
+                                       "slot": f"manual:{uuid.uuid4().hex}"},
+                  headers={"drfleet_actor": "cli"})
+    if not wait:
+        output.result({"status": "queued", "dataset": dataset, "policy": policy, "queue": f"{ds.region}.data",
+                       "task_id": result.id})
+        return
+    output.note(f"backup of {dataset} ({policy}) queued on {ds.region}.data as task {result.id}")
+    summary = _wait(result, label=f"backup {dataset}", timeout=timeout, total=_last_size(plan, dataset, policy))
+    output.result(summary, keys=BACKUP_KEYS)
 
 
 @click.command("trigger")
@@ -76,9 +101,11 @@ def trigger(plan_path, dataset, event, event_id):
     if event is not None and event not in events:
         raise click.ClickException(f"dataset {dataset} has no on-event policy for event {event!r} "
                                    f"(its events: {', '.join(events)}); nothing was sent")
-    result = trigger_task.apply_async(kwargs={"dataset": dataset, "region": ds.region, "event": event,
-                                              "event_id": event_id})
-    click.echo(f"trigger for {dataset} sent as task {result.id}")
+    result = send(trigger_task, kwargs={"dataset": dataset, "region": ds.region, "event": event,
+                                        "event_id": event_id})
+    output.note(f"trigger for {dataset} sent as task {result.id}")
+    output.result({"status": "sent", "dataset": dataset, "event": event, "event_id": event_id,
+                   "task_id": result.id})
 
 
 @click.group("backups")
@@ -90,28 +117,28 @@ def backups_group():
 @plan_option
 @click.argument("dataset", required=False)
 @click.option("--location", multiple=True, help="Only these storage locations.")
-@click.option("--json", "as_json", is_flag=True)
 @reports_errors
-def backups_list(plan_path, dataset, location, as_json):
+def backups_list(plan_path, dataset, location):
     """List the backups of DATASET (or all datasets) in every storage location."""
     plan = use_plan(plan_path)
     from drfleet.datapath.catalog import list_backups
 
+    if dataset is not None:
+        plan.dataset(dataset)  # an unknown name is an error naming the known datasets
+    for name in location:
+        if name not in plan.storage:
+            raise click.BadParameter(f"unknown storage location {name!r} (known: {', '.join(sorted(plan.storage))})",
+                                     param_hint="--location")
     listing = list_backups(plan, dataset, locations=list(location) or None)
-    if as_json:
-        for r in listing.backups:
-            m = r.manifest
-            click.echo(json.dumps({"backup_id": m.backup_id, "dataset": m.dataset, "policy": m.policy,
-                                   "location": r.location, "kind": m.kind, "created_at": m.created_at.isoformat(),
-                                   "slot": m.slot, "plaintext_size": m.plaintext_size,
-                                   "stored_size": sum(o.size for o in m.objects)}))
-    else:
-        for r in listing.backups:
-            m = r.manifest
-            click.echo(f"{m.dataset:20s} {m.backup_id:26s} {m.policy:16s} {r.location:20s} "
-                       f"{m.plaintext_size:>14,d} B  {m.created_at:%Y-%m-%d %H:%M:%S}")
-        if not listing.backups:
-            click.echo("no backups")
+    records = [{"backup_id": r.manifest.backup_id, "dataset": r.manifest.dataset, "policy": r.manifest.policy,
+                "location": r.location, "kind": r.manifest.kind, "created_at": r.manifest.created_at.isoformat(),
+                "slot": r.manifest.slot, "plaintext_size": r.manifest.plaintext_size,
+                "stored_size": sum(o.size for o in r.manifest.objects)} for r in listing.backups]
+    output.rows(records, headers=["dataset", "backup", "policy", "location", "size", "stored", "taken"],
+                render=lambda b: (b["dataset"], b["backup_id"], b["policy"], b["location"],
+                                  output.size(b["plaintext_size"]), output.size(b["stored_size"]),
+                                  output.timestamp(b["created_at"])),
+                empty="no backups")
     for problem in listing.problems:
         click.secho(f"problem: {problem}", fg="yellow", err=True)
 
@@ -152,7 +179,11 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
 
     A database target is changed in place, so the command says what it will do and asks
     unless --yes is given; a directory target must be empty."""
+    from drfleet.datapath.restore_paths import absolute_target, check_directory_target, is_path_target
+
     plan = use_plan(plan_path)
+    if target:
+        target = absolute_target(target)  # resolved here, where it was typed, before any message
     if everything:
         return _restore_all(plan, service, region, at, target, dry_run, yes)
     if not backup_id or not target:
@@ -162,19 +193,20 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
         from drfleet.pitr.oplog import restore_to_timestamp
         from drfleet.secrets import parse_target
         conn = parse_target(target, what="the restore target")   # env:/file: resolved here, never printed
-        click.echo(json.dumps(restore_to_timestamp(plan, backup_id.split("/")[0], conn, at, location=location),
-                              indent=2))
+        output.result(restore_to_timestamp(plan, backup_id.split("/")[0], conn, at, location=location))
         return
     if at is not None:  # point-in-time recovery (pitr.recovery), runs here
         from drfleet.pitr.recovery import restore_to
-        click.echo(json.dumps(restore_to(plan, backup_id, target, at, port=port, timeout=timeout,
-                                         location=location), indent=2))
+        output.result(restore_to(plan, backup_id, target, at, port=port, timeout=timeout, location=location))
         return
     from drfleet.datapath.restore import describe_restore, restore_backup
 
     plan_of_restore = describe_restore(plan, backup_id, target, location=location)
+    if plan_of_restore["kind"] == "files" and is_path_target(target):
+        from drfleet.datapath.restore_paths import this_host
+        check_directory_target(plan, plan_of_restore["dataset"], target, here=this_host() if local else None)
     if dry_run:
-        click.echo(json.dumps(plan_of_restore, indent=2))
+        output.result(plan_of_restore)
         return
     _confirm_restore(plan_of_restore, yes)
     if local:
@@ -182,14 +214,15 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
         summary = restore_backup(plan, backup_id, target, location=location)
         _audit_quietly(audit, "drfleet.restore", dataset=summary["dataset"], backup_id=summary["backup_id"],
                        location=summary["location"], target=summary["target"], local=True)
-        click.echo(json.dumps(summary, indent=2))
+        output.result(summary)
         return
     from drfleet.tasks.restore import restore as restore_task
     record, region = _region_of(plan, backup_id)
-    result = restore_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
-                                              "target": target, "region": region, "location": location},
-                                      headers={"drfleet_actor": "cli"})
-    click.echo(json.dumps(_wait(result, label=f"restore {record.backup_id}", timeout=timeout), indent=2))
+    result = send(restore_task, kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
+                                        "target": target, "region": region, "location": location},
+                  headers={"drfleet_actor": "cli"})
+    output.result(_wait(result, label=f"restore {record.backup_id}", timeout=timeout,
+                        total=record.manifest.plaintext_size))
 
 
 def _restore_all(plan, service, region, at, to, dry_run, yes) -> None:
@@ -200,21 +233,25 @@ def _restore_all(plan, service, region, at, to, dry_run, yes) -> None:
     click.echo(f"restore --all of {planned.scope} to {planned.at}: {len(planned.steps)} dataset(s), in this order:",
                err=True)
     for n, step in enumerate(planned.steps, 1):
-        click.echo(f"  {n:2d}. {step.dataset:22s} {step.kind:8s} {step.backup_id} ({step.created_at}) from "
+        click.echo(f"  {n:2d}. {step.dataset:22s} {step.kind:8s} {step.backup_id} ({output.timestamp(step.created_at)}) from "
                    f"{step.location} -> {step.target}", err=True)
     if dry_run:
-        click.echo(json.dumps(planned.summary(), indent=2))
+        output.result(planned.summary())
         return
     if any(s.kind != "files" for s in planned.steps) and not yes:
         click.confirm("databases above are restored in place; go on?", abort=True, err=True)
 
-    def progress(i, step):
-        done = f" {step.status} in {step.seconds:.1f}s" if step.seconds is not None else "..."
-        click.echo(f"[{i + 1}/{len(planned.steps)}] {step.dataset}{done}"
-                   + (f": {step.error}" if step.error else ""), err=True)
+    with output.Progress("restore --all", total=len(planned.steps), unit="datasets", every=0) as shown:
+        def progress(i, step):
+            where = f"[{i + 1}/{len(planned.steps)}] {step.dataset}"
+            if step.seconds is None:
+                shown.update(i, step=f"{where}...")
+            else:
+                shown.update(i + 1, step=f"{where} {step.status} in {output.duration(step.seconds)}"
+                             + (f" ({step.error})" if step.error else ""))
 
-    summary = restore_all(plan, planned, progress=progress).summary()
-    click.echo(json.dumps(summary, indent=2))
+        summary = restore_all(plan, planned, progress=progress).summary()
+    output.result(summary)
     sys.exit(1 if summary["failed"] else 0)
 
 
@@ -254,10 +291,11 @@ def verify(plan_path, backup_id, depth, location, local, timeout):
     else:
         from drfleet.tasks.restore import verify as verify_task
         record, region = _region_of(plan, backup_id)
-        result = verify_task.apply_async(kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
-                                                 "region": region, "depth": depth, "location": location})
-        report = _wait(result, label=f"verify {record.backup_id}", timeout=timeout)
-    click.echo(json.dumps(report, indent=2))
+        result = send(verify_task, kwargs={"backup_id": f"{record.dataset}/{record.backup_id}",
+                                           "region": region, "depth": depth, "location": location})
+        report = _wait(result, label=f"verify {record.backup_id}", timeout=timeout,
+                       total=record.manifest.plaintext_size)
+    output.result(report)
     sys.exit(0 if report["ok"] else 1)
 
 
@@ -279,7 +317,8 @@ def keys_create(plan_path, category):
     ref = _key_ref(plan, category)
     key_id = create_keyring(ref.file, category)
     _audit_quietly(audit, "keys.create", category=category, key_id=key_id)
-    click.echo(f"created keyring {ref.file} for {category}: active key {key_id}")
+    output.done({"category": category, "keyring": ref.file, "active_key": key_id, "status": "created"},
+                f"created keyring {ref.file} for {category}: active key {key_id}")
 
 
 @keys_group.command("rotate")
@@ -296,7 +335,32 @@ def keys_rotate(plan_path, category):
     ref = _key_ref(plan, category)
     key_id = rotate_keyring(ref.file)
     _audit_quietly(audit, "keys.rotate", category=category, key_id=key_id)
-    click.echo(f"rotated {category}: new active key {key_id}")
+    output.done({"category": category, "active_key": key_id, "status": "rotated"},
+                f"rotated {category}: new active key {key_id}")
+
+
+@keys_group.command("retire")
+@plan_option
+@click.argument("category")
+@click.argument("key_id")
+@reports_errors
+def keys_retire(plan_path, category, key_id):
+    """Remove old key KEY_ID from CATEGORY's keyring, only when no backup copy in any
+    location still needs it (re-wrap them first with `drfleet keys rewrap CATEGORY`)."""
+    plan = use_plan(plan_path)
+    from drfleet.datapath.key_rotation import retire_key
+    from drfleet.state import audit
+
+    _key_ref(plan, category)
+    from drfleet.errors import DrfleetError
+    try:
+        result = retire_key(plan, category, key_id)
+    except DrfleetError as exc:
+        _audit_quietly_outcome(audit, "keys.retire", "refused", category=category, key_id=key_id,
+                               reason=exc.message)
+        raise
+    _audit_quietly(audit, "keys.retire", category=category, key_id=key_id)
+    output.done(result, f"retired key {key_id} of {category}; active key {result['active_key']}")
 
 
 def _key_ref(plan, category):
@@ -311,30 +375,68 @@ def _key_ref(plan, category):
 
 
 def _audit_quietly(audit, action, **details):
+    _audit_quietly_outcome(audit, action, "succeeded", **details)
+
+
+def _audit_quietly_outcome(audit, action, outcome, **details):
     try:
-        audit.record(action, actor="cli", outcome="succeeded", **details)
+        audit.record(action, actor="cli", outcome=outcome, **details)
     except Exception:  # noqa: BLE001 - the key operation itself succeeded; say so
         click.secho("warning: the audit log (Redis) is unreachable; this key operation was not recorded",
                     fg="yellow", err=True)
 
 
+def parse_since(text: str | None) -> float | None:
+    """``--since``: a duration back from now (``2h``, ``7 days``) or a moment (ISO 8601,
+    ``2026-12-01`` or ``2026-12-01T08:00``; local time when it names no zone); seconds since
+    the epoch. Raises BadParameter saying what to write."""
+    if not text:
+        return None
+    from datetime import datetime
+
+    from drfleet.plan.durations import parse_duration
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a duration (2h, 7 days) nor a time (2026-12-01T08:00)",
+                                 param_hint="--since") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time, as people type it
+    return moment.timestamp()
+
+
 @click.command("audit")
 @plan_option
 @click.option("--action", help="Only this action (e.g. drfleet.backup, keys.rotate).")
-@click.option("--dataset")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", default=1000, show_default=True)
+@click.option("--dataset", help="Only records about this dataset.")
+@click.option("--actor", help="Only records of this actor (cli, beat, an operator's name).")
+@click.option("--since", help="Only records since this duration ago (2h, 7 days) or this time (2026-12-01T08:00).")
+@click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--limit", default=100, show_default=True, help="At most this many records (after the filters).")
 @reports_errors
-def audit_cmd(plan_path, action, dataset, as_json, limit):
-    """Query the append-only audit log."""
+def audit_cmd(plan_path, action, dataset, actor, since, oldest_first, as_json, limit):
+    """Query the append-only audit log, newest first. The filters apply before --limit."""
     use_plan(plan_path)
+    require_state()
+    from drfleet.cli import output
     from drfleet.state import audit
 
     match = {"dataset": dataset} if dataset else {}
-    for rec in audit.entries(action=action, limit=limit, **match):
-        if as_json:
+    records = list(audit.entries(action=action, actor=actor, since=parse_since(since), limit=limit,
+                                 newest_first=not oldest_first, **match))
+    if as_json:
+        for rec in records:
             click.echo(json.dumps(rec, sort_keys=True))
-        else:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rec["at"]))
-            names = " ".join(f"{k}={v}" for k, v in sorted(rec["details"].items()) if v is not None)
-            click.echo(f"{when}  {rec['action']:16s} {rec['outcome']:10s} by {rec['actor']:6s} {names}")
+        return
+
+    def render(rec):
+        details = "  ".join(f"{k}={output.human(k, v)}" for k, v in sorted(rec["details"].items()) if v is not None)
+        return output.timestamp(rec["at"]), rec["action"], rec["outcome"], rec["actor"], details
+
+    output.rows(records, render=render, headers=["when", "action", "outcome", "by", "details"],
+                empty="no audit records match")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 
 import click
 
-from drfleet.cli.common import reports_errors
+from drfleet.cli import output
+from drfleet.cli.common import reports_errors, send
 
 
 @click.command("demo")
@@ -98,16 +98,16 @@ def _run_tour(plan, plan_file) -> None:
         policy = ds.policies[0].name
         click.secho(f"== backup {dataset} ({ds.kind}) on {ds.region}.data", bold=True)
         started = time.monotonic()
-        result = backup.apply_async(kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
-                                            "slot": f"demo:{time.time():.0f}"}).get(timeout=300)
+        result = send(backup, kwargs={"dataset": dataset, "policy": policy, "region": ds.region,
+                                      "slot": f"demo:{time.time():.0f}"}).get(timeout=300)
         click.echo(f"   committed {result['backup_id']} to {result['location']}: {result['plaintext_size']:,} bytes "
                    f"-> {result['stored_size']:,} stored in {time.monotonic() - started:.2f}s")
         results[dataset] = result
     for dataset, result in results.items():
         ds = plan.dataset(dataset)
         click.secho(f"== verify {dataset}/{result['backup_id']} (deep: scratch restore + fingerprint)", bold=True)
-        report = verify.apply_async(kwargs={"backup_id": f"{dataset}/{result['backup_id']}", "region": ds.region,
-                                            "depth": "deep"}).get(timeout=300)
+        report = send(verify, kwargs={"backup_id": f"{dataset}/{result['backup_id']}", "region": ds.region,
+                                      "depth": "deep"}).get(timeout=300)
         click.echo(f"   ok={report['ok']} in {report['seconds']}s {report['problems'] or ''}")
         if not report["ok"]:
             raise click.ClickException(f"verification of {dataset} failed: {report['problems']}")
@@ -121,22 +121,25 @@ def _run_tour(plan, plan_file) -> None:
     _show_copies(plan, results)
     click.secho("== restore drill (a random dataset's random backup into a scratch target, timed)", bold=True)
     from drfleet.tasks.drills import drill
-    record = drill.apply_async(kwargs={"kind": "restore", "region": plan.primary_region},
-                               headers={"drfleet_actor": "cli"}).get(timeout=300)
+    record = send(drill, kwargs={"kind": "restore", "region": plan.primary_region},
+                  headers={"drfleet_actor": "cli"}).get(timeout=300)
     for outcome in record.get("datasets", []):
         click.echo(f"   {outcome.get('dataset')}/{outcome.get('backup_id')} from {outcome.get('location')}: "
-                   f"{'restored and verified' if outcome.get('ok') else 'FAILED'} in {outcome.get('rto_seconds')}s "
-                   f"{outcome.get('reason') or ''}".rstrip())
-    click.echo(f"   result={record['result']} measured RTO {record.get('rto_seconds')}s {record.get('reason') or ''}")
+                   f"{'restored and verified' if outcome.get('ok') else 'FAILED'} in "
+                   f"{output.duration(outcome.get('rto_seconds'))} {outcome.get('reason') or ''}".rstrip())
+    click.echo(f"   result={record['result']} measured RTO {output.duration(record.get('rto_seconds'))} "
+               f"{record.get('reason') or ''}")
     click.secho("== report (RPO and RTO against the plan's targets)", bold=True)
     from drfleet.cli.drill_cmds import _print_text
     from drfleet.report.build import build_report
     _print_text(build_report(plan))
     click.secho("== schedule (what beat fires while the fleet is up)", bold=True)
     from drfleet.beat_schedule.entries import schedule_entries
-    for entry in schedule_entries(plan):
-        click.echo(f"   {entry.name:32s} {entry.queue:20s} {entry.trigger.cron or entry.trigger.kind}")
+    output.table(["entry", "queue", "when"], [(e.name, e.queue, e.trigger.cron or e.trigger.kind)
+                                              for e in schedule_entries(plan)])
     click.secho("== audit log", bold=True)
     from drfleet.state import audit
-    for rec in audit.entries(limit=50):
-        click.echo(f"   {rec['action']:16s} {rec['outcome']:10s} {json.dumps(rec['details'], sort_keys=True)[:90]}")
+    output.rows(list(audit.entries(limit=50, newest_first=True)), headers=["when", "action", "outcome", "by", "details"],
+                render=lambda rec: (output.timestamp(rec["at"]), rec["action"], rec["outcome"], rec["actor"],
+                                    "  ".join(f"{k}={output.human(k, v)}" for k, v in sorted(rec["details"].items())
+                                              if v is not None)))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli import output
+from drfleet.cli.common import plan_option, reports_errors, require_state, send, use_plan
 from drfleet.statuses import DrillResult
 
 KINDS = ("restore", "failover", "region", "full")
@@ -43,15 +43,15 @@ def drill_run(plan_path, kind, dataset, region, scenario, wait, local, timeout):
         record = run_drill(plan, kind, region=region, dataset=dataset, scenario=scenario, actor="cli").to_json()
     else:
         from drfleet.tasks.drills import drill
-        result = drill.apply_async(kwargs={"kind": kind, "region": region, "dataset": dataset, "scenario": scenario,
-                                           "slot": f"manual:{uuid.uuid4().hex}"},
-                                   headers={"drfleet_actor": "cli"})
+        result = send(drill, kwargs={"kind": kind, "region": region, "dataset": dataset, "scenario": scenario,
+                                     "slot": f"manual:{uuid.uuid4().hex}"},
+                      headers={"drfleet_actor": "cli"})
         click.echo(f"{kind} drill queued on {region}.data as task {result.id}", err=True)
         if not wait:
             return
         from drfleet.cli.data_cmds import _wait
         record = _wait(result, label=f"{kind} drill", timeout=timeout)
-    click.echo(json.dumps(record, indent=2))
+    output.result(record)
     sys.exit(0 if record["result"] == DrillResult.PASSED else 1)
 
 
@@ -62,19 +62,21 @@ def drill_run(plan_path, kind, dataset, region, scenario, wait, local, timeout):
 @click.option("--limit", default=50, show_default=True)
 @reports_errors
 def drill_list(plan_path, kind, as_json, limit):
-    """Past drills, newest last: result, measured RTO/RPO, reason."""
+    """Past drills, newest first: result, measured RTO/RPO, reason."""
     use_plan(plan_path)
-    from drfleet.plan.durations import format_duration
+    require_state()
     from drfleet.state import drills
 
-    for record in drills.history(kind=kind)[-limit:]:
-        if as_json:
-            click.echo(json.dumps(record.to_json(), sort_keys=True))
-            continue
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.started_at))
-        click.echo(f"{when}  {record.kind:9s} {record.region:14s} {record.result:13s} "
-                   f"rto {format_duration(record.rto_seconds):>7s} rpo {format_duration(record.rpo_seconds):>7s}  "
-                   f"{record.drill_id}  {record.reason}")
+    records = [r.to_json() for r in reversed(drills.history(kind=kind)[-limit:])]
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(record, sort_keys=True))
+        return
+    output.rows(records, headers=["when", "kind", "region", "result", "RTO", "RPO", "drill", "reason"],
+                empty="no drills recorded",
+                render=lambda r: (output.timestamp(r["started_at"]), r["kind"], r["region"], r["result"],
+                                  output.duration(r.get("rto_seconds")), output.duration(r.get("rpo_seconds")),
+                                  r["drill_id"], r.get("reason") or ""))
 
 
 @click.command("report")
@@ -113,42 +115,41 @@ def report(plan_path, as_json, html_file, month, days):
 
 
 def _print_text(doc: dict) -> None:
-    from drfleet.plan.durations import format_duration as d
+    d = output.duration
+    status_of = {True: "met", False: "MISSED", None: "no data"}
+    click.echo(f"DR report for plan {doc['plan']}\n")
 
-    click.echo(f"DR report for plan {doc['plan']}")
-    click.echo("\nRPO (newest verified recovery point)")
-    click.echo(f"  {'dataset':22s} {'target':>8s} {'measured':>9s} {'margin':>8s}  {'status':8s} trend")
-    for r in doc["rpo"]:
-        status = {True: "met", False: "MISSED", None: "no data"}[r["met"]]
-        margin = r["margin_seconds"]
-        click.echo(f"  {r['dataset']:22s} {d(r['target_seconds']):>8s} {d(r['lag_seconds']):>9s} "
-                   f"{('-' + d(-margin)) if margin is not None and margin < 0 else d(margin):>8s}  {status:8s} "
-                   f"{r['trend']}" + (f"  (from {r['source']})" if r.get("source") else ""))
-    for r in doc["rpo"]:
-        for region, loses in (r.get("if_region_lost") or {}).items():
-            if loses is not None:
-                everything = loses == "all"
-                status = "MISSED" if r["target_seconds"] is not None and (everything or loses > r["target_seconds"]) \
-                    else "met"
-                click.echo(f"  if {region} is lost now, {r['dataset']} loses "
-                           f"{'everything since its last copied backup' if everything else d(loses)} "
-                           f"(target {d(r['target_seconds'])}: {status})")
-    click.echo("\nRTO per scenario (runbook runs and drills)")
-    for r in doc["scenarios"]:
-        status = {True: "met", False: "MISSED", None: "no data"}[r["met"]]
-        click.echo(f"  {r['scenario']:16s} target {d(r['target_seconds']):>7s} latest {d(r['latest_seconds']):>7s} "
-                   f"worst {d(r['worst_seconds']):>7s} {status:8s} {r['measurements']} measured"
-                   + (f"  ({r['latest_source']})" if r["latest_source"] else ""))
-    click.echo("\nRTO (measured by drills)")
-    for r in doc["rto"]:
-        click.echo(f"  {r['dataset']:22s} {r['drill']:8s} {r['scenario']:16s} target {d(r['target_seconds']):>7s} "
-                   f"latest {d(r['latest_seconds']):>7s} worst {d(r['worst_seconds']):>7s} trend {r['trend']}")
-    if not doc["rto"]:
-        click.echo("  no drill measured a recovery time in this window")
-    click.echo("\nDrills")
-    for k in doc["drills"]:
-        click.echo(f"  {k['kind']:9s} latest {k['latest_result']:13s} passed {k['passed']} failed {k['failed']} "
-                   f"not available {k['not_available']}  {k['latest_reason']}")
+    def margin(value):
+        return "-" if value is None else (f"-{d(-value)}" if value < 0 else d(value))
+
+    output.table(["dataset", "target", "measured", "margin", "status", "trend", "from"],
+                 [(r["dataset"], d(r["target_seconds"]), d(r["lag_seconds"]), margin(r["margin_seconds"]),
+                   status_of[r["met"]], r["trend"], r.get("source") or "") for r in doc["rpo"]],
+                 title="RPO (newest verified recovery point)", empty="no datasets")
+    losses = [(region, r["dataset"], loses, r["target_seconds"]) for r in doc["rpo"]
+              for region, loses in (r.get("if_region_lost") or {}).items() if loses is not None]
+    if losses:
+        click.echo()
+        output.table(["region lost now", "dataset", "loses", "target", "status"],
+                     [(region, ds, "everything since its last copied backup" if loses == "all" else d(loses),
+                       d(target), "MISSED" if target is not None and (loses == "all" or loses > target) else "met")
+                      for region, ds, loses, target in losses],
+                     title="RPO if a region is lost (WAL copied outside it)")
+    click.echo()
+    output.table(["scenario", "target", "latest", "worst", "status", "measured", "latest from"],
+                 [(r["scenario"], d(r["target_seconds"]), d(r["latest_seconds"]), d(r["worst_seconds"]),
+                   status_of[r["met"]], r["measurements"], r["latest_source"] or "") for r in doc["scenarios"]],
+                 title="RTO per scenario (runbook runs and drills)", empty="no scenarios")
+    click.echo()
+    output.table(["dataset", "drill", "scenario", "target", "latest", "worst", "trend"],
+                 [(r["dataset"], r["drill"], r["scenario"], d(r["target_seconds"]), d(r["latest_seconds"]),
+                   d(r["worst_seconds"]), r["trend"]) for r in doc["rto"]],
+                 title="RTO (measured by drills)", empty="RTO (measured by drills): no drill measured a recovery "
+                                                        "time in this window")
+    click.echo()
+    output.table(["kind", "latest", "passed", "failed", "not available", "latest reason"],
+                 [(k["kind"], k["latest_result"], k["passed"], k["failed"], k["not_available"],
+                   k["latest_reason"] or "") for k in doc["drills"]], title="Drills", empty="Drills: none")
     if doc.get("month"):
         m = doc["month"]
         b, dr, i = m["backups"], m["drills"], m["integrity"]

@@ -12,7 +12,8 @@ import uuid
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli import output
+from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 
 
 @click.command("up")
@@ -97,25 +98,22 @@ def status(plan_path, as_json, timeout):
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
-    click.echo(f"broker {report['broker']}")
-    click.echo("workers:")
-    for name, queues in sorted(report["workers"].items()):
-        click.echo(f"  {name:40s} {', '.join(queues)}")
-    if not report["workers"]:
-        click.echo("  (none answered)")
-    click.echo("queues:")
-    for queue, depth in report["queues"].items():
-        click.echo(f"  {queue:30s} {depth}")
-    click.echo(f"missed slots recorded: {report['missed_slots']}")
+    click.echo(f"broker {report['broker']}\n")
+    output.table(["worker", "queues"], [(name, ", ".join(queues)) for name, queues in sorted(report["workers"].items())],
+                 title="workers", empty="workers: none answered")
+    click.echo()
+    output.table(["queue", "depth"], list(report["queues"].items()), title="queues", empty="queues: none")
+    click.echo(f"\nmissed slots recorded: {report['missed_slots']}")
     stuck = [r for r in report["reserved"] if not r["worker_alive"]]
     if stuck or report["unaccounted"]:
-        click.echo("stuck work (sent again by the region's reconcile pass):")
-        for r in stuck:
-            click.echo(f"  reserved by a dead worker {r['age_seconds']:>8.0f}s  {r['task']} {r['task_id']} "
-                       f"({r['queue']}, worker {r['worker'] or 'unknown'})")
-        for r in report["unaccounted"]:
-            click.echo(f"  not queued, not running  {r['age_seconds']:>8.0f}s  {r['task']} {r['task_id']} "
-                       f"{r.get('dataset', '')} {r.get('slot', '')} (sent again {r['resends']}x)")
+        rows = [("reserved by a dead worker", output.duration(r["age_seconds"]), r["task"], r["task_id"],
+                 f"{r['queue']}, worker {r['worker'] or 'unknown'}") for r in stuck]
+        rows += [("not queued, not running", output.duration(r["age_seconds"]), r["task"], r["task_id"],
+                  f"{r.get('dataset', '')} {r.get('slot', '')} (sent again {r['resends']}x)".strip())
+                 for r in report["unaccounted"]]
+        click.echo()
+        output.table(["state", "age", "task", "task id", "where"], rows,
+                     title="stuck work (sent again by the region's reconcile pass)")
 
 
 @click.command("ping")
@@ -128,5 +126,5 @@ def ping(plan_path, region, timeout):
     use_plan(plan_path)
     from drfleet.tasks.probe import probe
 
-    result = probe.apply_async(kwargs={"region": region, "tag": uuid.uuid4().hex})
-    click.echo(json.dumps(result.get(timeout=timeout), indent=2))
+    result = send(probe, kwargs={"region": region, "tag": uuid.uuid4().hex})
+    output.result(result.get(timeout=timeout))

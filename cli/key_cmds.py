@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from drfleet.cli import output
 from drfleet.cli.common import plan_option, reports_errors, use_plan
 from drfleet.cli.data_cmds import keys_group
 from drfleet.errors import DrfleetError
@@ -105,9 +106,9 @@ def keys_check(plan_path, as_json):
     if as_json:
         click.echo(json.dumps({"categories": report.categories, "problems": report.problems}, indent=2))
     else:
-        for category, info in report.categories.items():
-            state = f"active {info['active']} ({len(info['keys'])} key(s))" if "active" in info else "UNUSABLE"
-            click.echo(f"{category:20s} {state}")
+        output.table(["category", "active key", "keys"],
+                     [(category, info.get("active", "UNUSABLE"), len(info.get("keys", [])))
+                      for category, info in report.categories.items()], empty="no key categories")
         for problem in report.problems:
             click.secho(f"problem: {problem}", fg="red", err=True)
     sys.exit(0 if report.ok else 1)

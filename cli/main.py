@@ -12,6 +12,7 @@ import click
 from drfleet.cli.data_cmds import audit_cmd, backup, backups_group, keys_group, restore, trigger, verify
 from drfleet.cli.demo_cmd import demo
 from drfleet.cli.fleet_cmds import down, ping, status, up
+from drfleet.cli.output import add_json_option
 from drfleet.cli.plan_cmds import plan_group, schedule
 
 
@@ -34,10 +35,15 @@ for command in (demo, backup, trigger, backups_group, restore, verify, keys_grou
 
 # Each of these modules exposes COMMANDS, the click commands it adds.
 COMMAND_MODULES = ("drfleet.cli.retention_cmds", "drfleet.cli.copy_cmds", "drfleet.cli.drill_cmds", "drfleet.cli.wal_cmds", "drfleet.cli.runbook_cmds",
-                   "drfleet.cli.key_cmds", "drfleet.cli.alert_cmds", "drfleet.cli.breakglass_cmds")
+                   "drfleet.cli.key_cmds", "drfleet.cli.alert_cmds", "drfleet.cli.access_cmds",
+                   "drfleet.cli.breakglass_cmds")
 for module_name in COMMAND_MODULES:
     for command in importlib.import_module(module_name).COMMANDS:
         main.add_command(command)
+
+# --json on every command (cli.output prints JSON for scripts when it is given)
+for command in main.commands.values():
+    add_json_option(command)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from drfleet.cli import output
 from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
@@ -40,9 +41,16 @@ def plan_check(plan_file):
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
     from drfleet.plan.recovery import region_loss_notes
-    for note in region_loss_notes(plan):
-        click.echo(f"note: {note}")
+    notes = region_loss_notes(plan)
     policies = sum(len(d.policies) for d in plan.datasets.values())
+    if output.json_mode():
+        output.result({"plan": plan.name, "file": plan_file, "ok": True, "regions": len(plan.regions),
+                       "storage": len(plan.storage), "key_categories": len(plan.keys),
+                       "datasets": len(plan.datasets), "policies": policies, "drills": len(plan.drills),
+                       "notes": notes})
+        return
+    for note in notes:
+        click.echo(f"note: {note}")
     click.echo(f"{plan_file}: ok — plan {plan.name!r}: {len(plan.regions)} regions, "
                f"{len(plan.storage)} storage locations, {len(plan.keys)} key categories, "
                f"{len(plan.datasets)} datasets, {policies} policies, {len(plan.drills)} drills")
@@ -67,10 +75,12 @@ def schedule(plan_path, as_json, missed):
     if missed:
         from drfleet.state.missed import missed_slots
         rows = list(missed_slots())
-        for row in rows:
-            click.echo(json.dumps(row) if as_json else f"{row['slot']}  {row['entry']}  ({row['reason']})")
-        if not rows and not as_json:
-            click.echo("no missed slots recorded")
+        if as_json:
+            for row in rows:
+                click.echo(json.dumps(row))
+            return
+        output.rows(rows, headers=["slot", "entry", "reason"], empty="no missed slots recorded",
+                    render=lambda r: (output.timestamp(r["slot"]), r["entry"], r["reason"]))
         return
     from drfleet.beat_schedule.entries import schedule_entries
     from drfleet.plan.durations import format_duration
@@ -80,19 +90,15 @@ def schedule(plan_path, as_json, missed):
         for entry in entries:
             click.echo(json.dumps(entry.to_json(), sort_keys=True))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"schedule of plan {plan.name!r}")
-    for col in ("entry", "region", "queue", "trigger", "keep", "copies"):
-        table.add_column(col)
+    rows = []
     for e in entries:
         when = e.trigger.cron or (f"every {e.trigger.interval_seconds}s" if e.trigger.interval_seconds else
                                   e.trigger.kind + (f" ({e.trigger.event})" if e.trigger.event else ""))
         keep = ("forever" if e.kind == "backup" and e.keep_seconds is None and e.keep_versions is None else
                 f"{e.keep_versions} versions" if e.keep_versions else format_duration(e.keep_seconds) if e.keep_seconds else "")
-        table.add_row(e.name, e.region, e.queue, when, keep, ", ".join(e.copies))
-    Console(width=160).print(table)
+        rows.append((e.name, e.region, e.queue, when, keep, ", ".join(e.copies)))
+    output.table(["entry", "region", "queue", "trigger", "keep", "copies"], rows,
+                 title=f"schedule of plan {plan.name!r}")
 
 
 @plan_group.command("docs")

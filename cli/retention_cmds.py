@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from drfleet.cli import output
 from drfleet.cli.common import plan_option, reports_errors, use_plan
 
 
@@ -91,8 +92,8 @@ def hold_cmd(plan_path, backup_id, reason, by):
 
     hold = place_hold(plan, backup_id, by=by or getpass.getuser(), reason=reason)
     _audit_quietly("hold", dataset=hold.dataset, backup_id=hold.backup_id, by=hold.by)
-    click.echo(f"{hold.dataset}/{hold.backup_id} is on hold in {', '.join(hold.locations)} "
-               f"(by {hold.by}{': ' + reason if reason else ''})")
+    output.done(hold.to_dict(), f"{hold.dataset}/{hold.backup_id} is on hold in {', '.join(hold.locations)} "
+                                f"(by {hold.by}{': ' + reason if reason else ''})")
 
 
 @click.command("release")
@@ -107,10 +108,11 @@ def release_cmd(plan_path, backup_id):
 
     released = release_hold(plan, backup_id)
     if not released:
-        click.echo(f"{backup_id} was not on hold")
+        output.done({"backup_id": backup_id, "released": []}, f"{backup_id} was not on hold")
         return
     _audit_quietly("release", backup_id=backup_id.rsplit("/", 1)[-1], locations=released)
-    click.echo(f"released the hold on {backup_id} in {', '.join(released)}")
+    output.done({"backup_id": backup_id, "released": released},
+                f"released the hold on {backup_id} in {', '.join(released)}")
 
 
 @click.command("holds")
@@ -124,14 +126,13 @@ def holds_cmd(plan_path, dataset, as_json):
     from drfleet.datapath.holds import list_holds
 
     holds = list_holds(plan, dataset)
-    for hold in holds:
-        if as_json:
+    if as_json:
+        for hold in holds:
             click.echo(json.dumps(hold.to_dict(), sort_keys=True))
-        else:
-            click.echo(f"{hold.dataset}/{hold.backup_id}  by {hold.by} at {hold.at}  {hold.reason}  "
-                       f"[{', '.join(hold.locations)}]")
-    if not holds and not as_json:
-        click.echo("no holds")
+        return
+    output.rows([h.to_dict() for h in holds], headers=["backup", "by", "at", "reason", "locations"], empty="no holds",
+                render=lambda h: (f"{h['dataset']}/{h['backup_id']}", h["by"], output.timestamp(h["at"]), h["reason"],
+                                  ", ".join(h["locations"])))
 
 
 def _audit_quietly(action, **details):

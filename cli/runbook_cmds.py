@@ -7,7 +7,8 @@ import time
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli import output
+from drfleet.cli.common import plan_option, reports_errors, require_state, send, use_plan
 
 
 @click.group("runbook")
@@ -38,45 +39,68 @@ def start(plan_path, scenario, service, dataset, region, host, at, force, dry_ru
         click.echo(f"runbook {scenario} {json.dumps(canvas.params, sort_keys=True)} (dry run, nothing sent):")
         click.echo(canvas.dry_run())
         return
-    handle = canvas.apply_async()
-    click.echo(handle.run_id)
+    handle = send(canvas)
+    output.done({"run_id": handle.run_id, "scenario": scenario}, handle.run_id)
     click.echo(f"started {scenario}: follow with `drfleet runbook status {handle.run_id}`", err=True)
-
-
-def _ts(value) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(float(value))) if value else "-"
 
 
 @runbook_group.command("status")
 @plan_option
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--follow", is_flag=True, help="Show progress (steps done of all, rate, ETA) until the run ends "
+                                              "or waits for an approval.")
+@click.option("--timeout", default=6 * 3600.0, show_default=True, help="With --follow: give up after this long.")
 @reports_errors
-def status(plan_path, run_id, as_json):
+def status(plan_path, run_id, as_json, follow=False, timeout=6 * 3600.0):
     """Every step of RUN_ID: status, timings, attempts, output or error; the run's RTO."""
     use_plan(plan_path)
+    require_state()
     from drfleet.runbooks.records import RunStore
     from drfleet.runbooks.runner import run_report
 
     store = RunStore()
     report = run_report(store.get(run_id), store)
+    if follow:
+        report = _follow(store, run_id, report, timeout)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
-    click.echo(f"run {report['run_id']}  {report['scenario']} {json.dumps(report['params'], sort_keys=True)}  "
-               f"status: {report['result']}  started {_ts(report['start'])} by {report['started_by']}")
-    for n, step in enumerate(report["steps"], 1):
-        seconds = f"{step['seconds']:.1f}s" if step["seconds"] is not None else ""
-        click.echo(f"{n:2d}. {step['name']:28s} {step['status']:17s} {_ts(step['started_at'])} {seconds:>8s}"
-                   f"  {step['target']} on {step['region']}")
-        if step["error"]:
-            click.echo(f"      error: {step['error'].splitlines()[0]}")
-        elif step["output"]:
-            click.echo(f"      {json.dumps(step['output'], default=str)[:200]}")
+    output.note(f"run {report['run_id']}  {report['scenario']} {json.dumps(report['params'], sort_keys=True)}  "
+                f"status: {report['result']}  started {output.timestamp(report['start'])} by {report['started_by']}")
+
+    def render(step):
+        detail = step["error"] or (json.dumps(step["output"], default=str, sort_keys=True) if step["output"] else "")
+        return (step["name"], step["status"] or "pending", output.timestamp(step["started_at"]),
+                output.duration(step["seconds"]), f"{step['target']} on {step['region']}", detail)
+
+    output.table(["step", "status", "started", "took", "target", "output or error"],
+                 [render(step) for step in report["steps"]])
     if report["rto_seconds"] is not None:
-        click.echo(f"verified at {_ts(report['verified_at'])}: RTO {report['rto_seconds']:.1f}s")
+        click.echo(f"verified at {output.timestamp(report['verified_at'])}: RTO {output.duration(report['rto_seconds'])}")
     if report["error"]:
         click.echo(f"error: {report['error']}")
+
+
+_ENDED = ("succeeded", "failed", "cancelled", "waiting-approval")
+
+
+def _follow(store, run_id: str, report: dict, timeout: float) -> dict:
+    """Progress of a run's steps until it ends or waits for an approval; the last report."""
+    from drfleet.runbooks.runner import run_report
+
+    deadline = time.monotonic() + timeout
+    total = len(report["steps"])
+    with output.Progress(f"runbook {report['scenario']}", total=total, unit="steps", every=2.0) as progress:
+        while True:
+            done = sum(1 for s in report["steps"] if s["status"] in ("succeeded", "skipped"))
+            current = next((s["name"] for s in report["steps"] if s["status"] in ("running", "waiting-approval",
+                                                                                  "failed")), "")
+            progress.update(done, step=f"{report['result']}{': ' + current if current else ''}")
+            if report["result"] in _ENDED or time.monotonic() > deadline:
+                return report
+            time.sleep(0.5)
+            report = run_report(store.get(run_id), store)
 
 
 @runbook_group.command("resume")
@@ -86,10 +110,11 @@ def status(plan_path, run_id, as_json):
 def resume(plan_path, run_id):
     """Continue RUN_ID from its first unfinished step; completed steps are not repeated."""
     use_plan(plan_path)
+    require_state()
     from drfleet.tasks.runbooks import resume as resume_run
 
     resume_run(run_id)
-    click.echo(f"resumed {run_id}")
+    output.done({"run_id": run_id, "status": "resumed"}, f"resumed {run_id}")
 
 
 @runbook_group.command("cancel")
@@ -99,26 +124,39 @@ def resume(plan_path, run_id):
 def cancel(plan_path, run_id):
     """Stop RUN_ID before its next step (a running step finishes first)."""
     use_plan(plan_path)
+    require_state()
     from drfleet.runbooks.runner import cancel_run
     from drfleet.tasks.runbooks import operator
 
     run = cancel_run(run_id, by=operator())
-    click.echo(f"run {run_id}: {run.status}")
+    output.done({"run_id": run_id, "status": run.status}, f"run {run_id}: {run.status}")
 
 
 @runbook_group.command("approve")
 @plan_option
 @click.argument("run_id")
 @click.argument("step")
+@click.option("--operator", "operator_name", help="The enrolled operator approving (default: $DRFLEET_OPERATOR, "
+                                                  "else the OS user).")
+@click.option("--code", help="The operator's current 6-digit TOTP code (asked for, hidden, when not given).")
 @reports_errors
-def approve(plan_path, run_id, step):
-    """Approve destructive STEP of RUN_ID (promotion, overwriting, deleting servers)."""
+def approve(plan_path, run_id, step, operator_name, code):
+    """Approve destructive STEP of RUN_ID (promotion, overwriting, deleting servers) as an
+    enrolled operator with their current TOTP code. The step must be waiting for approval;
+    a wrong, replayed or missing code, an unknown operator or a step that is not waiting is
+    refused and audited, and nothing runs."""
     use_plan(plan_path)
-    from drfleet.runbooks.runner import approve_step
+    require_state()
+    from drfleet.runbooks.runner import approve_step, check_approvable
     from drfleet.tasks.runbooks import operator
 
-    approval = approve_step(run_id, step, by=operator())
-    click.echo(f"approved {step} of {run_id} as {approval['by']} (token {approval['token'][:8]})")
+    who = operator_name or operator()
+    if code is None:
+        check_approvable(run_id, step, by=who)  # refuse before asking for a code
+        code = click.prompt(f"TOTP code of {who}", hide_input=True, err=True, default="", show_default=False)
+    approval = approve_step(run_id, step, by=who, code=code)
+    output.result({"run_id": run_id, "step": step, "approved_by": approval["by"], "second_factor": "totp",
+                   "approved_at": approval["at"], "token": approval["token"][:8]})
 
 
 @runbook_group.command("list")
@@ -128,12 +166,14 @@ def approve(plan_path, run_id, step):
 def list_runs(plan_path, limit):
     """Recent runs, newest first."""
     use_plan(plan_path)
+    require_state()
     from drfleet.runbooks.records import RunStore
 
-    for run in RunStore().list_runs(limit):
-        rto = f"RTO {run.rto_seconds:.1f}s" if run.rto_seconds is not None else ""
-        click.echo(f"{run.run_id}  {run.scenario:17s} {run.status:17s} {_ts(run.created_at)}  "
-                   f"{json.dumps(run.params, sort_keys=True)} {rto}")
+    runs = [{"run_id": run.run_id, "scenario": run.scenario, "status": run.status, "created_at": run.created_at,
+             "params": run.params, "rto_seconds": run.rto_seconds} for run in RunStore().list_runs(limit)]
+    output.rows(runs, headers=["run", "scenario", "status", "started", "params", "RTO"], empty="no runbook runs",
+                render=lambda r: (r["run_id"], r["scenario"], r["status"], output.timestamp(r["created_at"]),
+                                  json.dumps(r["params"], sort_keys=True), output.duration(r["rto_seconds"])))
 
 
 COMMANDS: list = [runbook_group]

@@ -18,7 +18,8 @@ import sys
 
 import click
 
-from drfleet.cli.common import plan_option, reports_errors, use_plan
+from drfleet.cli import output
+from drfleet.cli.common import plan_option, reports_errors, send, use_plan
 
 dataset_option = click.option("--dataset", "dataset", envvar="DRFLEET_WAL_DATASET",
                               help="Dataset whose archive this is (default: $DRFLEET_WAL_DATASET).")
@@ -124,7 +125,7 @@ def wal_check(plan_path, location, dataset, as_json):
             "restorable": restorable, "reaches": end.name if end else None,
             "reaches_newest": bool(end and newest and (end.timeline, end.segno) == (newest.timeline, newest.segno))})
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        output.result(report)
     else:
         for tli, info in sorted(report["timelines"].items()):
             click.echo(f"timeline {tli}: {info['segments']} segments {info['first']} .. {info['last']}")
@@ -153,16 +154,16 @@ def wal_basebackup(plan_path, dataset, policy, local, timeout):
     plan = use_plan(plan_path)
     if local:
         from drfleet.pitr.basebackup import run_base_backup
-        click.echo(json.dumps(run_base_backup(plan, dataset, policy=policy), indent=2))
+        output.result(run_base_backup(plan, dataset, policy=policy))
         return
     import uuid
 
     from drfleet.cli.data_cmds import _wait
     from drfleet.tasks.wal import base_backup
     region = plan.dataset(dataset).region
-    result = base_backup.apply_async(kwargs={"dataset": dataset, "region": region, "policy": policy,
-                                             "slot": f"manual:{uuid.uuid4().hex}"})
-    click.echo(json.dumps(_wait(result, label=f"base backup {dataset}", timeout=timeout), indent=2))
+    result = send(base_backup, kwargs={"dataset": dataset, "region": region, "policy": policy,
+                                       "slot": f"manual:{uuid.uuid4().hex}"})
+    output.result(_wait(result, label=f"base backup {dataset}", timeout=timeout))
 
 
 @wal_group.command("lag")
@@ -174,7 +175,7 @@ def wal_lag(plan_path, dataset):
     plan = use_plan(plan_path)
     from drfleet.pitr.rpo import measure_archive_lag
     lag = measure_archive_lag(plan, dataset)
-    click.echo(json.dumps(lag.to_dict(), indent=2))
+    output.result(lag.to_dict())
     sys.exit(0 if lag.within_target else 1)
 
 
@@ -220,11 +221,11 @@ def wal_prune(plan_path, dataset, keep, dry_run, yes):
     from drfleet.pitr.archive import prune_wal
     if not dry_run and not yes:
         preview = prune_wal(plan, dataset, list(keep), dry_run=True)
-        click.echo(json.dumps(preview, indent=2))
+        output.result(preview)
         if not preview.get("deleted"):
             return
         click.confirm(f"delete these {len(preview['deleted'])} archived WAL files?", abort=True, err=True)
-    click.echo(json.dumps(prune_wal(plan, dataset, list(keep), dry_run=dry_run), indent=2))
+    output.result(prune_wal(plan, dataset, list(keep), dry_run=dry_run))
 
 
 @click.group("standby")
@@ -244,10 +245,15 @@ def standby_create(plan_path, dataset, host, data_dir, port, backup_id):
     """Build a standby of DATASET that streams from the primary: here from a stored base
     backup and the archive, or --on a plan host over SSH (host key checked) with
     pg_basebackup from the primary."""
+    import os
+    if host == "local":
+        data_dir = os.path.abspath(os.path.expanduser(data_dir))  # resolved here, where it was typed
+    elif not os.path.isabs(data_dir):
+        raise click.BadParameter(f"{data_dir!r} is relative: on host {host} give an absolute path", param_hint="--to")
     plan = use_plan(plan_path, need_fleet=False)
     from drfleet.pitr.standby import create_standby
-    click.echo(json.dumps(create_standby(plan, dataset, data_dir=data_dir, host=host, port=port,
-                                         backup_id=backup_id).to_dict(), indent=2))
+    output.result(create_standby(plan, dataset, data_dir=data_dir, host=host, port=port,
+                                         backup_id=backup_id).to_dict())
 
 
 @standby_group.command("promote")
@@ -260,7 +266,7 @@ def standby_promote(plan_path, dataset, data_dir, timeout):
     """Promote DATASET's standby to a primary and wait until it accepts writes."""
     plan = use_plan(plan_path)
     from drfleet.pitr.standby import promote_standby
-    click.echo(json.dumps(promote_standby(plan, dataset, data_dir=data_dir, timeout=timeout), indent=2))
+    output.result(promote_standby(plan, dataset, data_dir=data_dir, timeout=timeout))
 
 
 @standby_group.command("list")

@@ -25,8 +25,9 @@ counts as repaired. A missing copy of a backup that its policy's retention no lo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from drfleet.backup_format.errors import KeyringError, ManifestError
 from drfleet.backup_format.layout import manifests_prefix, object_key, parse_manifest_key
@@ -138,18 +139,28 @@ def _object_problem(store, key: str, size: int, sha256: str) -> str | None:
 
 
 def check_copies(plan: Plan, dataset: str | None = None, *, repair: bool = True,
-                 now: datetime | None = None) -> CopiesReport:
+                 now: datetime | None = None,
+                 progress: Callable[[int, int, str], None] | None = None) -> CopiesReport:
     """Check (and with ``repair``, re-seed) every copy of every backup of ``dataset`` (or
-    of every dataset). Raises only UnknownPlanName for a dataset not in the plan."""
+    of every dataset). ``progress(done, total, what)`` is called after each copy checked
+    (``total``: the copies listed so far). Raises only UnknownPlanName for a dataset not in
+    the plan."""
     report = CopiesReport()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
+    done = total = 0
     for ds in [dataset] if dataset else sorted(plan.datasets):
         plan.dataset(ds)
         where = _listing(plan, ds, report)
+        total += sum(len(ids) for ids in where.values())
         states: dict[str, dict[str, tuple[CopyState, Manifest | None]]] = {}
         for backup_id in sorted(set().union(*where.values()) if where else ()):
-            states[backup_id] = {loc: check_copy(plan, loc, ds, backup_id)
-                                 for loc, ids in where.items() if backup_id in ids}
+            states[backup_id] = {}
+            for loc, ids in where.items():
+                if backup_id in ids:
+                    states[backup_id][loc] = check_copy(plan, loc, ds, backup_id)
+                    done += 1
+                    if progress:
+                        progress(done, total, f"{ds}/{backup_id}@{loc}")
         manifests = [m for copies in states.values() for _, m in copies.values() if m is not None]
         held = _held(plan, ds, set(states))
         for backup_id, copies in states.items():

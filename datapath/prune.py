@@ -98,6 +98,7 @@ class PrunedDataset:
     manifests: dict[str, Manifest]
     report: "LocationReport"
     actor: str
+    client: redis.Redis | None = None  # the fleet-state client the prune runs with (audit records go there)
 
 
 @dataclass
@@ -248,7 +249,7 @@ def _prune_dataset(plan, store, location, dataset, *, now, actor, client, lock, 
                     recorded_here=recorded_here)
     if after_dataset:
         after_dataset(PrunedDataset(plan, store, location, dataset, decision,
-                                    {m.backup_id: m for m, _ in manifests}, report, actor))
+                                    {m.backup_id: m for m, _ in manifests}, report, actor, client))
 
 
 def _remove_orphans(store, location, dataset, objects, committed, pending, *, now, grace, actor, client,

@@ -4,8 +4,10 @@ and SHA-256 and, at the end, the plaintext's."""
 
 from __future__ import annotations
 
+import contextvars
 import io
-from typing import BinaryIO, Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from drfleet.backup_format.datakey import DataKey, unwrap_data_key
 from drfleet.backup_format.envelope import ObjectOpener
@@ -73,6 +75,13 @@ def open_object(store: Store, manifest: Manifest, data_key: DataKey, name: str) 
     return io.BufferedReader(raw, buffer_size=1 << 20)
 
 
+# Set by a task that wants to show progress (restore, verify): called as
+# ``report(backup_id, plaintext_bytes_read, plaintext_size)`` after every read of a
+# BackupReader in this context; it must be cheap (throttle there).
+read_progress: contextvars.ContextVar[Callable[[str, int, int], None] | None] = contextvars.ContextVar(
+    "drfleet_read_progress", default=None)
+
+
 class BackupReader:
     """A readable of a backup's plaintext. The read that reaches the end raises
     IntegrityError if the plaintext's size or SHA-256 differ from the manifest, so a
@@ -92,15 +101,22 @@ class BackupReader:
 
     def read(self, n: int = -1) -> bytes:
         data = self.stream.read(n)
+        self._report()
         if not data and n != 0:
             self._check()
         return data
 
     def readinto(self, buf) -> int:
         n = self.stream.readinto(buf)
+        self._report()
         if not n and len(buf):
             self._check()
         return n
+
+    def _report(self) -> None:
+        report = read_progress.get()
+        if report is not None:
+            report(self.manifest.backup_id, self.stream.size, self.manifest.plaintext_size)
 
     def readable(self) -> bool:
         return True

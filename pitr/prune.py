@@ -47,7 +47,7 @@ def prune_wal_of(pruned: PrunedDataset) -> None:
         pruned.report.problems.append(f"{dataset}: WAL retention failed: {exc.message}")
         return
     if outcome.get("deleted"):
-        audit.record("prune.wal", actor=pruned.actor, outcome="succeeded", dataset=dataset,
+        audit.record("prune.wal", actor=pruned.actor, outcome="succeeded", client=pruned.client, dataset=dataset,
                      location=pruned.location, needed_from=outcome.get("needed_from"),
                      deleted=len(outcome["deleted"]))
         pruned.report.deleted.extend(f"{dataset}/wal/{name}" for name in outcome["deleted"])

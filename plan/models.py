@@ -229,8 +229,10 @@ class KeyCategory(Strict):
         "does not create or rotate a keyring kept in a variable."))
     description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
     rotate_every: Seconds | None = Field(None, description=(
-        "Informational: how often you intend to rotate this key. drfleet does not rotate "
-        "keys on a schedule; run `drfleet keys rotate CATEGORY` yourself."))
+        "How often this category gets a new active key: beat checks daily (03:30, on the "
+        "primary region's control lane) and rotates a keyring file whose active key is this old; "
+        "older keys stay in the keyring so their backups stay readable. Audited as `keys.rotate`. "
+        "Unset: rotate by hand with `drfleet keys rotate CATEGORY`. A keyring in `env` is not rotated."))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "KeyCategory":
@@ -342,6 +344,17 @@ class Dataset(Strict):
         "The backup policies of this dataset (at least one): each has its own schedule, "
         "retention and copies, and a backup kept by any of them stays."))
     description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
+    restore_under: list[str] = Field([], description=(
+        "For files datasets: the directories (absolute) a restore of this dataset may write "
+        "into; `drfleet restore ... --to DIR` outside them is refused before anything is sent. "
+        "Unset: any directory except the dataset's own source and the plan's filesystem stores."))
+
+    @model_validator(mode="after")
+    def _restore_under(self) -> "Dataset":
+        for path in self.restore_under:
+            if not path.startswith("/"):
+                raise ValueError(f"restore_under: {path!r} must be an absolute path")
+        return self
 
     @model_validator(mode="after")
     def _source(self) -> "Dataset":

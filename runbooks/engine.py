@@ -106,13 +106,13 @@ def execute_step(plan, run_id: str, step: str, *, generation: int, task_id: str,
                 _fail(store, run, step, f"no approval within {rec.approval_timeout_seconds:.0f}s", plan)
                 raise StepFailed(f"step {step} of run {run_id} was not approved in time",
                                  run_id=run_id, step=step,
-                                 hint=f"approve with `drfleet runbook approve {run_id} {step}`, then resume")
+                                 hint=f"approve with `drfleet runbook approve {run_id} {step} --operator NAME` (with a TOTP code), then resume")
             store.update_step(run_id, step, status=StepStatus.WAITING, waiting_since=record["started_at"],
                               approval_polls=int(record.get("approval_polls", 0)) + 1)
             store.set_status(run_id, RunStatus.WAITING)
             if not record.get("approval_polls"):
                 notify(plan, "approval-needed", f"{run.scenario}: step {step} waits for approval",
-                       f"approve with `drfleet runbook approve {run_id} {step}`", run_id=run_id,
+                       f"approve with `drfleet runbook approve {run_id} {step} --operator NAME` (with a TOTP code)", run_id=run_id,
                        target=spec.target)
             raise ApprovalPending(run_id, step, rec.approval_poll_seconds)
         audit.record("runbook.approval-used", actor=approval["by"], outcome="accepted",

@@ -68,12 +68,57 @@ def cancel_run(run_id: str, *, by: str, store: RunStore | None = None) -> Run:
     return store.get(run_id)
 
 
-def approve_step(run_id: str, step: str, *, by: str, store: RunStore | None = None) -> dict:
-    """Record the approval token for a destructive step (audited)."""
+class NotWaiting(DrfleetError):
+    hint = "approve a step when `drfleet runbook status RUN_ID` shows it waiting-approval"
+
+
+def _refused(by: str, run_id: str, step: str, refused: DrfleetError) -> None:
+    audit.record("runbook.approve", actor=by, outcome="refused", run_id=run_id, step=step, reason=refused.message)
+
+
+def _check_waiting(store: RunStore, run_id: str, step: str):
+    """The run, when ``step`` of ``run_id`` is destructive and waits for an approval; else
+    raises RunNotFound, NotApprovable (naming the destructive steps) or NotWaiting."""
+    run = store.get(run_id)
+    spec = run.step(step)
+    if not spec.destructive:
+        store.approve(run_id, step, by="-")  # raises NotApprovable naming the destructive steps
+    status = store.step_records(run_id).get(step, {}).get("status")
+    if status != StepStatus.WAITING.value:
+        raise NotWaiting(f"step {step!r} of run {run_id} is not waiting for an approval "
+                         f"(it is {status or 'pending'})", run_status=run.status)
+    return run
+
+
+def check_approvable(run_id: str, step: str, *, by: str, store: RunStore | None = None) -> None:
+    """Raise (and audit the refusal) unless ``step`` of ``run_id`` waits for an approval:
+    lets the CLI refuse before it asks for a code."""
+    try:
+        _check_waiting(store or RunStore(), run_id, step)
+    except DrfleetError as refused:
+        _refused(by, run_id, step, refused)
+        raise
+
+
+def approve_step(run_id: str, step: str, *, by: str, code: str | None, store: RunStore | None = None,
+                 now: float | None = None) -> dict:
+    """Approve destructive ``step`` of ``run_id`` as operator ``by`` with their current TOTP
+    ``code`` (``state.operators``). Refused -- audited as ``runbook.approve`` ``refused``
+    with the reason, nothing approved -- when the run or step is unknown, the step needs no
+    approval or is not waiting for one, the operator is not enrolled or lacks the right, or
+    the code is wrong or already used. An approval is audited with the operator's name."""
+    from drfleet.state import operators
+
     store = store or RunStore()
+    try:
+        run = _check_waiting(store, run_id, step)
+        operators.verify(by, code, right="approve", action=f"approve {run_id} {step}", now=now)
+    except DrfleetError as refused:
+        _refused(by, run_id, step, refused)
+        raise
     approval = store.approve(run_id, step, by=by)
     audit.record("runbook.approve", actor=by, outcome="approved", run_id=run_id, step=step,
-                 token=approval["token"][:8])
+                 runbook=run.scenario, operator=by, second_factor="totp", token=approval["token"][:8])
     return approval
 
 
@@ -87,8 +132,11 @@ def run_inline(plan: Plan, scenario: str, *, approve: bool = False, started_by: 
     run = store.create(scenario, params, steps, started_by=started_by)
     if approve:
         for spec in steps:
-            if spec.destructive:
-                approve_step(run.run_id, spec.name, by=started_by, store=store)
+            if spec.destructive:  # a drill approves its own steps (no operator; audited as such)
+                approval = store.approve(run.run_id, spec.name, by=started_by)
+                audit.record("runbook.approve", actor=started_by, outcome="approved", run_id=run.run_id,
+                             step=spec.name, runbook=scenario, second_factor="none (drill, run inline)",
+                             token=approval["token"][:8])
     task_id = f"inline-{uuid.uuid4().hex[:12]}"
     for spec in steps:
         try:

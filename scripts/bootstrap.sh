@@ -23,6 +23,7 @@ want_optional=()
 [ -x /usr/bin/chromium ] || want_optional+=(chromium)   # Flower and report screenshots
 command -v promtool >/dev/null || want_optional+=(prometheus)  # promtool check/test rules
 command -v docker-compose >/dev/null || want_optional+=(docker-compose)  # `docker-compose config` of compose/
+command -v tmux >/dev/null || want_optional+=(tmux)  # the terminal-screen test of the CLI (tests/cli/test_terminal_screen.py)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

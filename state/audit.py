@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import redis
 
@@ -38,17 +39,44 @@ def record_many(action: str, details: list[dict[str, Any]], *, actor: str, outco
 
 
 def entries(*, action: str | None = None, since: float | None = None, limit: int = 1000,
+            newest_first: bool = False, until: float | None = None, actor: str | None = None,
             client: redis.Redis | None = None, **match: str) -> Iterator[dict]:
-    """Audit records, oldest first, filtered by action, start time and detail values."""
+    """Audit records at or after ``since`` (and before ``until``), oldest first (newest first
+    with ``newest_first``), that match ``action``, ``actor`` and the detail values in
+    ``match``; at most ``limit`` of them. The filters apply before the limit: the stream
+    is read in pages until ``limit`` matching records are found or it ends."""
     client = client or state_client()
-    start = f"{int(since * 1000)}-0" if since else "-"
-    for entry_id, fields in client.xrange(AUDIT_STREAM, min=start, max="+", count=limit):
-        rec = {k.decode(): v.decode() for k, v in fields.items()}
-        rec["id"] = entry_id.decode()
-        rec["details"] = json.loads(rec["details"])
-        rec["at"] = float(rec["at"])
-        if action and rec["action"] != action:
-            continue
-        if any(str(rec["details"].get(k)) != v for k, v in match.items()):
-            continue
-        yield rec
+    low = f"{int(since * 1000)}-0" if since else "-"
+    high = f"{int(until * 1000)}-0" if until else "+"
+    filtered = bool(action or actor or match)
+    found, page = 0, 5000 if filtered else max(100, min(limit, 1000))
+    want_action, want_actor = (action.encode() if action else None), (actor.encode() if actor else None)
+    cursor = high if newest_first else low
+    while found < limit:
+        if newest_first:
+            batch = client.xrevrange(AUDIT_STREAM, max=cursor, min=low, count=page)
+        else:
+            batch = client.xrange(AUDIT_STREAM, min=cursor, max=high, count=page)
+        for entry_id, fields in batch:
+            if want_action and fields.get(b"action") != want_action:
+                continue  # checked before anything is decoded: a long log is read fast
+            if want_actor and fields.get(b"actor") != want_actor:
+                continue
+            rec = _decode(entry_id, fields)
+            if any(str(rec["details"].get(k)) != v for k, v in match.items()):
+                continue
+            yield rec
+            found += 1
+            if found >= limit:
+                return
+        if len(batch) < page:
+            return
+        cursor = "(" + batch[-1][0].decode()   # exclusive: the next page starts after the last id
+
+
+def _decode(entry_id: bytes, fields: dict) -> dict:
+    rec = {k.decode(): v.decode() for k, v in fields.items()}
+    rec["id"] = entry_id.decode()
+    rec["details"] = json.loads(rec["details"])
+    rec["at"] = float(rec["at"])
+    return rec

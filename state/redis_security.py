@@ -106,7 +106,11 @@ def check_connection(url: str, env=os.environ, *, role: str = "redis", timeout: 
     """PING ``url`` once. Raises RedisAuthFailed (wrong password, unknown or disabled ACL
     user, or a password the server does not want) or RedisUnreachable (refused, TLS
     handshake or certificate failure), naming the masked URL and never the password."""
-    client = connect(url, env, socket_connect_timeout=timeout, socket_timeout=timeout)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # once: redis-py would otherwise retry a timed-out PING, tripling the wait
+    client = connect(url, env, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
     try:
         client.ping()
     except redis.AuthenticationError as exc:
@@ -119,6 +123,9 @@ def check_connection(url: str, env=os.environ, *, role: str = "redis", timeout: 
         raise
     except (redis.ConnectionError, redis.TimeoutError, ssl.SSLError, OSError) as exc:
         raise RedisUnreachable(f"{role}: cannot connect to Redis ({_reason(exc, url, env)})",
+                               url=masked(with_credentials(url, env))) from None
+    except redis.RedisError as exc:  # something answers, but not as Redis does (a proxy, HTTP)
+        raise RedisUnreachable(f"{role}: the server does not answer as Redis does ({_reason(exc, url, env)})",
                                url=masked(with_credentials(url, env))) from None
     finally:
         client.close()

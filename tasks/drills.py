@@ -27,11 +27,13 @@ def drill(self, kind: str, region: str, scope: str | None = None, slot: str | No
           dataset: str | None = None, scenario: str | None = None, drill_id: str | None = None) -> dict:
     """Run a ``kind`` drill about ``region``; returns the drill record."""
     from drfleet.runbooks.drills import run_drill
+    from drfleet.tasks.restore import reading_progress
 
     headers = self.request.headers or {}
     actor = headers.get("drfleet_actor") or ("beat" if headers.get("celery_beat_task") else "api")
-    record = run_drill(current_plan(), kind, region=region, dataset=dataset, scenario=scenario, scope=scope,
-                       actor=actor, task_id=self.request.id, drill_id=drill_id)
+    with reading_progress(self, f"{kind} drill: restore"):  # `drill run --wait` shows the restores' progress
+        record = run_drill(current_plan(), kind, region=region, dataset=dataset, scenario=scenario, scope=scope,
+                           actor=actor, task_id=self.request.id, drill_id=drill_id)
     return record.to_json()
 
 

@@ -14,7 +14,7 @@ from drfleet.workers.settings import celery_config
 
 TASK_MODULES = [f"drfleet.tasks.{name}" for name in
                 ("probe", "backup", "restore", "copy", "prune", "watch", "drills", "wal", "runbooks", "reconcile",
-                 "health")]
+                 "health", "keys")]
 
 
 

@@ -29,7 +29,7 @@ def test_one_entry_per_dataset_policy_region_with_the_documented_fields():
     assert [r["kind"] for r in rows if r["kind"] not in ("backup", "watch", "prune", "base-backup", "wal-lag", "copies-check",
                                                          "reconcile", "health", "db-check", "deep-verify", "queue-depth",
                                                          "wal-copy")
-            ] == ["drill"] * 4 + ["verify-cold"]
+            ] == ["drill"] * 4 + ["key-rotation", "verify-cold"]
     # WAL goes wherever the WAL policy's copies go, on the home region's data lane
     [wal_copy] = [r for r in rows if r["kind"] == "wal-copy"]
     assert (wal_copy["dataset"], wal_copy["queue"]) == ("auth-db", "eu-central.data")

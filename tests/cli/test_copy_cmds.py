@@ -50,7 +50,7 @@ def test_json_report_lists_every_copy_and_the_repair(copied):
     object_file(root, "vault", backup_id).write_bytes(bytes(data))
     out = run("copies", "check", "site", "--json", "--plan", str(root / "plan.yaml"))
     assert out.exit_code == 0, out.output
-    report = json.loads(out.output)
+    report = json.loads(out.stdout)
     assert report["ok"] is False and report["healthy"] is True
     assert report["repaired"] == [f"site/{backup_id}@vault"]
     (backup,) = report["backups"]

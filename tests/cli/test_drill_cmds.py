@@ -32,23 +32,23 @@ def test_drill_run_wait_list_report_and_audit(site_fleet, tmp_path):
     _, plan = site_fleet
     assert run("backup", "site", "--wait", "--plan", plan).exit_code == 0
 
-    passed = run("drill", "run", "restore", "--dataset", "site", "--wait", "--plan", plan)
+    passed = run("drill", "run", "restore", "--dataset", "site", "--wait", "--json", "--plan", plan)
     assert passed.exit_code == 0, passed.output
     record = record_of(passed.output)
     assert record["result"] == "passed" and record["datasets"][0]["dataset"] == "site"
 
-    failed = run("drill", "run", "region", "--local", "--plan", plan)
+    failed = run("drill", "run", "region", "--local", "--json", "--plan", plan)
     assert failed.exit_code == 1
     assert "no usable backup of site outside region eu-central" in record_of(failed.output)["reason"]
 
     listed = run("drill", "list", "--plan", plan)
     assert listed.exit_code == 0
-    lines = listed.output.splitlines()
-    assert len(lines) == 2 and " restore " in lines[0] and " passed " in lines[0]
-    assert " region " in lines[1] and " failed " in lines[1]
+    lines = listed.stdout.splitlines()[2:]  # under the header and its rule; newest first
+    assert len(lines) == 2 and " region " in lines[0] and " failed " in lines[0]
+    assert " restore " in lines[1] and " passed " in lines[1]
 
     audited = run("audit", "--action", "drill", "--json", "--plan", plan)
-    assert [json.loads(line)["outcome"] for line in audited.output.splitlines()] == ["passed", "failed"]
+    assert [json.loads(line)["outcome"] for line in audited.output.splitlines()] == ["failed", "passed"]  # newest first
 
     # The month under review is the one the drill was recorded in, never the calendar's today.
     month = time.strftime("%Y-%m", time.gmtime(record["started_at"]))

@@ -69,7 +69,7 @@ def test_rewrap_with_yes_moves_every_backup_and_audits_each(rotated_plan, tmp_pa
     per_manifest = [r["details"] for r in records if r["action"] == "keys.rewrap.manifest"]
     assert sorted(d["backup_id"] for d in per_manifest) == sorted(backups)
     assert {d["to_key"] for d in per_manifest} == {new_key}
-    assert [r["outcome"] for r in records if r["action"] == "keys.rewrap"] == ["started", "succeeded"]
+    assert [r["outcome"] for r in records if r["action"] == "keys.rewrap"] == ["succeeded", "started"]  # newest first
     again = run("keys", "rewrap", "content", "--yes", "--plan", str(plan))
     assert again.exit_code == 0 and "nothing to re-wrap" in again.output
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -25,7 +25,7 @@ def stocked(tmp_path, redis_url, monkeypatch):
     monkeypatch.setenv("DRFLEET_BROKER_URL", redis_url)
     plan = plan_with(tmp_path / "plan", POLICIES)
     home = store_for(plan, "eu-central-store")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old = put_backup([home], "site", "daily", now - timedelta(days=10))
     new = put_backup([home], "site", "daily", now)
     return tmp_path / "plan" / "plan.yaml", home, old, new

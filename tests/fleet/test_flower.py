@@ -86,7 +86,7 @@ class FlowerFleet:
         wait_for(lambda: requests.get(self.url("/api/workers"), auth=self.auth, timeout=5).ok,
                  timeout=60, interval=0.5, what="Flower to answer")
         for dataset in ("site", "cache"):
-            out = self.drfleet("backup", dataset, "--wait")
+            out = self.drfleet("backup", dataset, "--wait", "--json")
             self.backups[dataset] = json.loads(out.stdout[out.stdout.index("{"):])
 
         def both_seen():

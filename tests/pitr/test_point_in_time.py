@@ -67,9 +67,9 @@ def test_restore_latest_through_the_cli_has_every_archived_row(pitr_module_setup
     s = pitr_module_setup
     target = s.new_dir("at-latest")
     run = CliRunner().invoke(main, ["restore", s.dataset, "--to", target, "--at", "latest",
-                                    "--plan", str(s.plan_path)])
+                                    "--json", "--plan", str(s.plan_path)])
     assert run.exit_code == 0, run.output
-    result = json.loads(run.output)
+    result = json.loads(run.stdout)
     assert _batches(s, result["port"]) == [(1, 100), (2, 100), (3, 100)]
     assert os.path.exists(os.path.join(target, "recovery.signal")) is False  # recovery finished
 

@@ -32,9 +32,9 @@ def test_a_standby_follows_the_primary_and_accepts_writes_after_promotion(pitr_s
 
     target = s.new_dir("standby")
     run = CliRunner().invoke(main, ["standby", "create", s.dataset, "--on", "local", "--to", target,
-                                    "--plan", str(s.plan_path)])
+                                    "--json", "--plan", str(s.plan_path)])
     assert run.exit_code == 0, run.output
-    info = json.loads(run.output)
+    info = json.loads(run.stdout)
     assert s.sql("SELECT pg_is_in_recovery()", port=info["port"]) == [(True,)]
     assert s.sql("SELECT count(*) FROM accounts", port=info["port"]) == [(2,)]
 

@@ -49,7 +49,7 @@ def test_a_standby_is_built_on_another_host_streams_and_is_promoted_there(remote
     primary, plan, data_dir, port = remote
 
     made = _cli("standby", "create", "app-db", "--plan", plan, "--on", "db-2", "--to", str(data_dir),
-                "--port", str(port))
+                "--port", str(port), "--json")
 
     assert made.exit_code == 0, made.output
     assert json.loads(made.output)["host"] == "db-2"
@@ -62,7 +62,7 @@ def test_a_standby_is_built_on_another_host_streams_and_is_promoted_there(remote
                  "--port", str(port))
     assert again.exit_code == 0, again.output  # running already: nothing rebuilt
 
-    promoted = _cli("standby", "promote", "app-db", "--plan", plan)
+    promoted = _cli("standby", "promote", "app-db", "--plan", plan, "--json")
 
     assert promoted.exit_code == 0, promoted.output
     assert json.loads(promoted.output)["host"] == "db-2" and not in_recovery(dsn)

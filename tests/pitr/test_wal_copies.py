@@ -112,7 +112,7 @@ def test_the_home_region_lost_auth_db_comes_back_from_the_other_regions_copies(p
     s.give_to_owner(s.base / "store-us")  # the restore_command runs as postgres on the new host
     target = s.new_dir("restored-in-us-east")
     run = CliRunner().invoke(main, ["restore", "--plan", str(s.plan_path), s.dataset, "--to", target,
-                                    "--at", "latest", "--location", "us", "--local"])
+                                    "--at", "latest", "--location", "us", "--local", "--json"])
     assert run.exit_code == 0, run.output
     summary = json.loads(run.output)
     assert summary["status"] == "recovered" and summary["location"] == "us"

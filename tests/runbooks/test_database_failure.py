@@ -89,7 +89,12 @@ def test_the_standby_is_promoted_after_approval_and_a_new_standby_follows_it(wor
         world.wait_polls(run_id, "promote-standby", polls=3)
         assert in_recovery(standby.dsn()), "nothing may be promoted before the approval"
 
-        approve_step(run_id, "promote-standby", by="second-operator")
+        import pyotp
+
+        from drfleet.state import operators
+        uri = operators.enroll("second-operator", ["approve"], by="test")
+        code = pyotp.parse_uri(uri).now()
+        approve_step(run_id, "promote-standby", by="second-operator", code=code)
         run = world.wait_run(run_id, timeout=180)
 
         records = RunStore().step_records(run_id)

@@ -64,7 +64,7 @@ def backup_all(plan, trees, text):
 
 
 def run(*args):
-    return CliRunner().invoke(main, ["restore", *args], catch_exceptions=False)
+    return CliRunner().invoke(main, ["restore", *args, "--json"], catch_exceptions=False)
 
 
 def test_restore_all_to_one_point_in_time_in_dependency_order(world, tmp_path):
@@ -158,7 +158,7 @@ def test_mongodb_restore_at_from_the_cli_replays_the_oplog_to_the_timestamp(tmp_
     capture_slice(plan, "mongodb", source, server_side=False)
     at = f"{OPLOG[3]['ts'].time}:1"    # after the update and the delete, before the last insert
     done = CliRunner().invoke(main, ["restore", "mongodb", "--at", at, "--to", "env:CLI_MONGODB_TARGET",
-                                     "--plan", str(path)], catch_exceptions=False)
+                                     "--json", "--plan", str(path)], catch_exceptions=False)
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["applied"] == 2
     restored = factory("mongodb://restored:27017/shop")["shop"]["orders"]

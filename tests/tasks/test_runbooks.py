@@ -118,4 +118,4 @@ def test_a_destructive_step_waits_for_approval_and_a_cancel_ends_the_wait(world,
     assert steps_by_status(run_id)["promote-standby"] == "waiting-approval"
     assert run.status == "cancelled"
     with pytest.raises(Exception, match="needs no approval"):
-        approve_step(run_id, "detect", by="ops")
+        approve_step(run_id, "detect", by="ops", code=None)

@@ -135,7 +135,7 @@ def test_worker_and_cli_use_the_acl_user_and_password_file(tmp_path, password_se
     fleet = Fleet(tmp_path, broker, plan, env_extra=env)
     try:
         worker = fleet.worker("eu-central")
-        out = drfleet(client_env(broker, DRFLEET_PLAN=str(plan), **env), "ping", "--region", "eu-central")
+        out = drfleet(client_env(broker, DRFLEET_PLAN=str(plan), **env), "ping", "--region", "eu-central", "--json")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["worker_region"] == "eu-central"
         assert ACL_PASSWORD not in worker.output()
@@ -226,7 +226,7 @@ def test_worker_beat_and_cli_run_over_rediss_with_verified_certificates(tmp_path
     try:
         worker = fleet.worker("eu-central")
         beat = fleet.beat()
-        out = drfleet(client_env(broker, DRFLEET_PLAN=str(plan), **env), "ping", "--region", "eu-central")
+        out = drfleet(client_env(broker, DRFLEET_PLAN=str(plan), **env), "ping", "--region", "eu-central", "--json")
         assert out.returncode == 0, out.stderr
         run = json.loads(out.stdout)
         assert run["worker_region"] == "eu-central"
@@ -294,7 +294,7 @@ def test_signed_tasks_run_and_unsigned_or_forged_ones_are_refused(tmp_path, redi
         worker = fleet.worker("eu-central")
         unsigned_id = send_probe(plain, "eu-central", tag + "-unsigned")
         forged_id = send_probe(dict(base, **intruder), "eu-central", tag + "-forged")
-        out = drfleet(dict(base, **trusted), "ping", "--region", "eu-central")  # behind the others
+        out = drfleet(dict(base, **trusted), "ping", "--region", "eu-central", "--json")  # behind the others
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["worker_region"] == "eu-central"
         for suffix in ("-original", "-tampered", "-unsigned", "-forged"):
