@@ -21,6 +21,13 @@ def store_for(plan: Plan, location: str) -> Store:
 def _store(name: str, loc: StorageLocation) -> Store:
     if loc.kind == "filesystem":
         return open_store("filesystem", {"root": loc.path, "name": name})
+    if loc.kind == "sftp":
+        return open_store("sftp", {"host": loc.host, "port": loc.port or 22, "root": loc.path,
+                                   "user": loc.user or "root", "key_file": loc.key_file,
+                                   "known_hosts_file": loc.known_hosts, "name": name})
+    if loc.kind == "rclone":
+        return open_store("rclone", {"remote": loc.remote, "config_file": loc.rclone_config,
+                                     "name": name})
     settings = {"bucket": loc.bucket, "prefix": loc.prefix, "endpoint_url": loc.endpoint_url,
                 "region": loc.s3_region, "storage_class": loc.storage_class, "name": name}
     if loc.access_key:

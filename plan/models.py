@@ -149,15 +149,19 @@ class Region(Strict):
 
 
 class StorageLocation(Strict):
-    """A place backups are written: a filesystem directory or an S3-compatible bucket.
+    """A place backups are written: a filesystem directory, an S3-compatible bucket, a
+    directory on an SFTP server, or any rclone remote (GCS, B2, Azure Blob, WebDAV, ...).
 
     ``region`` is where it lives; offsite locations set ``offsite: true`` and may name the
     ``jurisdiction`` (a region) they are in, which the sovereignty rule honours.
     """
 
-    kind: Literal["filesystem", "s3"] = Field(description=(
+    kind: Literal["filesystem", "s3", "sftp", "rclone"] = Field(description=(
         "`filesystem`: a directory on the workers (needs `path`); `s3`: an S3-compatible "
-        "bucket (needs `bucket`)."))
+        "bucket (needs `bucket`); `sftp`: a directory on an SSH server (needs `host`, `path`, "
+        "`key_file`, `known_hosts`); `rclone`: a remote of rclone's own config file (needs "
+        "`remote` and `rclone_config`), for Google Cloud Storage, Backblaze B2, Azure Blob "
+        "Storage, WebDAV and every other rclone backend."))
     region: str | None = Field(None, description=(
         "The region (a name under `regions:`) this location is in; required unless "
         "`offsite: true`. A dataset's backups are first written to the first non-offsite "
@@ -177,7 +181,27 @@ class StorageLocation(Strict):
         "region; unset, the location counts as outside every region."))
     path: str | None = Field(None, description=(
         "For `kind: filesystem`: the directory backups are written under, as seen by the "
-        "workers that use this location. Required for filesystem locations."))
+        "workers that use this location. For `kind: sftp`: the absolute directory on the SSH "
+        "server. Required for filesystem and sftp locations."))
+    host: str | None = Field(None, examples=["backup.example.net"], description=(
+        "For `kind: sftp`: the SSH server's address or DNS name. Required for sftp locations."))
+    port: int | None = Field(None, ge=1, le=65535, examples=[22], description=(
+        "For `kind: sftp`: the SSH port. Default 22."))
+    user: str | None = Field(None, examples=["backup"], description=(
+        "For `kind: sftp`: the SSH login user. Default root."))
+    key_file: str | None = Field(None, examples=["/etc/drfleet/ssh/backup_ed25519"], description=(
+        "For `kind: sftp`: path of the SSH private key on the workers (a path, never the key). "
+        "Required for sftp locations."))
+    known_hosts: str | None = Field(None, examples=["/etc/drfleet/ssh/known_hosts"], description=(
+        "For `kind: sftp`: path of a known_hosts file on the workers listing the server's host "
+        "key; an unknown or changed key is refused, never accepted. Required for sftp locations."))
+    remote: str | None = Field(None, examples=["gcs-backups:drfleet-backups/fleet"], description=(
+        "For `kind: rclone`: `REMOTE:PATH`, a remote of `rclone_config` and the directory in it "
+        "backups are written under. Required for rclone locations."))
+    rclone_config: str | None = Field(None, examples=["/etc/drfleet/rclone.conf"], description=(
+        "For `kind: rclone`: path of the rclone config file (made with `rclone config`) on the "
+        "workers; it must be readable by its owner only (mode 0600). Secrets stay in that file "
+        "and never go on a command line. Required for rclone locations."))
     bucket: str | None = Field(None, description="For `kind: s3`: the bucket name. Required for s3 locations.")
     prefix: str = Field("", description=(
         "For `kind: s3`: a key prefix inside the bucket, so several plans or fleets can share "
@@ -211,6 +235,16 @@ class StorageLocation(Strict):
             raise ValueError("a filesystem location needs 'path'")
         if self.kind == "s3" and not self.bucket:
             raise ValueError("an s3 location needs 'bucket'")
+        if self.kind == "sftp":
+            missing = [f for f in ("host", "path", "key_file", "known_hosts") if not getattr(self, f)]
+            if missing:
+                raise ValueError(f"an sftp location needs {', '.join(repr(m) for m in missing)}")
+            if not self.path.startswith("/"):
+                raise ValueError("an sftp location's 'path' must be absolute on the server")
+        if self.kind == "rclone" and not (self.remote and self.rclone_config):
+            raise ValueError("an rclone location needs 'remote' (REMOTE:PATH) and 'rclone_config'")
+        if self.kind == "rclone" and ":" not in self.remote:
+            raise ValueError("an rclone location's 'remote' is REMOTE:PATH (a remote of the config file)")
         if not self.offsite and not self.region:
             raise ValueError("give the location a 'region', or mark it 'offsite: true'")
         return self

@@ -37,8 +37,14 @@ def _s3() -> type[Store]:  # boto3 only when needed
     return S3Store
 
 
-STORES: Registry[type[Store]] = Registry("storage kind", {"filesystem": _filesystem, "s3": _s3},
-                                         unknown=InvalidStoreSettings)
+def _sftp() -> type[Store]:  # paramiko only when needed
+    from drfleet.providers.storage.sftp import SftpStore
+    return SftpStore
+
+
+STORES: Registry[type[Store]] = Registry(
+    "storage kind", {"filesystem": _filesystem, "s3": _s3, "sftp": _sftp},
+    unknown=InvalidStoreSettings)
 
 
 def open_store(kind: str, settings: Mapping[str, Any]) -> Store:

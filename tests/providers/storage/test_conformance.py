@@ -14,6 +14,7 @@ from drfleet.providers.storage.base import ObjectInfo, Store
 from drfleet.providers.storage.errors import InvalidKey, ObjectExists, ObjectNotFound, StoreError
 from drfleet.providers.storage.filesystem import FilesystemStore
 from drfleet.providers.storage.s3 import S3Store
+from drfleet.providers.storage.sftp import SftpStore
 
 MiB = 1 << 20
 
@@ -36,10 +37,20 @@ def _s3(tmp_path, request, **settings) -> Case:
     return Case(store, store.list_incomplete_uploads, store.part_size)
 
 
+def _sftp(tmp_path, request) -> Case:
+    server = request.getfixturevalue("sshd_server")
+    root = tmp_path / "sftp-root"
+    store = SftpStore(server.host, str(root), port=server.port, user=server.user,
+                      key_file=str(server.key_file), known_hosts_file=str(server.known_hosts_file))
+    request.addfinalizer(store.close)
+    return Case(store, store.partials, MiB)
+
+
 BACKENDS = {
     "filesystem": _filesystem,
     "s3": _s3,
     "s3-5MiB-parts-prefixed": lambda t, r: _s3(t, r, part_size=5 * MiB, prefix="tenant/a"),
+    "sftp": _sftp,
     "retrying-filesystem": lambda t, r: _with(_filesystem(t, r), RetryingStore),
 }
 
