@@ -109,7 +109,7 @@ class SecretRef(Strict):
         "unreadable or empty file fails the task that needs it, naming the path."))
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "SecretRef":
+    def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (a variable name) or 'file' (a secret file path)")
         return self
@@ -230,7 +230,7 @@ class StorageLocation(Strict):
         "`key`."))
 
     @model_validator(mode="after")
-    def _shape(self) -> "StorageLocation":
+    def _shape(self) -> StorageLocation:
         if self.kind == "filesystem" and not self.path:
             raise ValueError("a filesystem location needs 'path'")
         if self.kind == "s3" and not self.bucket:
@@ -267,7 +267,7 @@ class KeyCategory(Strict):
         "keys on a schedule; run `drfleet keys rotate CATEGORY` yourself."))
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "KeyCategory":
+    def _exactly_one(self) -> KeyCategory:
         if (self.file is None) == (self.env is None):
             raise ValueError("give exactly one of 'file' (a keyring path) or 'env' (a variable "
                              "holding the keyring); key material never goes in the plan")
@@ -378,7 +378,7 @@ class Dataset(Strict):
     description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
 
     @model_validator(mode="after")
-    def _source(self) -> "Dataset":
+    def _source(self) -> Dataset:
         if self.kind == "files":
             if self.source is None:
                 raise ValueError("a files dataset needs 'source: {path: ...}'")

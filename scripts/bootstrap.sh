@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what drfleet needs on a fresh Debian/Ubuntu machine and is safe to run twice:
 #  - Debian packages (as root, only those missing): redis-server, postgresql, openssh-server,
-#    rsync, zstd, python3-venv, prometheus-alertmanager; optionally chromium and prometheus (promtool)
+#    rsync, zstd, rclone, python3-venv, prometheus-alertmanager; optionally chromium and prometheus (promtool)
 #  - a virtual environment in .venv with the pinned dependencies of requirements.lock and
 #    drfleet itself (editable)
 set -euo pipefail
@@ -15,6 +15,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v rsync >/dev/null || need+=(rsync)
 command -v zstd >/dev/null || need+=(zstd)
+command -v rclone >/dev/null || need+=(rclone)  # the rclone store (GCS, B2, Azure, WebDAV, ...)
 command -v openssl >/dev/null || need+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)  # alerts -> drfleet alerts serve

@@ -21,4 +21,5 @@ pytest_plugins = [
     "tests.fixtures.faulty_s3",
     "tests.fixtures.pitr_cluster",
     "tests.fixtures.alertmanager",
+    "tests.fixtures.rclone",
 ]

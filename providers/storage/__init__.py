@@ -42,8 +42,13 @@ def _sftp() -> type[Store]:  # paramiko only when needed
     return SftpStore
 
 
+def _rclone() -> type[Store]:
+    from drfleet.providers.storage.rclone import RcloneStore
+    return RcloneStore
+
+
 STORES: Registry[type[Store]] = Registry(
-    "storage kind", {"filesystem": _filesystem, "s3": _s3, "sftp": _sftp},
+    "storage kind", {"filesystem": _filesystem, "s3": _s3, "sftp": _sftp, "rclone": _rclone},
     unknown=InvalidStoreSettings)
 
 

@@ -34,7 +34,8 @@ import secrets
 import stat
 import threading
 import time
-from typing import Any, BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import paramiko
 
@@ -366,10 +367,7 @@ class _SftpWriter(ObjectWriter):
                 raise InvalidKey(self.key, "the key is a prefix of other objects in this store",
                                  store=self._store.name, path=self._target,
                                  hint=_CONFLICT_HINT) from None
-            try:
-                sftp.stat(self._target)
-            except OSError:
-                raise
+            sftp.stat(self._target)  # raises the rename's real cause when nothing is there
             raise ObjectExists(self._store.name, self.key, path=self._target) from None
 
     def _abort(self) -> None:

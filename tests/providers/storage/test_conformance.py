@@ -4,8 +4,8 @@ against each backend (real directories, a real moto S3 server) and wrapper."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 
@@ -13,6 +13,7 @@ from drfleet.providers.storage import RetryingStore
 from drfleet.providers.storage.base import ObjectInfo, Store
 from drfleet.providers.storage.errors import InvalidKey, ObjectExists, ObjectNotFound, StoreError
 from drfleet.providers.storage.filesystem import FilesystemStore
+from drfleet.providers.storage.rclone import RcloneStore
 from drfleet.providers.storage.s3 import S3Store
 from drfleet.providers.storage.sftp import SftpStore
 
@@ -46,11 +47,25 @@ def _sftp(tmp_path, request) -> Case:
     return Case(store, store.partials, MiB)
 
 
+def _rclone_local(tmp_path, request) -> Case:
+    config = request.getfixturevalue("rclone_local_config")
+    store = RcloneStore(f"local-test:{tmp_path / 'rclone-root'}", str(config))
+    return Case(store, store.partials, 300_000)
+
+
+def _rclone_served(tmp_path, request) -> Case:
+    served = request.getfixturevalue("rclone_served")
+    store = RcloneStore(served.remote(), str(served.config_file))
+    return Case(store, store.partials, 300_000)
+
+
 BACKENDS = {
     "filesystem": _filesystem,
     "s3": _s3,
     "s3-5MiB-parts-prefixed": lambda t, r: _s3(t, r, part_size=5 * MiB, prefix="tenant/a"),
     "sftp": _sftp,
+    "rclone-local": _rclone_local,
+    "rclone-served-webdav": _rclone_served,
     "retrying-filesystem": lambda t, r: _with(_filesystem(t, r), RetryingStore),
 }
 
@@ -180,10 +195,9 @@ def test_exception_inside_with_aborts_and_propagates(case):
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
-        with case.store.writer("failed") as writer:
-            write_in_chunks(writer, payload(2 * case.part_size + 1))
-            raise Boom()
+    with pytest.raises(Boom), case.store.writer("failed") as writer:
+        write_in_chunks(writer, payload(2 * case.part_size + 1))
+        raise Boom()
     assert_absent(case, "failed")
 
 
@@ -296,7 +310,7 @@ CALLS = {
 
 @pytest.mark.parametrize("key", BAD_KEYS)
 def test_invalid_keys_are_rejected_by_every_method(case, key):
-    for name, call in CALLS.items():
+    for call in CALLS.values():
         with pytest.raises(InvalidKey):
             call(case.store, key)
     assert list(case.store.list()) == []

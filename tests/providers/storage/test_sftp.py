@@ -15,8 +15,8 @@ from tests.fixtures.sshd import SshServer
 
 
 def _store(server, root, **overrides) -> SftpStore:
-    settings = dict(port=server.port, user=server.user, key_file=str(server.key_file),
-                    known_hosts_file=str(server.known_hosts_file), name="offsite-sftp")
+    settings = {"port": server.port, "user": server.user, "key_file": str(server.key_file),
+                    "known_hosts_file": str(server.known_hosts_file), "name": "offsite-sftp"}
     return SftpStore(server.host, str(root), **{**settings, **overrides})
 
 
