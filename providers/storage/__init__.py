@@ -16,6 +16,7 @@ from drfleet.providers.storage.errors import (
     InvalidStoreSettings,
     ObjectArchived,
     ObjectExists,
+    ObjectLocked,
     ObjectNotFound,
     StoreAccessDenied,
     StoreError,
@@ -70,7 +71,7 @@ def open_store(kind: str, settings: Mapping[str, Any]) -> Store:
 
 __all__ = [
     "innermost",
-    "STORES", "InvalidKey", "InvalidStoreSettings", "ObjectArchived", "ObjectExists",
+    "STORES", "InvalidKey", "InvalidStoreSettings", "ObjectArchived", "ObjectExists", "ObjectLocked",
     "ObjectInfo", "ObjectNotFound", "ObjectWriter", "ReadOnlyStore", "RetryingStore", "Store",
     "StoreAccessDenied", "StoreError", "StoreFull", "StoreReadOnly", "StoreUnavailable",
     "open_store",

@@ -75,10 +75,11 @@ class MultipartWriter(ObjectWriter):
         while self._pending:
             self._collect(block=True)
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(self._etags.items())]
-        self._store.call("complete_multipart_upload", self.key,
-                         Key=self._store.object_key(self.key), UploadId=self._upload_id,
-                         MultipartUpload={"Parts": parts})
+        response = self._store.call("complete_multipart_upload", self.key,
+                                    Key=self._store.object_key(self.key), UploadId=self._upload_id,
+                                    MultipartUpload={"Parts": parts})
         self._shutdown()
+        self._store.ensure_locked(self.key, response.get("VersionId"))
         return ObjectInfo(self.key, self.bytes_written)
 
     def _abort(self) -> None:
@@ -91,7 +92,8 @@ class MultipartWriter(ObjectWriter):
     def _send_part(self, part: bytearray) -> None:
         store = self._store
         if self._upload_id is None:
-            params = {"Key": store.object_key(self.key)}
+            store.check_bucket(self.key)
+            params = {"Key": store.object_key(self.key), **store.lock_params(self.key)}
             if self._storage_class:
                 params["StorageClass"] = self._storage_class
             self._upload_id = self._create_upload(params)
