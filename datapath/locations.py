@@ -12,13 +12,17 @@ from drfleet.providers.storage import Store, open_store
 from drfleet.secrets import resolve_secret
 
 
-def store_for(plan: Plan, location: str) -> Store:
-    """The store behind plan location ``location`` (credentials resolved here)."""
-    return _store(location, plan.storage[location])
+def store_for(plan: Plan, location: str, *, role: str = "worker") -> Store:
+    """The store behind plan location ``location`` (credentials resolved here).
+
+    ``role="prune"`` uses the location's prune identity (``prune_access_key``/
+    ``prune_secret_key``) where it has one: the only credentials meant to delete."""
+    loc = plan.storage[location]
+    return _store(location, loc, "prune" if role == "prune" and loc.prune_access_key else "worker")
 
 
 @lru_cache(maxsize=64)
-def _store(name: str, loc: StorageLocation) -> Store:
+def _store(name: str, loc: StorageLocation, role: str = "worker") -> Store:
     if loc.kind == "filesystem":
         return open_store("filesystem", {"root": loc.path, "name": name})
     if loc.kind == "sftp":
@@ -29,11 +33,16 @@ def _store(name: str, loc: StorageLocation) -> Store:
         return open_store("rclone", {"remote": loc.remote, "config_file": loc.rclone_config,
                                      "name": name})
     settings = {"bucket": loc.bucket, "prefix": loc.prefix, "endpoint_url": loc.endpoint_url,
-                "region": loc.s3_region, "storage_class": loc.storage_class, "name": name}
-    if loc.access_key:
-        settings["access_key_id"] = resolve_secret(loc.access_key, what=f"location {name} access key")
-    if loc.secret_key:
-        settings["secret_access_key"] = resolve_secret(loc.secret_key, what=f"location {name} secret key")
+                "region": loc.s3_region, "storage_class": loc.storage_class, "name": name,
+                "versioning": loc.versioning}
+    if loc.object_lock:
+        settings.update(lock_mode=loc.object_lock.mode, lock_seconds=loc.object_lock.retain)
+    access, secret = ((loc.prune_access_key, loc.prune_secret_key) if role == "prune"
+                      else (loc.access_key, loc.secret_key))
+    if access:
+        settings["access_key_id"] = resolve_secret(access, what=f"location {name} {role} access key")
+    if secret:
+        settings["secret_access_key"] = resolve_secret(secret, what=f"location {name} {role} secret key")
     return open_store("s3", settings)
 
 

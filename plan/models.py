@@ -148,6 +148,20 @@ class Region(Strict):
     description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
 
 
+class ObjectLock(Strict):
+    """S3 Object Lock on a location: every object drfleet writes there is retained (cannot
+    be deleted or overwritten by anyone, a worker's credentials included) for `retain`."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(examples=["COMPLIANCE"], description=(
+        "`COMPLIANCE`: nobody, not even the account's root user, can delete an object before "
+        "its retention ends. `GOVERNANCE`: identities granted s3:BypassGovernanceRetention "
+        "can (drfleet never asks to)."))
+    retain: Seconds = Field(description=(
+        "How long each object stays locked from when it is written. It may not be longer "
+        "than the time-based `keep` of a policy whose copies go here (prune could not honour "
+        "that `keep`); prune skips backups still locked and removes them once it ends."))
+
+
 class StorageLocation(Strict):
     """A place backups are written: a filesystem directory, an S3-compatible bucket, a
     directory on an SFTP server, or any rclone remote (GCS, B2, Azure Blob, WebDAV, ...).
@@ -224,6 +238,23 @@ class StorageLocation(Strict):
     cold_storage_class: str | None = Field(None, description=(
         "For `kind: s3`: the storage class of copies made by an `offsite-cold` copy target "
         "(e.g. DEEP_ARCHIVE, GLACIER). Unset: cold copies use `storage_class`."))
+    versioning: bool = Field(False, examples=[True], description=(
+        "For `kind: s3`: require bucket versioning (checked before the first write; `drfleet "
+        "storage prepare` turns it on with an administrator's credentials), so a deletion by a "
+        "worker's credentials leaves the data recoverable. Implied by `object_lock`."))
+    object_lock: ObjectLock | None = Field(None, examples=[{"mode": "COMPLIANCE", "retain": "30 days"}],
+                                           description=(
+        "For `kind: s3`: S3 Object Lock retention set on every object at write time (the "
+        "bucket must have Object Lock enabled; hold markers stay unlocked). Unset: no lock."))
+    prune_access_key: SecretRef | None = Field(None, examples=[{"env": "PRUNE_S3_ACCESS_KEY_ID"}],
+                                               description=(
+        "For `kind: s3`: where the access key id of the prune identity is, the only one "
+        "allowed to delete (s3:DeleteObject, s3:DeleteObjectVersion). Unset: prune uses "
+        "`access_key`. See docs/security.md for the policies."))
+    prune_secret_key: SecretRef | None = Field(None, examples=[{"file": "/run/secrets/prune-s3-secret"}],
+                                               description=(
+        "For `kind: s3`: where the prune identity's secret access key is. Unset: prune uses "
+        "`secret_key`."))
     key: str | None = Field(None, description=(
         "A key category (a name under `keys:`) whose keyring wraps the data keys of copies "
         "stored here, e.g. a separate offsite key. Unset: copies here use the dataset's own "
@@ -241,6 +272,10 @@ class StorageLocation(Strict):
                 raise ValueError(f"an sftp location needs {', '.join(repr(m) for m in missing)}")
             if not self.path.startswith("/"):
                 raise ValueError("an sftp location's 'path' must be absolute on the server")
+        if (self.object_lock or self.versioning or self.prune_access_key) and self.kind != "s3":
+            raise ValueError("'object_lock', 'versioning' and the prune keys are for s3 locations")
+        if bool(self.prune_access_key) != bool(self.prune_secret_key):
+            raise ValueError("give both 'prune_access_key' and 'prune_secret_key', or neither")
         if self.kind == "rclone" and not (self.remote and self.rclone_config):
             raise ValueError("an rclone location needs 'remote' (REMOTE:PATH) and 'rclone_config'")
         if self.kind == "rclone" and ":" not in self.remote:

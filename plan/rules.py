@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from drfleet.plan.copies import CopyTarget, parse_copy_target
+from drfleet.plan.durations import parse_duration
+from drfleet.plan.retention import parse_retention
 
 Issue = tuple[tuple, str]  # (path in the document, message)
 
@@ -157,6 +159,7 @@ def _check_policies(doc: dict, name: str, ds: dict, home: str | None, primary: s
     sovereign = bool(ds.get("region_only")) or any(t.kind == "region-only" for _, t in targets)
     if home is None:
         return
+    yield from _check_locks(doc, name, home, policies)
     for path, target in targets:
         try:
             locations = resolve_copy_target(doc, home, target)
@@ -174,3 +177,41 @@ def _check_policies(doc: dict, name: str, ds: dict, home: str | None, primary: s
             yield path, (f"data sovereignty: dataset {name!r} is region-only ({home}) but copy target "
                          f"{target.label!r} sends copies outside it (to {_listed(outside)}); "
                          f"use 'home-region', or an offsite location with 'jurisdiction: {home}'")
+
+
+def _check_locks(doc: dict, name: str, home: str, policies: list) -> Iterator[Issue]:
+    """A time-based ``keep`` shorter than the Object Lock of a location the policy writes
+    to: prune could not delete on time, so the plan says two contradictory things."""
+    storage = _mapping(doc.get("storage"))
+    locks = {}
+    for loc_name, loc in storage.items():
+        lock = _mapping(_mapping(loc).get("object_lock"))
+        try:
+            locks[loc_name] = parse_duration(lock["retain"]) if "retain" in lock else None
+        except (ValueError, TypeError):
+            continue
+    if not any(locks.values()):
+        return
+    first_home = next((n for n, l in storage.items()
+                       if isinstance(l, dict) and not l.get("offsite") and l.get("region") == home), None)
+    for i, policy in enumerate(policies):
+        policy = _mapping(policy)
+        try:
+            keep = parse_retention(policy.get("keep")).keep_seconds
+        except (ValueError, TypeError):
+            continue
+        if keep is None:
+            continue
+        written = {first_home} if first_home else set()
+        for raw in policy.get("copies") if isinstance(policy.get("copies"), list) else []:
+            try:
+                written.update(resolve_copy_target(doc, home, parse_copy_target(raw)))
+            except ValueError:
+                continue
+        for loc_name in sorted(written - {None}, key=str):
+            retain = locks.get(loc_name)
+            if retain and retain > keep:
+                yield ("datasets", name, "policies", i, "keep"), (
+                    f"keep {policy.get('keep')!r} is shorter than the Object Lock of location "
+                    f"{loc_name!r} ({_mapping(storage[loc_name])['object_lock']['retain']}): prune "
+                    "could not delete on time; lengthen keep or shorten the lock's retain")
