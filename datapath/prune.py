@@ -200,10 +200,12 @@ def _reap_writer_leftovers(store, location: str, grace: float, report: LocationR
 def _prune_dataset(plan, store, location, dataset, *, now, actor, client, lock, grace, report, on_decided,
                    after_dataset, pool):
     manifests, problems = _committed(store, dataset)
+    refused: list[str] = []
     try:
-        held = held_backup_ids(plan, dataset)
+        held = held_backup_ids(plan, dataset, refused=refused)
     except HoldsUnreadable as exc:
         problems.append(exc.message)
+    report.problems += [f"{dataset}: {note}" for note in refused]
     if problems:
         report.problems += [f"{dataset}: {p}" for p in problems]
         report.problems.append(f"{dataset}: nothing of it was pruned at {location} (incomplete view)")
