@@ -157,7 +157,7 @@ def release_hold(plan: Plan, backup_id: str, *, dataset: str | None = None) -> l
         key = hold_key(ds, backup_id)
         for location in plan.storage:
             try:
-                store = store_for(plan, location)
+                store = store_for(plan, location, role="prune")  # the identity that may delete
                 if store.exists(key):
                     store.delete(key)
                     removed.append(location)
