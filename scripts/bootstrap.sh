@@ -48,6 +48,11 @@ if [ ${#want_optional[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/
   systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 mkdir -p /run/sshd 2>/dev/null || true
+# Optional: Azurite (Azure Blob emulator, npm) for the Azure tests of the rclone store; they skip without it.
+if ! command -v azurite-blob >/dev/null && command -v npm >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "bootstrap: installing Azurite (npm)"
+  npm install -g --silent azurite >/dev/null 2>&1 || echo "bootstrap: Azurite not installed; the Azure tests will skip" >&2
+fi
 
 PY=${PYTHON:-python3}
 stamp=.venv/.drfleet-installed

@@ -22,4 +22,5 @@ pytest_plugins = [
     "tests.fixtures.pitr_cluster",
     "tests.fixtures.alertmanager",
     "tests.fixtures.rclone",
+    "tests.fixtures.azurite",
 ]

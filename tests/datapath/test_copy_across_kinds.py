@@ -1,6 +1,6 @@
 """Copies between stores of different kinds, every kind once as source and once as
 destination (filesystem, S3 on moto, SFTP on a real sshd, rclone's local backend, rclone
-serving WebDAV), and `copies check --repair` re-seeding missing and damaged copies across
+serving WebDAV, Azure Blob on Azurite through rclone), and `copies check --repair` re-seeding missing and damaged copies across
 kinds. Every pair of kinds runs under `-m slow`."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from drfleet.datapath.verify import verify_backup
 from tests.datapath.copy_plans import make_copy_plan
 
 KINDS = {"filesystem": "offsite", "s3": "k-s3", "sftp": "k-sftp", "rclone-local": "k-rclone-local",
-         "rclone-served": "k-rclone-served"}
+         "rclone-served": "k-rclone-served", "azure": "k-azure"}
 
 
 @pytest.fixture
-def across(tmp_path, s3_server, sshd_server, rclone_local_config, rclone_served, monkeypatch):
+def across(tmp_path, s3_server, sshd_server, rclone_local_config, rclone_served, azurite, monkeypatch):
     """A plan whose ``site`` policy copies to one offsite location of every kind, and one
     committed backup of it at home (a filesystem store)."""
     monkeypatch.setenv("T_S3_KEY", s3_server.access_key_id)
@@ -38,7 +38,9 @@ def across(tmp_path, s3_server, sshd_server, rclone_local_config, rclone_served,
         f"k-rclone-local: {{kind: rclone, offsite: true, default: false, remote: 'local-test:{tmp_path}/rclone-root', "
         f"rclone_config: {rclone_local_config}}}\n"
         f"k-rclone-served: {{kind: rclone, offsite: true, default: false, remote: '{rclone_served.remote()}', "
-        f"rclone_config: {rclone_served.config_file}}}\n")
+        f"rclone_config: {rclone_served.config_file}}}\n"
+        f"k-azure: {{kind: rclone, offsite: true, default: false, remote: '{azurite.remote()}', "
+        f"rclone_config: {azurite.config_file}}}\n")
     targets = ", ".join(f'"offsite:{loc}"' for loc in KINDS.values() if loc != "offsite")
     plan, _ = make_copy_plan(root, copies=f'home-region, offsite, {targets}', storage=storage)
     backup_id = run_backup(plan, "site", "hourly", region="eu-central")["backup_id"]
@@ -54,7 +56,7 @@ def _copy_and_verify(plan, backup_id, source, destination):
 
 def test_a_ring_of_copies_uses_every_kind_as_source_and_destination(across):
     plan, backup_id = across
-    ring = ["eu-central-store", "k-s3", "k-sftp", "k-rclone-local", "k-rclone-served", "offsite"]
+    ring = ["eu-central-store", "k-s3", "k-sftp", "k-rclone-local", "k-rclone-served", "k-azure", "offsite"]
     for source, destination in zip(ring, ring[1:]):
         _copy_and_verify(plan, backup_id, source, destination)
 
@@ -64,17 +66,17 @@ def test_copies_check_repairs_missing_and_damaged_copies_across_kinds(across):
     for location in KINDS.values():
         copy_backup(plan, f"site/{backup_id}", location)
     assert check_copies(plan, "site").ok
-    sftp, s3, served = (store_for(plan, loc) for loc in ("k-sftp", "k-s3", "k-rclone-served"))
+    sftp, s3, azure = (store_for(plan, loc) for loc in ("k-sftp", "k-s3", "k-azure"))
     sftp.delete(manifest_key("site", backup_id))                      # a missing copy
     damaged = next(info.key for info in s3.list(f"datasets/site/backups/{backup_id}/"))
     s3.put_bytes(damaged, b"not what the manifest says")              # a damaged copy
-    for info in served.list("datasets/site/"):                        # gone altogether
-        served.delete(info.key)
+    for info in azure.list("datasets/site/"):                         # gone altogether
+        azure.delete(info.key)
     report = check_copies(plan, "site")
-    assert sorted(report.repaired) == sorted(f"site/{backup_id}@{loc}" for loc in ("k-sftp", "k-s3", "k-rclone-served"))
+    assert sorted(report.repaired) == sorted(f"site/{backup_id}@{loc}" for loc in ("k-sftp", "k-s3", "k-azure"))
     assert report.healthy
     assert check_copies(plan, "site").ok
-    for location in ("k-sftp", "k-s3", "k-rclone-served"):
+    for location in ("k-sftp", "k-s3", "k-azure"):
         assert verify_backup(plan, f"site/{backup_id}", location=location)["ok"]
 
 

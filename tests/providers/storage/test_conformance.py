@@ -59,6 +59,12 @@ def _rclone_served(tmp_path, request) -> Case:
     return Case(store, store.partials, 300_000)
 
 
+def _azure(tmp_path, request) -> Case:
+    azurite = request.getfixturevalue("azurite")
+    store = RcloneStore(azurite.remote(), str(azurite.config_file))
+    return Case(store, store.partials, 300_000)
+
+
 BACKENDS = {
     "filesystem": _filesystem,
     "s3": _s3,
@@ -66,6 +72,7 @@ BACKENDS = {
     "sftp": _sftp,
     "rclone-local": _rclone_local,
     "rclone-served-webdav": _rclone_served,
+    "rclone-azure-blob-azurite": _azure,
     "retrying-filesystem": lambda t, r: _with(_filesystem(t, r), RetryingStore),
 }
 
