@@ -23,18 +23,19 @@ def store_for(plan: Plan, location: str, *, role: str = "worker") -> Store:
 
 @lru_cache(maxsize=64)
 def _store(name: str, loc: StorageLocation, role: str = "worker") -> Store:
+    limit = {"bandwidth_limit": loc.bandwidth_limit} if loc.bandwidth_limit else {}
     if loc.kind == "filesystem":
-        return open_store("filesystem", {"root": loc.path, "name": name})
+        return open_store("filesystem", {"root": loc.path, "name": name, **limit})
     if loc.kind == "sftp":
         return open_store("sftp", {"host": loc.host, "port": loc.port or 22, "root": loc.path,
                                    "user": loc.user or "root", "key_file": loc.key_file,
-                                   "known_hosts_file": loc.known_hosts, "name": name})
+                                   "known_hosts_file": loc.known_hosts, "name": name, **limit})
     if loc.kind == "rclone":
         return open_store("rclone", {"remote": loc.remote, "config_file": loc.rclone_config,
-                                     "name": name})
+                                     "name": name, **limit})
     settings = {"bucket": loc.bucket, "prefix": loc.prefix, "endpoint_url": loc.endpoint_url,
                 "region": loc.s3_region, "storage_class": loc.storage_class, "name": name,
-                "versioning": loc.versioning}
+                "versioning": loc.versioning, **limit}
     if loc.object_lock:
         settings.update(lock_mode=loc.object_lock.mode, lock_seconds=loc.object_lock.retain)
     access, secret = ((loc.prune_access_key, loc.prune_secret_key) if role == "prune"

@@ -25,6 +25,7 @@ from drfleet.errors import DrfleetError
 from drfleet.names import name_problem
 from drfleet.plan.copies import CopyTarget, parse_copy_target
 from drfleet.plan.durations import parse_duration
+from drfleet.plan.rates import parse_rate
 from drfleet.plan.retention import Retention, parse_retention
 from drfleet.plan.triggers import Trigger, parse_trigger
 
@@ -82,6 +83,13 @@ TriggerField = Annotated[Trigger, BeforeValidator(_trigger), WithJsonSchema(
      "'every N hours|minutes|seconds', 'continuous', 'on-change' or 'on-event: NAME'",
      "examples": ["hourly", "daily at 02:00", "weekly on sunday at 03:00", "every 6 hours",
                   "0 3 * * 0", "continuous", "on-change", "on-event: deployment"]})]
+def _rate(value: Any) -> int:
+    return parse_rate(value)
+
+
+Rate = Annotated[int, BeforeValidator(_rate), WithJsonSchema(
+    {"type": ["string", "integer"], "description": "a bandwidth: '10 MiB/s', '500 KB/s', '8 Mbit/s' or bytes per second",
+     "examples": ["10 MiB/s", "8 Mbit/s"]})]
 RetentionField = Annotated[Retention, BeforeValidator(_retention), WithJsonSchema(
     {"type": ["string", "integer"], "description": "how long copies are kept: a duration, 'N versions' or 'forever'",
      "examples": ["24 hours", "30 days", "10 versions", "forever"]})]
@@ -238,6 +246,9 @@ class StorageLocation(Strict):
     cold_storage_class: str | None = Field(None, description=(
         "For `kind: s3`: the storage class of copies made by an `offsite-cold` copy target "
         "(e.g. DEEP_ARCHIVE, GLACIER). Unset: cold copies use `storage_class`."))
+    bandwidth_limit: Rate | None = Field(None, description=(
+        "The most bandwidth drfleet's transfers to and from this location may use, per worker "
+        "process (all its writes and reads together), for slow or metered links. Unset: no limit."))
     versioning: bool = Field(False, examples=[True], description=(
         "For `kind: s3`: require bucket versioning (checked before the first write; `drfleet "
         "storage prepare` turns it on with an administrator's credentials), so a deletion by a "
@@ -326,6 +337,9 @@ class Host(Strict):
     region: str | None = Field(None, description=(
         "The region (a name under `regions:`) the host is in; `drfleet plan check` rejects "
         "an unknown one. Otherwise informational."))
+    bandwidth_limit: Rate | None = Field(None, description=(
+        "The most bandwidth rsync may use when staging this host's files for a backup "
+        "(rsync --bwlimit), for slow or metered links. Unset: no limit."))
 
 
 class Policy(Strict):

@@ -24,7 +24,7 @@ from drfleet.providers.storage.errors import (
     StoreReadOnly,
     StoreUnavailable,
 )
-from drfleet.providers.storage.wrappers import ReadOnlyStore, RetryingStore, innermost
+from drfleet.providers.storage.wrappers import RateLimit, ReadOnlyStore, RetryingStore, ThrottledStore, innermost
 from drfleet.registry import Registry
 
 
@@ -55,24 +55,33 @@ STORES: Registry[type[Store]] = Registry(
 
 def open_store(kind: str, settings: Mapping[str, Any]) -> Store:
     """Build the ``kind`` backend from ``settings`` (its constructor's keyword arguments)
-    and wrap it in ``RetryingStore``.
+    and wrap it in ``RetryingStore`` (over a ``ThrottledStore`` when ``settings`` has a
+    ``bandwidth_limit`` in bytes per second: every kind takes one).
 
     Raises ``InvalidStoreSettings`` for an unknown kind (listing the known ones) or
     settings the backend does not accept (naming them, never their values).
     """
     store_class = STORES.load(kind)
+    settings = dict(settings)
+    limit = settings.pop("bandwidth_limit", None)
+    if limit is not None and (not isinstance(limit, int) or limit <= 0):
+        raise InvalidStoreSettings("bandwidth_limit is a positive number of bytes per second",
+                                   kind=kind)
     try:
         store = store_class(**settings)
     except TypeError as exc:  # the message names arguments, not their values
         raise InvalidStoreSettings(f"bad settings for a {kind} store: {exc}", kind=kind,
                                    settings=", ".join(sorted(settings))) from exc
+    if limit is not None:
+        store = ThrottledStore(store, RateLimit(limit))
     return RetryingStore(store)
 
 
 __all__ = [
     "innermost",
     "STORES", "InvalidKey", "InvalidStoreSettings", "ObjectArchived", "ObjectExists", "ObjectLocked",
-    "ObjectInfo", "ObjectNotFound", "ObjectWriter", "ReadOnlyStore", "RetryingStore", "Store",
+    "ObjectInfo", "ObjectNotFound", "ObjectWriter", "RateLimit", "ReadOnlyStore", "RetryingStore",
+    "Store", "ThrottledStore",
     "StoreAccessDenied", "StoreError", "StoreFull", "StoreReadOnly", "StoreUnavailable",
     "open_store",
 ]
