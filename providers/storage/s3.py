@@ -325,6 +325,28 @@ class S3Store(Store):
         except (ClientError, BotoCoreError) as exc:
             raise self.translate(exc, None, "list_multipart_uploads") from exc
 
+    def resumable_upload(self, key: str, storage_class: str | None) -> tuple[str, dict[int, tuple[str, int]]] | None:
+        """The newest incomplete upload of ``key`` in ``storage_class`` and its parts
+        ({number: (MD5 hex from the ETag, size)}), or None. Failures to look are not
+        errors: the writer then starts a new upload."""
+        full = self.object_key(key)
+        wanted = storage_class or "STANDARD"
+        try:
+            uploads = [u for u in self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full).get("Uploads", ())
+                       if u["Key"] == full and u.get("StorageClass", "STANDARD") == wanted]
+            if not uploads:
+                return None
+            upload = max(uploads, key=lambda u: u["Initiated"])
+            parts: dict[int, tuple[str, int]] = {}
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=full, UploadId=upload["UploadId"])
+            for page in pages:
+                for part in page.get("Parts", ()):
+                    parts[part["PartNumber"]] = (part["ETag"].strip('"'), part["Size"])
+        except (ClientError, BotoCoreError):
+            return None
+        return upload["UploadId"], parts
+
     def abort_incomplete_uploads(self, older_than_seconds: float = 0) -> int:
         """Abort incomplete uploads initiated more than ``older_than_seconds`` ago (by the
         server's clock, so leave a margin for skew and for uploads still running) and
