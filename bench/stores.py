@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +63,8 @@ print(json.dumps({"seconds": round(time.monotonic() - started, 2),
 
 
 def _measure(script: str, env: dict) -> dict:
-    done = subprocess.run([sys.executable, "-c", MEASURE, script], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", MEASURE, script], env=env, capture_output=True, text=True,
+                          check=False)
     if done.returncode:
         raise RuntimeError(f"{script}\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)
@@ -160,7 +160,7 @@ def run(size_mb: int = 64) -> dict:
             ours_runs, theirs_runs = [], []
             for _ in range(ROUNDS):
                 done = subprocess.run([sys.executable, "-c", CHILD, location], env=env, capture_output=True,
-                                      text=True, cwd=ROOT)
+                                      text=True, cwd=ROOT, check=False)
                 if done.returncode:
                     raise RuntimeError(f"drfleet backup to {location} failed:\n{done.stderr[-3000:]}")
                 ours_runs.append(json.loads(done.stdout.strip().splitlines()[-1]))

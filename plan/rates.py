@@ -16,7 +16,7 @@ def parse_rate(text: str | int) -> int:
         value = text
     else:
         raw = str(text).strip()
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?i?b|[kmg]bit)(?:/s|ps)?", raw, re.I)
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?i?b|[kmg]bit)(?:/s|ps)?", raw, re.IGNORECASE)
         if not m or m.group(2).lower() not in _UNITS:
             raise ValueError(f"bandwidth {raw!r} is not understood; write e.g. '10 MiB/s', "
                              "'500 KB/s' or '8 Mbit/s'")

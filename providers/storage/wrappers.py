@@ -10,7 +10,7 @@ import io
 import logging
 import threading
 import time
-from typing import BinaryIO, Callable, Iterator, TypeVar
+from typing import Any, BinaryIO, Callable, Iterator, TypeVar
 
 from drfleet.providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_prefix
 from drfleet.providers.storage.errors import ObjectExists, StoreReadOnly, StoreUnavailable
@@ -261,7 +261,7 @@ class _ThrottledReader(io.RawIOBase):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001
+    def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)

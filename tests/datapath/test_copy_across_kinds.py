@@ -57,7 +57,7 @@ def _copy_and_verify(plan, backup_id, source, destination):
 def test_a_ring_of_copies_uses_every_kind_as_source_and_destination(across):
     plan, backup_id = across
     ring = ["eu-central-store", "k-s3", "k-sftp", "k-rclone-local", "k-rclone-served", "k-azure", "offsite"]
-    for source, destination in zip(ring, ring[1:]):
+    for source, destination in itertools.pairwise(ring):
         _copy_and_verify(plan, backup_id, source, destination)
 
 

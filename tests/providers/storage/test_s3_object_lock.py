@@ -93,9 +93,8 @@ def test_a_bucket_without_object_lock_is_refused_before_anything_is_written(s3_s
         store.put_bytes("k", b"v")
     assert "immutable-offsite" in str(caught.value) and s3_bucket in str(caught.value)
     assert s3_server.secret_access_key not in str(caught.value)
-    with pytest.raises(InvalidStoreSettings):
-        with store.writer("big") as writer:
-            writer.write(b"z" * (6 * MiB))
+    with pytest.raises(InvalidStoreSettings), store.writer("big") as writer:
+        writer.write(b"z" * (6 * MiB))
     assert s3_server.client().list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
     assert store.list_incomplete_uploads() == []
 
