@@ -8,7 +8,8 @@ made by this script. For every store kind, same run, same machine, same data:
   rclone kinds, also the peak RSS of the ``rclone rcd`` it started;
 * the user's tool: ``tar | zstd -3 | openssl enc`` into a local file, then that file sent
   with ``aws s3 cp`` (S3 on moto's server), ``scp`` (a real sshd on loopback) or ``rclone
-  copy`` (rclone's local backend, and rclone serving WebDAV); the pipeline's time counts in
+  copy`` (rclone's local backend, rclone serving WebDAV, Azure Blob on Azurite when it is
+  installed); the pipeline's time counts in
   the tool's total, and the peak RSS is the largest process of the pipeline and the upload.
 
 Every measurement runs twice; the best run counts.
@@ -127,6 +128,13 @@ def run(size_mb: int = 64) -> dict:
         served = RcloneServed().start()
         servers.append(served)
         rclone_conf = local_config(work)
+        azure = None
+        try:
+            from tests.fixtures.azurite import Azurite
+            azure = Azurite().start()
+            servers.append(azure)
+        except BaseException as exc:  # noqa: BLE001 - pytest.skip when Azurite is not installed
+            print(f"bench: Azure skipped ({exc})", file=sys.stderr)
         (work / "sftp-store").mkdir()
         storage = (
             f"s3: {{kind: s3, region: bench, bucket: bench, endpoint_url: '{s3.endpoint_url}', s3_region: us-east-1, "
@@ -137,6 +145,9 @@ def run(size_mb: int = 64) -> dict:
             f"rclone_config: {rclone_conf}}}\n"
             f"rclone-served: {{kind: rclone, region: bench, remote: 'served:bench', "
             f"rclone_config: {served.config_file}}}\n")
+        if azure:
+            storage += (f"azure: {{kind: rclone, region: bench, remote: 'azure:{azure.container}/bench', "
+                        f"rclone_config: {azure.config_file}}}\n")
         plan = write_plan(work, src, storage)
         env = {**os.environ, "DRFLEET_PLAN": str(plan), "PYTHONPATH": str(ROOT),
                "BENCH_S3_KEY": s3.access_key_id, "BENCH_S3_SECRET": s3.secret_access_key,
@@ -154,6 +165,9 @@ def run(size_mb: int = 64) -> dict:
             "rclone-local": ("rclone copy", f"{pipeline} && rclone --config {rclone_conf} copy {archive} local-test:{work}/rclone-tool"),
             "rclone-served": ("rclone copy", f"{pipeline} && rclone --config {served.config_file} copy {archive} served:tool"),
         }
+        if azure:
+            tools["azure"] = ("rclone copy", f"{pipeline} && rclone --config {azure.config_file} copy {archive} "
+                                             f"azure:{azure.container}/tool")
         src_bytes = sum(p.stat().st_size for p in src.iterdir())
         out: dict = {"source_mb": round(src_bytes / 2**20, 1), "stores": {}}
         for location, (tool, script) in tools.items():
@@ -169,7 +183,7 @@ def run(size_mb: int = 64) -> dict:
             theirs = min(theirs_runs, key=lambda r: r["seconds"])
             row = {"drfleet_seconds": ours["seconds"], "drfleet_peak_rss_mb": ours["peak_rss_mb"],
                    "tool": tool, "tool_seconds": theirs["seconds"], "tool_peak_rss_mb": theirs["peak_rss_mb"]}
-            if location.startswith("rclone"):
+            if location.startswith("rclone") or location == "azure":
                 row["drfleet_rclone_rcd_peak_rss_mb"] = ours["rclone_rss_mb"]
             out["stores"][location] = row
         return out

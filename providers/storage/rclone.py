@@ -37,6 +37,7 @@ import io
 import json
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -47,6 +48,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from datetime import datetime, timedelta, timezone
 from base64 import b64encode
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -323,15 +325,29 @@ class RcloneStore(Store):
         """Temp objects under ``.partial/`` (writes in flight or abandoned)."""
         return [info.key for info in self._list(PARTIAL_DIR + "/", hide_partials=False)]
 
-    def reap_partials(self) -> int:
-        """Remove every temp object under ``.partial/``; only call when no write runs."""
-        names = self.partials()
-        for name in names:
+    def reap_partials(self, older_than_seconds: float) -> int:
+        """Remove temp objects under ``.partial/`` not modified for ``older_than_seconds``
+        (left by killed writers; prune calls this with its grace) and return how many."""
+        try:
+            answer = self.rc("list", None, fs=self.remote, remote=PARTIAL_DIR,
+                             opt={"recurse": True, "filesOnly": True, "noMimeType": True})
+        except StoreError as exc:
+            if "directory not found" in exc.message:
+                return 0
+            raise
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_seconds)
+        removed = 0
+        for item in answer.get("list") or ():
+            modified = _mod_time(item.get("ModTime"))
+            if modified is not None and modified > cutoff:
+                continue
+            name = item["Path"]  # relative to the remote, .partial/ included
             try:
                 self.rc("deletefile", name, fs=self.remote, remote=name)
+                removed += 1
             except ObjectNotFound:
                 pass
-        return len(names)
+        return removed
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -498,6 +514,18 @@ class _ReadStream(io.RawIOBase):
         if not self.closed:
             self._response.close()
         super().close()
+
+
+def _mod_time(text: Any) -> datetime | None:
+    """rclone's ModTime (RFC 3339 with up to nanoseconds) as a datetime; None if unreadable."""
+    if not isinstance(text, str):
+        return None
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if not match:
+        return None
+    fraction = (match.group(2) or "0")[:6].ljust(6, "0")
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(f"{match.group(1)}.{fraction}{zone}")
 
 
 def _json(data: bytes) -> dict:

@@ -74,3 +74,17 @@ def test_the_served_remote_holds_objects_where_rclone_puts_them(rclone_served):
     on_disk = rclone_served.data / remote.split(":", 1)[1] / "d" / "e" / "obj"
     assert on_disk.read_bytes() == b"payload"
     assert store.partials() == []
+
+
+def test_temp_objects_of_killed_writers_are_reaped_after_the_grace(tmp_path):
+    require_rclone()
+    store = RcloneStore(f"local-test:{tmp_path / 'root'}", str(local_config(tmp_path)))
+    writer = store.writer("big")
+    writer.write(b"x" * 100_000)
+    writer._queue.put(None)  # the upload ends without a commit: a writer killed mid-object
+    writer._thread.join()
+    assert store.partials() and not store.exists("big") and list(store.list()) == []
+    assert store.reap_partials(3600) == 0
+    assert store.reap_partials(-1) == 1
+    assert store.partials() == []
+    store.daemon.stop()
