@@ -48,9 +48,9 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timedelta, timezone
 from base64 import b64encode
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
 from drfleet.providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_key, validate_prefix
