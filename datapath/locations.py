@@ -8,7 +8,7 @@ from functools import lru_cache
 from drfleet.backup_format.keyring import Keyring, load_keyring
 from drfleet.plan.models import Plan, StorageLocation
 from drfleet.plan.rules import resolve_copy_target
-from drfleet.providers.storage import Store, open_store
+from drfleet.providers.storage import InvalidStoreSettings, Store, open_store
 from drfleet.secrets import resolve_secret
 
 
@@ -18,11 +18,37 @@ def store_for(plan: Plan, location: str, *, role: str = "worker") -> Store:
     ``role="prune"`` uses the location's prune identity (``prune_access_key``/
     ``prune_secret_key``) where it has one: the only credentials meant to delete."""
     loc = plan.storage[location]
-    return _store(location, loc, "prune" if role == "prune" and loc.prune_access_key else "worker")
+    return _store(location, loc, "prune" if role == "prune" and loc.prune_access_key else "worker",
+                  lock_seconds(plan, location) if loc.object_lock else None)
+
+
+def lock_seconds(plan: Plan, location: str) -> int:
+    """How long objects written to ``location`` are locked: its ``object_lock.retain``, or
+    else the shortest time-based ``keep`` of the policies writing there (so a backup's lock
+    ends with its retention). ``plan check`` makes sure one of the two exists."""
+    lock = plan.storage[location].object_lock
+    if lock is not None and lock.retain is not None:
+        return lock.retain
+    cached = _IMPLICIT_LOCKS.get((id(plan), location))
+    if cached is not None and cached[0] is plan:
+        return cached[1]
+    keeps = [policy.keep.keep_seconds for name, ds in plan.datasets.items() for policy in ds.policies
+             if policy.keep.keep_seconds is not None
+             and location in dict(copy_locations(plan, name, policy.name))]
+    if not keeps:
+        raise InvalidStoreSettings("object_lock has no retain and no policy with a time-based keep "
+                                   "writes here", store=location, hint="give the lock a 'retain'")
+    if len(_IMPLICIT_LOCKS) > 64:
+        _IMPLICIT_LOCKS.clear()
+    _IMPLICIT_LOCKS[(id(plan), location)] = (plan, min(keeps))
+    return min(keeps)
+
+
+_IMPLICIT_LOCKS: dict[tuple[int, str], tuple[Plan, int]] = {}
 
 
 @lru_cache(maxsize=64)
-def _store(name: str, loc: StorageLocation, role: str = "worker") -> Store:
+def _store(name: str, loc: StorageLocation, role: str = "worker", lock: int | None = None) -> Store:
     limit = {"bandwidth_limit": loc.bandwidth_limit} if loc.bandwidth_limit else {}
     if loc.kind == "filesystem":
         return open_store("filesystem", {"root": loc.path, "name": name, **limit})
@@ -37,7 +63,7 @@ def _store(name: str, loc: StorageLocation, role: str = "worker") -> Store:
                 "region": loc.s3_region, "storage_class": loc.storage_class, "name": name,
                 "versioning": loc.versioning, **limit}
     if loc.object_lock:
-        settings.update(lock_mode=loc.object_lock.mode, lock_seconds=loc.object_lock.retain)
+        settings.update(lock_mode=loc.object_lock.mode, lock_seconds=lock)
     access, secret = ((loc.prune_access_key, loc.prune_secret_key) if role == "prune"
                       else (loc.access_key, loc.secret_key))
     if access:

@@ -164,10 +164,12 @@ class ObjectLock(Strict):
         "`COMPLIANCE`: nobody, not even the account's root user, can delete an object before "
         "its retention ends. `GOVERNANCE`: identities granted s3:BypassGovernanceRetention "
         "can (drfleet never asks to)."))
-    retain: Seconds = Field(description=(
+    retain: Seconds | None = Field(None, description=(
         "How long each object stays locked from when it is written. It may not be longer "
         "than the time-based `keep` of a policy whose copies go here (prune could not honour "
-        "that `keep`); prune skips backups still locked and removes them once it ends."))
+        "that `keep`); prune skips backups still locked and removes them once it ends. Unset: "
+        "the shortest time-based `keep` of the policies writing here, so a backup's lock ends "
+        "with its retention (`plan check` refuses it when no such policy writes here)."))
 
 
 class StorageLocation(Strict):

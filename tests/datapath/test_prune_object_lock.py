@@ -92,3 +92,23 @@ def test_object_lock_is_only_for_s3_locations(tmp_path, monkeypatch):
                "object_lock: {mode: GOVERNANCE, retain: 1 day}}\n")
     with pytest.raises(PlanInvalid, match="s3 locations"):
         load_plan(write_plan(tmp_path / "plan", storage=storage))
+
+
+def test_a_lock_without_retain_lasts_as_long_as_the_shortest_keep_writing_there(tmp_path, s3_server, monkeypatch):
+    from drfleet.datapath.locations import lock_seconds
+
+    path = _plan(tmp_path, s3_server, monkeypatch, "b", keep="3 days")
+    path.write_text(path.read_text().replace("object_lock: {mode: COMPLIANCE, retain: 2 seconds}",
+                                             "object_lock: {mode: COMPLIANCE}"))
+    plan = load_plan(path)
+    assert lock_seconds(plan, "vault") == 3 * 86400
+    assert innermost(store_for(plan, "vault")).lock_seconds == 3 * 86400
+
+
+def test_a_lock_without_retain_needs_a_time_based_keep(tmp_path, s3_server, monkeypatch):
+    path = _plan(tmp_path, s3_server, monkeypatch, "b", keep="5 versions")
+    path.write_text(path.read_text().replace("object_lock: {mode: COMPLIANCE, retain: 2 seconds}",
+                                             "object_lock: {mode: COMPLIANCE}"))
+    with pytest.raises(PlanInvalid, match="give 'retain'") as caught:
+        load_plan(path)
+    assert "vault" in str(caught.value)
