@@ -32,6 +32,13 @@ def enforcing():
     """A moto server of our own (auth is enforced server-wide) with a locked bucket and
     the two identities; yields (server, bucket, {role: (key id, secret)})."""
     server = S3Server().start()
+    try:
+        yield _set_up(server)
+    finally:
+        server.stop()
+
+
+def _set_up(server):
     bucket = f"drfleet-iam-{uuid.uuid4().hex[:10]}"
     server.client().create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     iam = boto3.session.Session().client(
@@ -47,8 +54,7 @@ def enforcing():
     request = urllib.request.Request(f"{server.endpoint_url}/moto-api/reset-auth", data=b"0", method="POST",
                                      headers={"Content-Type": "text/plain"})
     urllib.request.urlopen(request, timeout=5).close()  # from now on every request is authorised
-    yield server, bucket, keys
-    server.stop()
+    return server, bucket, keys
 
 
 def _client(server, keys):
