@@ -20,6 +20,7 @@ BENCHMARKS = [
     ("incremental_tree", {}, {"files": 100_000, "size": 2 << 30}),
     ("wal_push", {}, {"scale": 70, "seconds": 120}),
     ("audit_query", {"records": 20_000}, {"records": 100_000}),
+    ("stores", {"size_mb": 64}, {"size_mb": 1024}),
 ]
 
 

@@ -36,7 +36,7 @@ for command in (demo, backup, trigger, backups_group, restore, verify, keys_grou
 # Each of these modules exposes COMMANDS, the click commands it adds.
 COMMAND_MODULES = ("drfleet.cli.retention_cmds", "drfleet.cli.copy_cmds", "drfleet.cli.drill_cmds", "drfleet.cli.wal_cmds", "drfleet.cli.runbook_cmds",
                    "drfleet.cli.key_cmds", "drfleet.cli.alert_cmds", "drfleet.cli.access_cmds",
-                   "drfleet.cli.breakglass_cmds")
+                   "drfleet.cli.breakglass_cmds", "drfleet.cli.storage_cmds")
 for module_name in COMMAND_MODULES:
     for command in importlib.import_module(module_name).COMMANDS:
         main.add_command(command)

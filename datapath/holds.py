@@ -4,14 +4,23 @@ A hold lives in the stores themselves, next to the backup, so it survives the lo
 fleet's Redis: ``datasets/{dataset}/holds/{backup_id}.json`` (see docs/format.md, "Holds")
 holding who placed it, when, and why. ``place_hold`` writes the marker into every storage
 location that has the backup's manifest; ``release_hold`` removes it from every location.
-A backup counts as held when any of the plan's stores has a marker for it, and
-``held_backup_ids`` refuses to answer (``HoldsUnreadable``) when a store cannot be listed,
-so prune deletes nothing it cannot prove is free of holds.
+A backup counts as held when any of the plan's stores has a *valid* marker for it, and
+``held_backup_ids`` refuses to answer (``HoldsUnreadable``) when a store cannot be listed
+or a marker read, so prune deletes nothing it cannot prove is free of holds.
+
+Markers are authenticated: each carries an HMAC-SHA256 (``mac``) under a key derived from
+a master key of the dataset's keyring (``key_id`` names which), so credentials that can
+write to a store but do not hold the keyring cannot forge a hold (to keep data past its
+retention, say). A marker without a valid MAC is refused (it does not hold anything) and
+reported: in prune's problems, in the log, and in ``list_holds``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -19,12 +28,14 @@ from drfleet.backup_format.layout import check_backup_id, check_dataset, manifes
 from drfleet.backup_format.manifest import format_timestamp
 from drfleet.datapath.catalog import find_backup
 from drfleet.datapath.errors import DataPathError
-from drfleet.datapath.locations import store_for
+from drfleet.datapath.locations import keyring_for, store_for
 from drfleet.errors import DrfleetError
 from drfleet.plan.models import Plan
 
 HOLD_FORMAT = "drfleet-hold"
-HOLD_VERSION = 1
+HOLD_VERSION = 2
+_MAC_CONTEXT = b"drfleet/v1/hold-mac"
+logger = logging.getLogger(__name__)
 
 
 class HoldsUnreadable(DataPathError):
@@ -53,10 +64,55 @@ class Hold:
     at: str
     reason: str
     locations: tuple[str, ...] = ()
+    valid: bool = True  # False: a marker refused (no valid MAC); it holds nothing
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "backup_id": self.backup_id, "by": self.by, "at": self.at,
-                "reason": self.reason, "locations": list(self.locations)}
+                "reason": self.reason, "locations": list(self.locations), "valid": self.valid}
+
+
+class HoldRefused(ValueError):
+    """A marker that does not authenticate; the message says why (never key material)."""
+
+
+def _mac(material: bytes, fields: dict) -> str:
+    mac_key = hmac.new(material, _MAC_CONTEXT, hashlib.sha256).digest()
+    signed = json.dumps({k: v for k, v in fields.items() if k != "mac"}, sort_keys=True,
+                        separators=(",", ":"), ensure_ascii=False).encode()
+    return hmac.new(mac_key, signed, hashlib.sha256).hexdigest()
+
+
+def sign_marker(fields: dict, keyring) -> bytes:
+    """The marker document for ``fields``, signed with the keyring's active key."""
+    key = keyring.active
+    fields = {**fields, "key_id": key.id}
+    return json.dumps({**fields, "mac": _mac(key.material, fields)}, sort_keys=True).encode() + b"\n"
+
+
+def verify_marker(data: bytes, keyring, dataset: str, backup_id: str) -> dict:
+    """The marker's fields if it is a v2 marker for this backup with a valid MAC under a
+    key of ``keyring``; raises HoldRefused saying why otherwise."""
+    try:
+        fields = json.loads(data)
+    except ValueError:
+        raise HoldRefused("the marker is not JSON") from None
+    if not isinstance(fields, dict) or fields.get("format") != HOLD_FORMAT:
+        raise HoldRefused("the marker is not a drfleet hold")
+    if "mac" not in fields or "key_id" not in fields:
+        raise HoldRefused("the marker is not signed (written by an older drfleet or by hand: "
+                          "place the hold again with `drfleet hold`)")
+    key_id = fields["key_id"]
+    if not isinstance(key_id, str) or key_id not in keyring:
+        raise HoldRefused(f"the marker names key {key_id!r}, which the {keyring.category} keyring does not have")
+    if not hmac.compare_digest(str(fields["mac"]), _mac(keyring.get(key_id).material, fields)):
+        raise HoldRefused("the marker's MAC does not match: it was not signed with the plan's key")
+    if fields.get("dataset") != dataset or fields.get("backup_id") != backup_id:
+        raise HoldRefused("the marker is signed for another backup (copied from elsewhere)")
+    return fields
+
+
+def _keyring_of(plan: Plan, dataset: str):
+    return keyring_for(plan, plan.dataset(dataset).key)
 
 
 def place_hold(plan: Plan, backup_id: str, *, by: str, reason: str = "",
@@ -70,9 +126,9 @@ def place_hold(plan: Plan, backup_id: str, *, by: str, reason: str = "",
     record = find_backup(plan, backup_id)
     dataset, backup_id = record.dataset, record.backup_id
     at = format_timestamp(now or datetime.now(timezone.utc))
-    body = json.dumps({"format": HOLD_FORMAT, "version": HOLD_VERSION, "dataset": dataset,
-                       "backup_id": backup_id, "by": by, "at": at, "reason": reason},
-                      sort_keys=True).encode() + b"\n"
+    body = sign_marker({"format": HOLD_FORMAT, "version": HOLD_VERSION, "dataset": dataset,
+                        "backup_id": backup_id, "by": by, "at": at, "reason": reason},
+                       _keyring_of(plan, dataset))
     written, failed = [], []
     for location in plan.storage:
         try:
@@ -101,7 +157,7 @@ def release_hold(plan: Plan, backup_id: str, *, dataset: str | None = None) -> l
         key = hold_key(ds, backup_id)
         for location in plan.storage:
             try:
-                store = store_for(plan, location)
+                store = store_for(plan, location, role="prune")  # the identity that may delete
                 if store.exists(key):
                     store.delete(key)
                     removed.append(location)
@@ -113,21 +169,38 @@ def release_hold(plan: Plan, backup_id: str, *, dataset: str | None = None) -> l
     return removed
 
 
-def held_backup_ids(plan: Plan, dataset: str) -> set[str]:
-    """Ids of ``dataset``'s backups with a hold marker in any of the plan's stores.
+def held_backup_ids(plan: Plan, dataset: str, *, refused: list[str] | None = None) -> set[str]:
+    """Ids of ``dataset``'s backups with a valid hold marker in any of the plan's stores.
 
-    Raises HoldsUnreadable naming the store when one cannot be listed.
+    A marker that does not authenticate holds nothing; it is logged and described in
+    ``refused`` (when given). Raises HoldsUnreadable naming the store when one cannot be
+    listed or a marker read, or when the dataset's keyring cannot be loaded.
     """
     held: set[str] = set()
     prefix = holds_prefix(dataset)
+    keyring = None
     for location in plan.storage:
         try:
-            keys = [info.key for info in store_for(plan, location).list(prefix)]
+            store = store_for(plan, location)
+            keys = [info.key for info in store.list(prefix)]
+            for key in keys:
+                backup_id = _backup_id_of(key, prefix)
+                if backup_id is None or backup_id in held:
+                    continue
+                data = store.get_bytes(key)
+                keyring = keyring or _keyring_of(plan, dataset)
+                try:
+                    verify_marker(data, keyring, dataset, backup_id)
+                except HoldRefused as why:
+                    note = f"hold marker {key} in {location} refused: {why}"
+                    logger.warning("%s", note)
+                    if refused is not None:
+                        refused.append(note)
+                    continue
+                held.add(backup_id)
         except DrfleetError as exc:
             raise HoldsUnreadable(f"cannot read the legal holds of {dataset} in {location}",
                                   dataset=dataset, location=location, error=exc.message) from exc
-        held.update(_backup_id_of(key, prefix) for key in keys)
-    held.discard(None)
     return held
 
 
@@ -147,19 +220,25 @@ def list_holds(plan: Plan, dataset: str | None = None) -> list[Hold]:
                 backup_id = _backup_id_of(info.key, prefix)
                 if backup_id is None:
                     continue
-                hold = found.get((ds, backup_id)) or _read(store, info.key, ds, backup_id)
+                hold = found.get((ds, backup_id)) or _read(plan, store, info.key, ds, backup_id)
                 found[(ds, backup_id)] = Hold(hold.dataset, hold.backup_id, hold.by, hold.at, hold.reason,
-                                              hold.locations + (location,))
+                                              hold.locations + (location,), hold.valid)
     return sorted(found.values(), key=lambda h: (h.backup_id, h.dataset))
 
 
-def _read(store, key: str, dataset: str, backup_id: str) -> Hold:
+def _read(plan: Plan, store, key: str, dataset: str, backup_id: str) -> Hold:
     try:
-        data = json.loads(store.get_bytes(key))
-        return Hold(dataset, backup_id, str(data.get("by", "?")), str(data.get("at", "?")),
-                    str(data.get("reason", "")))
-    except (DrfleetError, ValueError, AttributeError):
-        return Hold(dataset, backup_id, "?", "?", "(marker unreadable; still counts as a hold)")
+        raw = store.get_bytes(key)
+    except DrfleetError:
+        return Hold(dataset, backup_id, "?", "?", "(marker unreadable; prune deletes nothing of the dataset)")
+    try:
+        data = verify_marker(raw, _keyring_of(plan, dataset), dataset, backup_id)
+    except HoldRefused as why:
+        return Hold(dataset, backup_id, "?", "?", f"(refused, holds nothing: {why})", valid=False)
+    except DrfleetError as exc:
+        return Hold(dataset, backup_id, "?", "?", f"(cannot be checked: {exc.message})", valid=False)
+    return Hold(dataset, backup_id, str(data.get("by", "?")), str(data.get("at", "?")),
+                str(data.get("reason", "")))
 
 
 def _backup_id_of(key: str, prefix: str) -> str | None:

@@ -112,13 +112,15 @@ class LocationReport:
     orphans: list[str] = field(default_factory=list)      # removed, or (dry) pending removal
     problems: list[str] = field(default_factory=list)
     reaped: int = 0  # writers' leftovers removed: temp files, incomplete multipart uploads
+    locked: list[str] = field(default_factory=list)  # "dataset/backup_id until DATE": Object Lock
 
     def to_dict(self, *, verdicts: bool = True) -> dict:
         out = {"location": self.location, "dry_run": self.dry_run,
                "kept": sum(len(d.kept) for d in self.decisions.values()),
                "deleted": self.deleted if not self.dry_run else
                [f"{v.backup.dataset}/{v.backup.backup_id}" for d in self.decisions.values() for v in d.deleted],
-               "orphans": self.orphans, "problems": self.problems, "reaped": self.reaped}
+               "orphans": self.orphans, "problems": self.problems, "reaped": self.reaped,
+               "locked": self.locked}
         if verdicts:
             out["verdicts"] = [{"dataset": v.backup.dataset, "backup_id": v.backup.backup_id,
                                 "policy": v.backup.policy, "created_at": v.backup.created_at.isoformat(),
@@ -155,7 +157,7 @@ def prune_location(plan: Plan, location: str, *, dataset: str | None = None, dry
 def _prune_location(plan, location, *, dataset, dry_run, now, actor, store, client, wait_seconds, lock_ttl,
                     orphan_grace, on_decided, after_dataset) -> LocationReport:
     now = now or datetime.now(timezone.utc)
-    store = store or store_for(plan, location)
+    store = store or store_for(plan, location, role="prune")
     client = client or state_client()
     grace = default_orphan_grace() if orphan_grace is None else orphan_grace
     report = LocationReport(location, dry_run)
@@ -200,10 +202,12 @@ def _reap_writer_leftovers(store, location: str, grace: float, report: LocationR
 def _prune_dataset(plan, store, location, dataset, *, now, actor, client, lock, grace, report, on_decided,
                    after_dataset, pool):
     manifests, problems = _committed(store, dataset)
+    refused: list[str] = []
     try:
-        held = held_backup_ids(plan, dataset)
+        held = held_backup_ids(plan, dataset, refused=refused)
     except HoldsUnreadable as exc:
         problems.append(exc.message)
+    report.problems += [f"{dataset}: {note}" for note in refused]
     if problems:
         report.problems += [f"{dataset}: {p}" for p in problems]
         report.problems.append(f"{dataset}: nothing of it was pruned at {location} (incomplete view)")
@@ -226,7 +230,8 @@ def _prune_dataset(plan, store, location, dataset, *, now, actor, client, lock, 
     pending_key = key("prune", "pending", location)
     pending = {f.decode().split("/", 1)[1] for f in client.hkeys(pending_key)
                if f.decode().startswith(dataset + "/")}
-    doomed = decision.deleted
+    doomed = _unlocked(store, dataset, decision.deleted, lambda v: [manifest_keys[v.backup.backup_id]],
+                       lambda v: v.backup.backup_id, report)
     if doomed:
         client.hset(pending_key, mapping={f"{dataset}/{v.backup.backup_id}": now.isoformat() for v in doomed})
 
@@ -269,6 +274,7 @@ def _remove_orphans(store, location, dataset, objects, committed, pending, *, no
         client.hset(orphans_key, mapping=first_sightings)
     due = sorted(b for b in orphans if b in pending
                  or (f"{dataset}/{b}" in seen and now.timestamp() - seen[f"{dataset}/{b}"] >= grace))
+    due = _unlocked(store, dataset, due, lambda b: objects[b], lambda b: b, report)
     _in_chunks(pool, lock, store.delete, [k for b in due for k in objects[b]])
 
     audit.record_many("prune.orphan", [
@@ -279,6 +285,25 @@ def _remove_orphans(store, location, dataset, objects, committed, pending, *, no
         client.hdel(orphans_key, *(f"{dataset}/{b}" for b in due))
         _forget(client, pending_key, location, dataset, due, recorded_here)
     report.orphans += [f"{dataset}/{b}" for b in due]
+
+
+def _unlocked(store, dataset: str, items: list, keys_of: Callable, name_of: Callable,
+              report: LocationReport) -> list:
+    """``items`` without those whose objects are still under an S3 Object Lock retention
+    (by the real clock: the server enforces it); those are reported under ``locked`` and
+    left for a prune after the retention ends, so prune never tries to delete early."""
+    retained_until = getattr(innermost(store), "retained_until", None)
+    if retained_until is None or not getattr(innermost(store), "lock_mode", None):
+        return items
+    wall = datetime.now(timezone.utc)
+    free = []
+    for item in items:
+        until = max((u for u in map(retained_until, keys_of(item)) if u is not None), default=None)
+        if until is not None and until > wall:
+            report.locked.append(f"{dataset}/{name_of(item)} until {until.isoformat()}")
+        else:
+            free.append(item)
+    return free
 
 
 def _in_chunks(pool: ThreadPoolExecutor, lock: PruneLock, fn: Callable, items: list, *,

@@ -83,6 +83,13 @@ class StagedTree:
     quiescent: bool = False
 
 
+def rsync_options(plan: Plan, host_name: str) -> list[str]:
+    """rsync's options for staging ``host_name``: RSYNC_OPTIONS, and ``--bwlimit`` (KiB/s)
+    when the host has a ``bandwidth_limit``."""
+    limit = plan.hosts[host_name].bandwidth_limit
+    return RSYNC_OPTIONS + ([f"--bwlimit={max(1, limit // 1024)}"] if limit else [])
+
+
 def ssh_target_for(plan: Plan, host_name: str) -> SshTarget:
     """The SshTarget of plan host ``host_name`` (key and known_hosts by path only)."""
     host = plan.hosts[host_name]
@@ -128,7 +135,7 @@ def staged_tree(plan: Plan, dataset: str) -> Iterator[StagedTree]:
         _check_remote_directory(target, source.path, dataset)
         try:
             result = with_retries(lambda: rsync_pull(target, source.path, tree.path, delete=True,
-                                                     extra=RSYNC_OPTIONS),
+                                                     extra=rsync_options(plan, source.host)),
                                   attempts=RSYNC_ATTEMPTS, base_delay=RSYNC_RETRY_DELAY)
         except RsyncFailed as exc:
             error = RemoteTreeUnavailable(

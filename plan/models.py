@@ -25,6 +25,7 @@ from drfleet.errors import DrfleetError
 from drfleet.names import name_problem
 from drfleet.plan.copies import CopyTarget, parse_copy_target
 from drfleet.plan.durations import parse_duration
+from drfleet.plan.rates import parse_rate
 from drfleet.plan.retention import Retention, parse_retention
 from drfleet.plan.triggers import Trigger, parse_trigger
 
@@ -82,6 +83,13 @@ TriggerField = Annotated[Trigger, BeforeValidator(_trigger), WithJsonSchema(
      "'every N hours|minutes|seconds', 'continuous', 'on-change' or 'on-event: NAME'",
      "examples": ["hourly", "daily at 02:00", "weekly on sunday at 03:00", "every 6 hours",
                   "0 3 * * 0", "continuous", "on-change", "on-event: deployment"]})]
+def _rate(value: Any) -> int:
+    return parse_rate(value)
+
+
+Rate = Annotated[int, BeforeValidator(_rate), WithJsonSchema(
+    {"type": ["string", "integer"], "description": "a bandwidth: '10 MiB/s', '500 KB/s', '8 Mbit/s' or bytes per second",
+     "examples": ["10 MiB/s", "8 Mbit/s"]})]
 RetentionField = Annotated[Retention, BeforeValidator(_retention), WithJsonSchema(
     {"type": ["string", "integer"], "description": "how long copies are kept: a duration, 'N versions' or 'forever'",
      "examples": ["24 hours", "30 days", "10 versions", "forever"]})]
@@ -109,7 +117,7 @@ class SecretRef(Strict):
         "unreadable or empty file fails the task that needs it, naming the path."))
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "SecretRef":
+    def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (a variable name) or 'file' (a secret file path)")
         return self
@@ -148,16 +156,36 @@ class Region(Strict):
     description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
 
 
+class ObjectLock(Strict):
+    """S3 Object Lock on a location: every object drfleet writes there is retained (cannot
+    be deleted or overwritten by anyone, a worker's credentials included) for `retain`."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(examples=["COMPLIANCE"], description=(
+        "`COMPLIANCE`: nobody, not even the account's root user, can delete an object before "
+        "its retention ends. `GOVERNANCE`: identities granted s3:BypassGovernanceRetention "
+        "can (drfleet never asks to)."))
+    retain: Seconds | None = Field(None, description=(
+        "How long each object stays locked from when it is written. It may not be longer "
+        "than the time-based `keep` of a policy whose copies go here (prune could not honour "
+        "that `keep`); prune skips backups still locked and removes them once it ends. Unset: "
+        "the shortest time-based `keep` of the policies writing here, so a backup's lock ends "
+        "with its retention (`plan check` refuses it when no such policy writes here)."))
+
+
 class StorageLocation(Strict):
-    """A place backups are written: a filesystem directory or an S3-compatible bucket.
+    """A place backups are written: a filesystem directory, an S3-compatible bucket, a
+    directory on an SFTP server, or any rclone remote (GCS, B2, Azure Blob, WebDAV, ...).
 
     ``region`` is where it lives; offsite locations set ``offsite: true`` and may name the
     ``jurisdiction`` (a region) they are in, which the sovereignty rule honours.
     """
 
-    kind: Literal["filesystem", "s3"] = Field(description=(
+    kind: Literal["filesystem", "s3", "sftp", "rclone"] = Field(description=(
         "`filesystem`: a directory on the workers (needs `path`); `s3`: an S3-compatible "
-        "bucket (needs `bucket`)."))
+        "bucket (needs `bucket`); `sftp`: a directory on an SSH server (needs `host`, `path`, "
+        "`key_file`, `known_hosts`); `rclone`: a remote of rclone's own config file (needs "
+        "`remote` and `rclone_config`), for Google Cloud Storage, Backblaze B2, Azure Blob "
+        "Storage, WebDAV and every other rclone backend."))
     region: str | None = Field(None, description=(
         "The region (a name under `regions:`) this location is in; required unless "
         "`offsite: true`. A dataset's backups are first written to the first non-offsite "
@@ -177,7 +205,27 @@ class StorageLocation(Strict):
         "region; unset, the location counts as outside every region."))
     path: str | None = Field(None, description=(
         "For `kind: filesystem`: the directory backups are written under, as seen by the "
-        "workers that use this location. Required for filesystem locations."))
+        "workers that use this location. For `kind: sftp`: the absolute directory on the SSH "
+        "server. Required for filesystem and sftp locations."))
+    host: str | None = Field(None, examples=["backup.example.net"], description=(
+        "For `kind: sftp`: the SSH server's address or DNS name. Required for sftp locations."))
+    port: int | None = Field(None, ge=1, le=65535, examples=[22], description=(
+        "For `kind: sftp`: the SSH port. Default 22."))
+    user: str | None = Field(None, examples=["backup"], description=(
+        "For `kind: sftp`: the SSH login user. Default root."))
+    key_file: str | None = Field(None, examples=["/etc/drfleet/ssh/backup_ed25519"], description=(
+        "For `kind: sftp`: path of the SSH private key on the workers (a path, never the key). "
+        "Required for sftp locations."))
+    known_hosts: str | None = Field(None, examples=["/etc/drfleet/ssh/known_hosts"], description=(
+        "For `kind: sftp`: path of a known_hosts file on the workers listing the server's host "
+        "key; an unknown or changed key is refused, never accepted. Required for sftp locations."))
+    remote: str | None = Field(None, examples=["gcs-backups:drfleet-backups/fleet"], description=(
+        "For `kind: rclone`: `REMOTE:PATH`, a remote of `rclone_config` and the directory in it "
+        "backups are written under. Required for rclone locations."))
+    rclone_config: str | None = Field(None, examples=["/etc/drfleet/rclone.conf"], description=(
+        "For `kind: rclone`: path of the rclone config file (made with `rclone config`) on the "
+        "workers; it must be readable by its owner only (mode 0600). Secrets stay in that file "
+        "and never go on a command line. Required for rclone locations."))
     bucket: str | None = Field(None, description="For `kind: s3`: the bucket name. Required for s3 locations.")
     prefix: str = Field("", description=(
         "For `kind: s3`: a key prefix inside the bucket, so several plans or fleets can share "
@@ -200,17 +248,51 @@ class StorageLocation(Strict):
     cold_storage_class: str | None = Field(None, description=(
         "For `kind: s3`: the storage class of copies made by an `offsite-cold` copy target "
         "(e.g. DEEP_ARCHIVE, GLACIER). Unset: cold copies use `storage_class`."))
+    bandwidth_limit: Rate | None = Field(None, description=(
+        "The most bandwidth drfleet's transfers to and from this location may use, per worker "
+        "process (all its writes and reads together), for slow or metered links. Unset: no limit."))
+    versioning: bool = Field(False, examples=[True], description=(
+        "For `kind: s3`: require bucket versioning (checked before the first write; `drfleet "
+        "storage prepare` turns it on with an administrator's credentials), so a deletion by a "
+        "worker's credentials leaves the data recoverable. Implied by `object_lock`."))
+    object_lock: ObjectLock | None = Field(None, examples=[{"mode": "COMPLIANCE", "retain": "30 days"}],
+                                           description=(
+        "For `kind: s3`: S3 Object Lock retention set on every object at write time (the "
+        "bucket must have Object Lock enabled; hold markers stay unlocked). Unset: no lock."))
+    prune_access_key: SecretRef | None = Field(None, examples=[{"env": "PRUNE_S3_ACCESS_KEY_ID"}],
+                                               description=(
+        "For `kind: s3`: where the access key id of the prune identity is, the only one "
+        "allowed to delete (s3:DeleteObject, s3:DeleteObjectVersion). Unset: prune uses "
+        "`access_key`. See docs/security.md for the policies."))
+    prune_secret_key: SecretRef | None = Field(None, examples=[{"file": "/run/secrets/prune-s3-secret"}],
+                                               description=(
+        "For `kind: s3`: where the prune identity's secret access key is. Unset: prune uses "
+        "`secret_key`."))
     key: str | None = Field(None, description=(
         "A key category (a name under `keys:`) whose keyring wraps the data keys of copies "
         "stored here, e.g. a separate offsite key. Unset: copies here use the dataset's own "
         "`key`."))
 
     @model_validator(mode="after")
-    def _shape(self) -> "StorageLocation":
+    def _shape(self) -> StorageLocation:
         if self.kind == "filesystem" and not self.path:
             raise ValueError("a filesystem location needs 'path'")
         if self.kind == "s3" and not self.bucket:
             raise ValueError("an s3 location needs 'bucket'")
+        if self.kind == "sftp":
+            missing = [f for f in ("host", "path", "key_file", "known_hosts") if not getattr(self, f)]
+            if missing:
+                raise ValueError(f"an sftp location needs {', '.join(repr(m) for m in missing)}")
+            if not self.path.startswith("/"):
+                raise ValueError("an sftp location's 'path' must be absolute on the server")
+        if (self.object_lock or self.versioning or self.prune_access_key) and self.kind != "s3":
+            raise ValueError("'object_lock', 'versioning' and the prune keys are for s3 locations")
+        if bool(self.prune_access_key) != bool(self.prune_secret_key):
+            raise ValueError("give both 'prune_access_key' and 'prune_secret_key', or neither")
+        if self.kind == "rclone" and not (self.remote and self.rclone_config):
+            raise ValueError("an rclone location needs 'remote' (REMOTE:PATH) and 'rclone_config'")
+        if self.kind == "rclone" and ":" not in self.remote:
+            raise ValueError("an rclone location's 'remote' is REMOTE:PATH (a remote of the config file)")
         if not self.offsite and not self.region:
             raise ValueError("give the location a 'region', or mark it 'offsite: true'")
         return self
@@ -235,7 +317,7 @@ class KeyCategory(Strict):
         "Unset: rotate by hand with `drfleet keys rotate CATEGORY`. A keyring in `env` is not rotated."))
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "KeyCategory":
+    def _exactly_one(self) -> KeyCategory:
         if (self.file is None) == (self.env is None):
             raise ValueError("give exactly one of 'file' (a keyring path) or 'env' (a variable "
                              "holding the keyring); key material never goes in the plan")
@@ -259,6 +341,9 @@ class Host(Strict):
     region: str | None = Field(None, description=(
         "The region (a name under `regions:`) the host is in; `drfleet plan check` rejects "
         "an unknown one. Otherwise informational."))
+    bandwidth_limit: Rate | None = Field(None, description=(
+        "The most bandwidth rsync may use when staging this host's files for a backup "
+        "(rsync --bwlimit), for slow or metered links. Unset: no limit."))
 
 
 class Policy(Strict):
@@ -357,7 +442,7 @@ class Dataset(Strict):
         return self
 
     @model_validator(mode="after")
-    def _source(self) -> "Dataset":
+    def _source(self) -> Dataset:
         if self.kind == "files":
             if self.source is None:
                 raise ValueError("a files dataset needs 'source: {path: ...}'")

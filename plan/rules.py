@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from drfleet.plan.copies import CopyTarget, parse_copy_target
+from drfleet.plan.durations import parse_duration
+from drfleet.plan.retention import parse_retention
 
 Issue = tuple[tuple, str]  # (path in the document, message)
 
@@ -132,6 +134,8 @@ def check_references(doc: dict) -> Iterator[Issue]:
         yield from _check_policies(doc, name, ds, home if isinstance(home, str) and home in regions else None,
                                    primary)
 
+    yield from _check_implicit_locks(doc, regions)
+
     for i, drill in enumerate(_sequence(doc.get("drills"))):
         drill = _mapping(drill)
         if isinstance(drill.get("region"), str) and drill["region"] not in regions:
@@ -157,6 +161,7 @@ def _check_policies(doc: dict, name: str, ds: dict, home: str | None, primary: s
     sovereign = bool(ds.get("region_only")) or any(t.kind == "region-only" for _, t in targets)
     if home is None:
         return
+    yield from _check_locks(doc, name, home, policies)
     for path, target in targets:
         try:
             locations = resolve_copy_target(doc, home, target)
@@ -174,3 +179,77 @@ def _check_policies(doc: dict, name: str, ds: dict, home: str | None, primary: s
             yield path, (f"data sovereignty: dataset {name!r} is region-only ({home}) but copy target "
                          f"{target.label!r} sends copies outside it (to {_listed(outside)}); "
                          f"use 'home-region', or an offsite location with 'jurisdiction: {home}'")
+
+
+def _check_locks(doc: dict, name: str, home: str, policies: list) -> Iterator[Issue]:
+    """A time-based ``keep`` shorter than the Object Lock of a location the policy writes
+    to: prune could not delete on time, so the plan says two contradictory things."""
+    storage = _mapping(doc.get("storage"))
+    locks = {}
+    for loc_name, loc in storage.items():
+        lock = _mapping(_mapping(loc).get("object_lock"))
+        try:
+            locks[loc_name] = parse_duration(lock["retain"]) if "retain" in lock else None
+        except (ValueError, TypeError):
+            continue
+    if not any(locks.values()):
+        return
+    first_home = next((n for n, l in storage.items()
+                       if isinstance(l, dict) and not l.get("offsite") and l.get("region") == home), None)
+    for i, policy in enumerate(policies):
+        policy = _mapping(policy)
+        try:
+            keep = parse_retention(policy.get("keep")).keep_seconds
+        except (ValueError, TypeError):
+            continue
+        if keep is None:
+            continue
+        written = {first_home} if first_home else set()
+        for raw in policy.get("copies") if isinstance(policy.get("copies"), list) else []:
+            try:
+                written.update(resolve_copy_target(doc, home, parse_copy_target(raw)))
+            except ValueError:
+                continue
+        for loc_name in sorted(written - {None}, key=str):
+            retain = locks.get(loc_name)
+            if retain and retain > keep:
+                yield ("datasets", name, "policies", i, "keep"), (
+                    f"keep {policy.get('keep')!r} is shorter than the Object Lock of location "
+                    f"{loc_name!r} ({_mapping(storage[loc_name])['object_lock']['retain']}): prune "
+                    "could not delete on time; lengthen keep or shorten the lock's retain")
+
+
+def _check_implicit_locks(doc: dict, regions: set) -> Iterator[Issue]:
+    """An Object Lock without ``retain`` takes the shortest time-based ``keep`` of the
+    policies writing to its location; there must be one."""
+    storage = _mapping(doc.get("storage"))
+    implicit = [n for n, l in storage.items()
+                if isinstance(l, dict) and isinstance(l.get("object_lock"), dict) and "retain" not in l["object_lock"]]
+    if not implicit:
+        return
+    timed: set = set()
+    for ds in _mapping(doc.get("datasets")).values():
+        ds = _mapping(ds)
+        home = ds.get("region")
+        if not isinstance(home, str) or (regions and home not in regions):
+            continue
+        first_home = next((n for n, l in storage.items()
+                           if isinstance(l, dict) and not l.get("offsite") and l.get("region") == home), None)
+        for policy in ds.get("policies") if isinstance(ds.get("policies"), list) else []:
+            policy = _mapping(policy)
+            try:
+                if parse_retention(policy.get("keep")).keep_seconds is None:
+                    continue
+            except (ValueError, TypeError):
+                continue
+            timed.add(first_home)
+            for raw in policy.get("copies") if isinstance(policy.get("copies"), list) else []:
+                try:
+                    timed.update(resolve_copy_target(doc, home, parse_copy_target(raw)))
+                except ValueError:
+                    continue
+    for name in implicit:
+        if name not in timed:
+            yield ("storage", name, "object_lock"), (
+                "object_lock has no 'retain' and no policy with a time-based keep writes here, so "
+                "the lock's length cannot come from the plan; give 'retain'")

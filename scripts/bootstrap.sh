@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what drfleet needs on a fresh Debian/Ubuntu machine and is safe to run twice:
 #  - Debian packages (as root, only those missing): redis-server, postgresql, openssh-server,
-#    rsync, zstd, python3-venv, prometheus-alertmanager; optionally chromium and prometheus (promtool)
+#    rsync, zstd, rclone, python3-venv, prometheus-alertmanager; optionally chromium and prometheus (promtool)
 #  - a virtual environment in .venv with the pinned dependencies of requirements.lock and
 #    drfleet itself (editable)
 set -euo pipefail
@@ -15,6 +15,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v rsync >/dev/null || need+=(rsync)
 command -v zstd >/dev/null || need+=(zstd)
+command -v rclone >/dev/null || need+=(rclone)  # the rclone store (GCS, B2, Azure, WebDAV, ...)
 command -v openssl >/dev/null || need+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)  # alerts -> drfleet alerts serve
@@ -48,6 +49,11 @@ if [ ${#want_optional[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/
   systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 mkdir -p /run/sshd 2>/dev/null || true
+# Optional: Azurite (Azure Blob emulator, npm) for the Azure tests of the rclone store; they skip without it.
+if ! command -v azurite-blob >/dev/null && command -v npm >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "bootstrap: installing Azurite (npm)"
+  npm install -g --silent azurite >/dev/null 2>&1 || echo "bootstrap: Azurite not installed; the Azure tests will skip" >&2
+fi
 
 PY=${PYTHON:-python3}
 stamp=.venv/.drfleet-installed

@@ -21,4 +21,6 @@ pytest_plugins = [
     "tests.fixtures.faulty_s3",
     "tests.fixtures.pitr_cluster",
     "tests.fixtures.alertmanager",
+    "tests.fixtures.rclone",
+    "tests.fixtures.azurite",
 ]

@@ -16,6 +16,7 @@ from drfleet.providers.storage.errors import (
     InvalidStoreSettings,
     ObjectArchived,
     ObjectExists,
+    ObjectLocked,
     ObjectNotFound,
     StoreAccessDenied,
     StoreError,
@@ -23,7 +24,7 @@ from drfleet.providers.storage.errors import (
     StoreReadOnly,
     StoreUnavailable,
 )
-from drfleet.providers.storage.wrappers import ReadOnlyStore, RetryingStore, innermost
+from drfleet.providers.storage.wrappers import RateLimit, ReadOnlyStore, RetryingStore, ThrottledStore, innermost
 from drfleet.registry import Registry
 
 
@@ -37,30 +38,50 @@ def _s3() -> type[Store]:  # boto3 only when needed
     return S3Store
 
 
-STORES: Registry[type[Store]] = Registry("storage kind", {"filesystem": _filesystem, "s3": _s3},
-                                         unknown=InvalidStoreSettings)
+def _sftp() -> type[Store]:  # paramiko only when needed
+    from drfleet.providers.storage.sftp import SftpStore
+    return SftpStore
+
+
+def _rclone() -> type[Store]:
+    from drfleet.providers.storage.rclone import RcloneStore
+    return RcloneStore
+
+
+STORES: Registry[type[Store]] = Registry(
+    "storage kind", {"filesystem": _filesystem, "s3": _s3, "sftp": _sftp, "rclone": _rclone},
+    unknown=InvalidStoreSettings)
 
 
 def open_store(kind: str, settings: Mapping[str, Any]) -> Store:
     """Build the ``kind`` backend from ``settings`` (its constructor's keyword arguments)
-    and wrap it in ``RetryingStore``.
+    and wrap it in ``RetryingStore`` (over a ``ThrottledStore`` when ``settings`` has a
+    ``bandwidth_limit`` in bytes per second: every kind takes one).
 
     Raises ``InvalidStoreSettings`` for an unknown kind (listing the known ones) or
     settings the backend does not accept (naming them, never their values).
     """
     store_class = STORES.load(kind)
+    settings = dict(settings)
+    limit = settings.pop("bandwidth_limit", None)
+    if limit is not None and (not isinstance(limit, int) or limit <= 0):
+        raise InvalidStoreSettings("bandwidth_limit is a positive number of bytes per second",
+                                   kind=kind)
     try:
         store = store_class(**settings)
     except TypeError as exc:  # the message names arguments, not their values
         raise InvalidStoreSettings(f"bad settings for a {kind} store: {exc}", kind=kind,
                                    settings=", ".join(sorted(settings))) from exc
+    if limit is not None:
+        store = ThrottledStore(store, RateLimit(limit))
     return RetryingStore(store)
 
 
 __all__ = [
     "innermost",
-    "STORES", "InvalidKey", "InvalidStoreSettings", "ObjectArchived", "ObjectExists",
-    "ObjectInfo", "ObjectNotFound", "ObjectWriter", "ReadOnlyStore", "RetryingStore", "Store",
+    "STORES", "InvalidKey", "InvalidStoreSettings", "ObjectArchived", "ObjectExists", "ObjectLocked",
+    "ObjectInfo", "ObjectNotFound", "ObjectWriter", "RateLimit", "ReadOnlyStore", "RetryingStore",
+    "Store", "ThrottledStore",
     "StoreAccessDenied", "StoreError", "StoreFull", "StoreReadOnly", "StoreUnavailable",
     "open_store",
 ]

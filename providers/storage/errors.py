@@ -109,3 +109,15 @@ class StoreReadOnly(StoreError):
     def __init__(self, store: str, key: str | None, operation: str) -> None:
         super().__init__("store is opened read-only", store=store, key=key, operation=operation)
         self.store, self.key = store, key
+
+
+class ObjectLocked(StoreError):
+    """The object is under an S3 Object Lock retention that has not ended: nobody (and no
+    drfleet command) can delete it before ``retain_until``."""
+
+    hint = "wait until the retention ends; prune removes it then"
+
+    def __init__(self, store: str, key: str, retain_until: str, **facts: Any) -> None:
+        super().__init__("object is locked (S3 Object Lock) until its retention ends", store=store,
+                         key=key, retain_until=retain_until, **facts)
+        self.store, self.key, self.retain_until = store, key, retain_until

@@ -4,6 +4,18 @@ Spaces, Linode, Vultr, Ceph RGW).
 Objects live under ``{prefix}{key}`` in ``bucket``. Uploads stream through multipart
 uploads (see providers/storage/s3_writer.py); ``put_bytes`` is one PutObject.
 
+Immutable backups: with ``lock_mode`` (GOVERNANCE or COMPLIANCE) and ``lock_seconds``,
+every object written (PutObject and CreateMultipartUpload) carries an Object Lock
+retention until ``now + lock_seconds``, except keys matching ``unlocked`` (glob patterns;
+by default the hold markers, which must stay removable). Before the first write the store
+checks that the bucket has versioning and Object Lock enabled (``versioning=True`` checks
+versioning alone) and refuses to write otherwise (``InvalidStoreSettings`` naming the
+bucket; nothing written). On a versioned store ``delete`` removes *every version* of the
+key (the S3 permission ``s3:DeleteObjectVersion``, which only the prune identity should
+have) and refuses with ``ObjectLocked``, deleting nothing, while any version is retained;
+``retained_until`` says until when. The bucket itself is prepared by ``prepare_bucket``
+(an administrator's identity), never by the workers.
+
 ``put_bytes(if_absent=True)`` sends ``If-None-Match: *``, which AWS S3, MinIO and moto
 honour atomically. For a provider that ignores the header (it would silently overwrite),
 pass ``conditional_put=False``: the store then does HeadObject + PutObject, and two
@@ -19,6 +31,7 @@ code, never credentials.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import threading
 from datetime import datetime, timedelta, timezone
@@ -34,6 +47,7 @@ from drfleet.providers.storage.errors import (
     InvalidStoreSettings,
     ObjectArchived,
     ObjectExists,
+    ObjectLocked,
     ObjectNotFound,
     StoreAccessDenied,
     StoreError,
@@ -72,7 +86,8 @@ class S3Store(Store):
     multipart part size, and a writer holds at most ``1 + parts_in_flight`` parts in memory.
     botocore retries each request itself (standard mode, ``max_attempts`` in all, with the
     given timeouts) before ``StoreUnavailable`` is raised. ``conditional_put``: see module
-    doc. ``client`` replaces the boto3 client built from the settings above (endpoint,
+    doc. ``lock_mode``/``lock_seconds``/``unlocked``/``versioning``: see module doc.
+    ``client`` replaces the boto3 client built from the settings above (endpoint,
     credential, retry and timeout settings are then ignored).
 
     Raises ``InvalidStoreSettings`` for an impossible setting.
@@ -84,7 +99,10 @@ class S3Store(Store):
                  part_size: int = 8 * MiB, name: str | None = None, client: Any = None,
                  path_style: bool | None = None, conditional_put: bool = True,
                  max_attempts: int = 5, connect_timeout: float = 10.0,
-                 read_timeout: float = 60.0, parts_in_flight: int = 2) -> None:
+                 read_timeout: float = 60.0, parts_in_flight: int = 2,
+                 lock_mode: str | None = None, lock_seconds: int | None = None,
+                 unlocked: tuple[str, ...] = ("datasets/*/holds/*",),
+                 versioning: bool = False) -> None:
         prefix = prefix.strip("/")
         self.bucket = bucket
         self.prefix = prefix + "/" if prefix else ""
@@ -98,6 +116,15 @@ class S3Store(Store):
                                        part_size=part_size)
         if parts_in_flight < 1:
             raise InvalidStoreSettings("parts_in_flight must be at least 1", store=self.name)
+        if lock_mode is not None and lock_mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise InvalidStoreSettings("lock_mode is GOVERNANCE or COMPLIANCE", store=self.name,
+                                       lock_mode=lock_mode)
+        if (lock_mode is None) != (lock_seconds is None) or (lock_seconds is not None and lock_seconds < 1):
+            raise InvalidStoreSettings("an Object Lock needs both lock_mode and a positive "
+                                       "lock_seconds", store=self.name)
+        self.lock_mode, self.lock_seconds, self.unlocked = lock_mode, lock_seconds, tuple(unlocked)
+        self.versioned = versioning or lock_mode is not None
+        self._bucket_checked = False
         self.storage_class = storage_class
         self.part_size = part_size
         self.parts_in_flight = parts_in_flight
@@ -147,7 +174,8 @@ class S3Store(Store):
     def put_object(self, key: str, body: bytes | bytearray, storage_class: str | None, *,
                    if_absent: bool = False, content_md5: str | None = None) -> None:
         """One PutObject of an already validated key (used by ``put_bytes`` and writers)."""
-        params: dict[str, Any] = {"Key": self.object_key(key), "Body": body}
+        self.check_bucket(key)
+        params: dict[str, Any] = {"Key": self.object_key(key), "Body": body, **self.lock_params(key)}
         if storage_class:
             params["StorageClass"] = storage_class
         if if_absent:
@@ -158,7 +186,103 @@ class S3Store(Store):
 
     def delete(self, key: str) -> None:
         validate_key(key, store=self.name)
-        self.call("delete_object", key, Key=self.object_key(key))
+        if not self.versioned:
+            self.call("delete_object", key, Key=self.object_key(key))
+            return
+        versions = self._versions(key)
+        until = self._retained_until(key, versions)
+        if until is not None and until > datetime.now(timezone.utc):
+            raise ObjectLocked(self.name, key, until.isoformat(), bucket=self.bucket,
+                               mode=self.lock_mode)
+        for version_id in versions:
+            self.call("delete_object", key, Key=self.object_key(key), VersionId=version_id)
+
+    # -- versioning and Object Lock ----------------------------------------------------
+
+    def lock_params(self, key: str) -> dict[str, Any]:
+        """The Object Lock headers of a write of ``key`` (none if unlocked)."""
+        if self.lock_mode is None or any(fnmatch.fnmatchcase(key, p) for p in self.unlocked):
+            return {}
+        until = datetime.now(timezone.utc) + timedelta(seconds=self.lock_seconds or 0)
+        return {"ObjectLockMode": self.lock_mode, "ObjectLockRetainUntilDate": until}
+
+    def ensure_locked(self, key: str, version_id: str | None) -> None:
+        """After a multipart upload: check that the new version carries the retention
+        CreateMultipartUpload asked for, and set it if the provider dropped it (moto does;
+        AWS does not, so there the worker needs no s3:PutObjectRetention)."""
+        params = self.lock_params(key)
+        if not params:
+            return
+        version = {"VersionId": version_id} if version_id else {}
+        head = self.call("head_object", key, Key=self.object_key(key), **version)
+        if head.get("ObjectLockRetainUntilDate") is None:
+            self.call("put_object_retention", key, Key=self.object_key(key), **version,
+                      Retention={"Mode": params["ObjectLockMode"],
+                                 "RetainUntilDate": params["ObjectLockRetainUntilDate"]})
+
+    def check_bucket(self, key: str | None = None) -> None:
+        """Before the first write: refuse a bucket without the versioning/Object Lock this
+        store promises (``InvalidStoreSettings``), so nothing unprotected is written."""
+        if self._bucket_checked or not self.versioned:
+            return
+        status = self.call("get_bucket_versioning", key).get("Status")
+        if status != "Enabled":
+            raise InvalidStoreSettings(
+                "versioning is not enabled on the bucket, so deletions could not be undone",
+                store=self.name, bucket=self.bucket, versioning=status or "never enabled",
+                hint="enable it with `drfleet storage prepare LOCATION` (an administrator's "
+                     "credentials) or `aws s3api put-bucket-versioning`")
+        if self.lock_mode is not None:
+            try:
+                config = self.call("get_object_lock_configuration", key)
+                enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            except StoreError as exc:
+                if exc.facts.get("code") not in ("ObjectLockConfigurationNotFoundError",
+                                                  "InvalidRequest"):
+                    raise
+                enabled = None
+            if enabled != "Enabled":
+                raise InvalidStoreSettings(
+                    f"the bucket does not support Object Lock, so lock mode {self.lock_mode} "
+                    "cannot be set", store=self.name, bucket=self.bucket,
+                    hint="create the bucket with Object Lock enabled (or enable it with "
+                         "`drfleet storage prepare LOCATION`), or remove object_lock from the location")
+        self._bucket_checked = True
+
+    def retained_until(self, key: str) -> datetime | None:
+        """The latest Object Lock retention date of any version of ``key`` (None: no lock)."""
+        validate_key(key, store=self.name)
+        if not self.versioned:
+            return None
+        return self._retained_until(key, self._versions(key))
+
+    def _versions(self, key: str) -> list[str]:
+        """Version ids (and delete markers) of exactly ``key``."""
+        full = self.object_key(key)
+        found: list[str] = []
+        pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=full)
+        try:
+            for page in pages:
+                for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
+                    if item["Key"] == full:
+                        found.append(item["VersionId"])
+        except (ClientError, BotoCoreError) as exc:
+            raise self.translate(exc, key, "list_object_versions") from exc
+        return found
+
+    def _retained_until(self, key: str, versions: list[str]) -> datetime | None:
+        latest = None
+        for version_id in versions:
+            try:
+                head = self.call("head_object", key, Key=self.object_key(key), VersionId=version_id)
+            except (ObjectNotFound, StoreError) as exc:
+                if isinstance(exc, ObjectNotFound) or exc.facts.get("http_status") in (404, 405):
+                    continue  # a delete marker
+                raise
+            until = head.get("ObjectLockRetainUntilDate")
+            if until is not None and (latest is None or until > latest):
+                latest = until
+        return latest
 
     # -- reads -------------------------------------------------------------------------
 
@@ -200,6 +324,28 @@ class S3Store(Store):
                     for page in pages for u in page.get("Uploads", ())]
         except (ClientError, BotoCoreError) as exc:
             raise self.translate(exc, None, "list_multipart_uploads") from exc
+
+    def resumable_upload(self, key: str, storage_class: str | None) -> tuple[str, dict[int, tuple[str, int]]] | None:
+        """The newest incomplete upload of ``key`` in ``storage_class`` and its parts
+        ({number: (MD5 hex from the ETag, size)}), or None. Failures to look are not
+        errors: the writer then starts a new upload."""
+        full = self.object_key(key)
+        wanted = storage_class or "STANDARD"
+        try:
+            uploads = [u for u in self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full).get("Uploads", ())
+                       if u["Key"] == full and u.get("StorageClass", "STANDARD") == wanted]
+            if not uploads:
+                return None
+            upload = max(uploads, key=lambda u: u["Initiated"])
+            parts: dict[int, tuple[str, int]] = {}
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=full, UploadId=upload["UploadId"])
+            for page in pages:
+                for part in page.get("Parts", ()):
+                    parts[part["PartNumber"]] = (part["ETag"].strip('"'), part["Size"])
+        except (ClientError, BotoCoreError):
+            return None
+        return upload["UploadId"], parts
 
     def abort_incomplete_uploads(self, older_than_seconds: float = 0) -> int:
         """Abort incomplete uploads initiated more than ``older_than_seconds`` ago (by the
@@ -306,3 +452,29 @@ class _ReadStream(io.RawIOBase):
         if not self.closed:
             self._body.close()
         super().close()
+
+
+def prepare_bucket(store: S3Store) -> list[str]:
+    """Turn on what ``store`` promises, with an administrator's credentials (never a
+    worker's): bucket versioning, and Object Lock when the store sets a lock mode (S3
+    refuses to enable it on a bucket that already holds objects on some providers; AWS
+    allows it on any versioned bucket). No default retention is set: drfleet sets the
+    retention of each object as it writes it. Returns what was changed."""
+    changed = []
+    status = store.call("get_bucket_versioning", None).get("Status")
+    if status != "Enabled":
+        store.call("put_bucket_versioning", None, VersioningConfiguration={"Status": "Enabled"})
+        changed.append("versioning enabled")
+    if store.lock_mode is not None:
+        try:
+            config = store.call("get_object_lock_configuration", None)
+            enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        except StoreError:
+            enabled = None
+        if enabled != "Enabled":
+            store.call("put_object_lock_configuration", None,
+                       ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})
+            changed.append("Object Lock enabled")
+    store._bucket_checked = False
+    store.check_bucket()
+    return changed

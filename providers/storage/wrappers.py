@@ -6,9 +6,11 @@ Stack them in one place (``providers.storage.open_store``), e.g.
 
 from __future__ import annotations
 
+import io
 import logging
+import threading
 import time
-from typing import BinaryIO, Callable, Iterator, TypeVar
+from typing import Any, BinaryIO, Callable, Iterator, TypeVar
 
 from drfleet.providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_prefix
 from drfleet.providers.storage.errors import ObjectExists, StoreReadOnly, StoreUnavailable
@@ -163,3 +165,108 @@ class ReadOnlyStore(StoreWrapper):
 
     def delete(self, key: str) -> None:
         raise StoreReadOnly(self.name, key, "delete")
+
+
+class RateLimit:
+    """A token bucket in bytes per second, shared by every transfer of one store (one
+    location's bandwidth limit holds for all the writers and readers of a process).
+
+    ``take(n)`` blocks until ``n`` more bytes fit: over any stretch of time the bytes
+    taken stay within ``rate * seconds + burst``. ``clock``/``sleep`` can be replaced."""
+
+    def __init__(self, bytes_per_second: int, *, burst_seconds: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if bytes_per_second <= 0:
+            raise ValueError("a bandwidth limit must be positive")
+        self.rate = float(bytes_per_second)
+        self.burst_seconds = burst_seconds
+        self.clock, self.sleep = clock, sleep
+        self._next_free = clock()
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> None:
+        with self._lock:
+            now = self.clock()
+            start = max(now - self.burst_seconds, self._next_free)
+            self._next_free = start + size / self.rate
+            wait = self._next_free - now - self.burst_seconds
+        if wait > 0:
+            self.sleep(wait)
+
+
+_SLICE = 64 << 10
+
+
+class ThrottledStore(StoreWrapper):
+    """Holds the data this store moves (writes and reads) to ``limit`` (a ``RateLimit``),
+    for slow or metered links. Listing, stat and delete are not throttled."""
+
+    def __init__(self, inner: Store, limit: RateLimit) -> None:
+        super().__init__(inner)
+        self.limit = limit
+
+    def writer(self, key: str, *, storage_class: str | None = None) -> ObjectWriter:
+        return _ThrottledWriter(self.inner.writer(key, storage_class=storage_class), self.limit)
+
+    def put_bytes(self, key: str, data: bytes | bytearray | memoryview, *,
+                  storage_class: str | None = None, if_absent: bool = False) -> ObjectInfo:
+        self.limit.take(len(data))
+        return self.inner.put_bytes(key, data, storage_class=storage_class, if_absent=if_absent)
+
+    def open(self, key: str) -> BinaryIO:
+        return _ThrottledReader(self.inner.open(key), self.limit)  # type: ignore[return-value]
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open(key) as stream:
+            return stream.read()
+
+
+class _ThrottledWriter(ObjectWriter):
+    def __init__(self, inner: ObjectWriter, limit: RateLimit) -> None:
+        super().__init__(inner.store_name, inner.key)
+        self.inner, self.limit = inner, limit
+
+    def _write(self, data: memoryview) -> None:
+        for offset in range(0, len(data), _SLICE):
+            piece = data[offset:offset + _SLICE]
+            self.limit.take(len(piece))
+            self.inner.write(piece)
+
+    def _commit(self) -> ObjectInfo:
+        return self.inner.commit()
+
+    def _abort(self) -> None:
+        self.inner.abort()
+
+
+class _ThrottledReader(io.RawIOBase):
+    def __init__(self, inner: BinaryIO, limit: RateLimit) -> None:
+        super().__init__()
+        self.inner, self.limit = inner, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        data = self.inner.read(min(size, _SLICE))
+        self.limit.take(len(data))
+        return data
+
+    def readall(self) -> bytes:
+        chunks = []
+        while chunk := self.read(_SLICE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.inner.close()
+        super().close()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
+from drfleet.backup_format.keyring import create_keyring
 from drfleet.cli.main import main
 from drfleet.datapath.locations import store_for
 from drfleet.datapath.prune import prune_location
@@ -24,6 +25,8 @@ def stocked(tmp_path, redis_url, monkeypatch):
     monkeypatch.setenv("DRFLEET_STATE_URL", redis_url)
     monkeypatch.setenv("DRFLEET_BROKER_URL", redis_url)
     plan = plan_with(tmp_path / "plan", POLICIES)
+    (tmp_path / "plan" / "keys").mkdir(mode=0o700, exist_ok=True)
+    create_keyring(plan.keys["content"].file, "content")  # hold markers are signed with it
     home = store_for(plan, "eu-central-store")
     now = datetime.now(UTC)
     old = put_backup([home], "site", "daily", now - timedelta(days=10))

@@ -4,11 +4,13 @@ in every location, independent of Redis, invisible to the catalog."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
 
+from drfleet.backup_format.keyring import create_keyring, load_keyring
 from drfleet.datapath.catalog import list_backups
 from drfleet.datapath.errors import BackupNotFound
 from drfleet.datapath.holds import held_backup_ids, hold_key, list_holds, place_hold, release_hold
@@ -23,7 +25,10 @@ POLICIES = "- {name: daily, trigger: daily, keep: 2 days, copies: [home-region, 
 
 @pytest.fixture
 def plan(tmp_path):
-    return plan_with(tmp_path / "plan", POLICIES)
+    plan = plan_with(tmp_path / "plan", POLICIES)
+    os.makedirs(os.path.dirname(plan.keys["content"].file), exist_ok=True)
+    create_keyring(plan.keys["content"].file, "content")  # hold markers are signed with it
+    return plan
 
 
 @pytest.fixture
@@ -39,8 +44,10 @@ def test_a_hold_is_a_marker_next_to_the_backup_in_every_store_that_has_it(plan, 
     hold = place_hold(plan, backup_id, by="alice", reason="litigation 2024-17", now=T0 + DAY)
     assert hold.locations == ("eu-central-store", "offsite")
     marker = json.loads(home.get_bytes(f"datasets/site/holds/{backup_id}.json"))
-    assert marker == {"format": "drfleet-hold", "version": 1, "dataset": "site", "backup_id": backup_id,
-                      "by": "alice", "at": "2024-03-05T00:00:00Z", "reason": "litigation 2024-17"}
+    key_id = load_keyring("content", file=plan.keys["content"].file).active.id
+    assert marker.pop("mac") and marker == {
+        "format": "drfleet-hold", "version": 2, "dataset": "site", "backup_id": backup_id, "by": "alice",
+        "at": "2024-03-05T00:00:00Z", "reason": "litigation 2024-17", "key_id": key_id}
     assert offsite.exists(hold_key("site", backup_id)) and not other.exists(hold_key("site", backup_id))
     [listed] = list_holds(plan)
     assert (listed.backup_id, listed.by, listed.locations) == (backup_id, "alice", ("eu-central-store", "offsite"))
@@ -105,3 +112,68 @@ def test_release_with_a_dataset_prefix_and_unrelated_files_in_the_holds_director
     assert held_backup_ids(plan, "site") == {backup_id}
     assert release_hold(plan, f"site/{backup_id}") == ["eu-central-store"]
     assert held_backup_ids(plan, "site") == set()
+
+
+# -- authenticated markers -------------------------------------------------------------------
+
+def _forge(store, backup_id: str, marker: dict) -> None:
+    store.put_bytes(hold_key("site", backup_id), json.dumps(marker).encode())
+
+
+def test_a_forged_marker_holds_nothing_and_prune_reports_it(plan, redis_url, monkeypatch):
+    """Credentials that can write to the store but lack the keyring cannot keep a backup."""
+    monkeypatch.setenv("DRFLEET_STATE_URL", redis_url)
+    home = store_for(plan, "eu-central-store")
+    old = put_backup([home], "site", "daily", T0)
+    newest = put_backup([home], "site", "daily", T0 + 30 * DAY)
+    _forge(home, old, {"format": "drfleet-hold", "version": 1, "dataset": "site", "backup_id": old,
+                       "by": "mallory", "at": "2024-03-05T00:00:00Z", "reason": "keep forever"})
+    refused: list[str] = []
+    assert held_backup_ids(plan, "site", refused=refused) == set()
+    assert "not signed" in refused[0] and "eu-central-store" in refused[0]
+    report = prune_location(plan, "eu-central-store", now=T0 + 30 * DAY, client=redis.Redis.from_url(redis_url))
+    assert report.deleted == [f"site/{old}"] and committed(home) == {newest}
+    assert any("refused" in p and old in p for p in report.problems)
+    [listed] = list_holds(plan)
+    assert not listed.valid and "refused" in listed.reason
+
+
+def test_a_marker_with_a_made_up_mac_or_key_is_refused(plan, no_redis, tmp_path):
+    home = store_for(plan, "eu-central-store")
+    backup_id = put_backup([home], "site", "daily", T0)
+    place_hold(plan, backup_id, by="alice")
+    genuine = json.loads(home.get_bytes(hold_key("site", backup_id)))
+    for change, why in [({"reason": "edited after signing"}, "does not match"),
+                        ({"mac": "0" * 64}, "does not match"),
+                        ({"key_id": "content-20240101-deadbeef"}, "does not have")]:
+        _forge(home, backup_id, {**genuine, **change})
+        refused: list[str] = []
+        assert held_backup_ids(plan, "site", refused=refused) == set()
+        assert why in refused[0]
+    create_keyring(tmp_path / "other.keyring", "content")  # signed, but not with the plan's key
+    other = load_keyring("content", file=tmp_path / "other.keyring")
+    from drfleet.datapath.holds import sign_marker
+    fields = {k: v for k, v in genuine.items() if k not in ("mac", "key_id")}
+    home.put_bytes(hold_key("site", backup_id), sign_marker(fields, other))
+    refused = []
+    assert held_backup_ids(plan, "site", refused=refused) == set() and refused
+
+
+def test_a_genuine_marker_copied_to_another_backup_is_refused(plan, no_redis):
+    home = store_for(plan, "eu-central-store")
+    held = put_backup([home], "site", "daily", T0)
+    other = put_backup([home], "site", "daily", T0 + DAY)
+    place_hold(plan, held, by="alice")
+    home.put_bytes(hold_key("site", other), home.get_bytes(hold_key("site", held)))
+    refused: list[str] = []
+    assert held_backup_ids(plan, "site", refused=refused) == {held}
+    assert "another backup" in refused[0]
+
+
+def test_holds_survive_a_key_rotation(plan, no_redis):
+    from drfleet.backup_format.keyring import rotate_keyring
+    home = store_for(plan, "eu-central-store")
+    backup_id = put_backup([home], "site", "daily", T0)
+    place_hold(plan, backup_id, by="alice")
+    rotate_keyring(plan.keys["content"].file)
+    assert held_backup_ids(plan, "site") == {backup_id}

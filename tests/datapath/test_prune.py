@@ -302,10 +302,10 @@ def test_a_region_prune_goes_on_past_a_failing_location_and_then_says_which(plan
     put_backup([home], "site", "six-hourly", T0 + 5 * DAY)
     real_store_for = prune_module.store_for
 
-    def offsite_down(plan_, location):
+    def offsite_down(plan_, location, **options):
         if location == "offsite":
             raise StoreUnavailable("offsite", None, "connection refused (injected)")
-        return real_store_for(plan_, location)
+        return real_store_for(plan_, location, **options)
 
     monkeypatch.setattr(prune_module, "store_for", offsite_down)
     with pytest.raises(PruneIncomplete) as err:

@@ -7,7 +7,15 @@ while ``parts_in_flight`` parts are already queued or uploading. So a writer hol
 (``peak_buffered_bytes`` records the high-water mark).
 
 An object that fits in one part is sent as one PutObject at commit and never starts a
-multipart upload. Every failure (in ``write``, in a part upload, in CompleteMultipartUpload)
+multipart upload.
+
+Resumption: before starting a multipart upload the writer looks for an incomplete upload of
+the same key and storage class (left by a worker that was killed or restarted mid-object)
+and, if there is one, continues it: each part whose number, size and MD5 match a part the
+server already holds is not sent again (its ETag, the part's MD5 on S3 without SSE-KMS, is
+the proof); any other part is uploaded over it. So a copy of a large object that was cut
+off resumes where it stopped, while an object whose bytes differ (a new backup) is simply
+uploaded in full. Nothing is visible before CompleteMultipartUpload either way. Every failure (in ``write``, in a part upload, in CompleteMultipartUpload)
 and every abort calls AbortMultipartUpload; if that call fails too (endpoint down), the
 upload is left for ``S3Store.abort_incomplete_uploads``. So is an upload the server created
 but whose CreateMultipartUpload answer was lost or cut short (asked again, up to 3 times).
@@ -44,7 +52,10 @@ class MultipartWriter(ObjectWriter):
         self._pending: deque[tuple[Future, int]] = deque()
         self._etags: dict[int, str] = {}
         self._next_part = 1
+        self._reusable: dict[int, tuple[str, int]] = {}
         self.peak_buffered_bytes = 0
+        self.parts_reused = 0
+        self.resumed_upload: str | None = None
 
     @property
     def buffered_bytes(self) -> int:
@@ -75,10 +86,11 @@ class MultipartWriter(ObjectWriter):
         while self._pending:
             self._collect(block=True)
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(self._etags.items())]
-        self._store.call("complete_multipart_upload", self.key,
-                         Key=self._store.object_key(self.key), UploadId=self._upload_id,
-                         MultipartUpload={"Parts": parts})
+        response = self._store.call("complete_multipart_upload", self.key,
+                                    Key=self._store.object_key(self.key), UploadId=self._upload_id,
+                                    MultipartUpload={"Parts": parts})
         self._shutdown()
+        self._store.ensure_locked(self.key, response.get("VersionId"))
         return ObjectInfo(self.key, self.bytes_written)
 
     def _abort(self) -> None:
@@ -91,16 +103,28 @@ class MultipartWriter(ObjectWriter):
     def _send_part(self, part: bytearray) -> None:
         store = self._store
         if self._upload_id is None:
-            params = {"Key": store.object_key(self.key)}
-            if self._storage_class:
-                params["StorageClass"] = self._storage_class
-            self._upload_id = self._create_upload(params)
+            store.check_bucket(self.key)
+            found = store.resumable_upload(self.key, self._storage_class)
+            if found is not None:
+                self._upload_id, self._reusable = found
+                self.resumed_upload = self._upload_id
+            else:
+                params = {"Key": store.object_key(self.key), **store.lock_params(self.key)}
+                if self._storage_class:
+                    params["StorageClass"] = self._storage_class
+                self._upload_id = self._create_upload(params)
             self._executor = ThreadPoolExecutor(max_workers=store.parts_in_flight,
                                                 thread_name_prefix="s3-part-upload")
         if self._next_part > MAX_PARTS:
             raise StoreError(f"object needs more than {MAX_PARTS} parts", store=self.store_name,
                              key=self.key, part_size=store.part_size,
                              hint="raise part_size for objects this large")
+        held = self._reusable.get(self._next_part)
+        if held is not None and held == (hashlib.md5(part, usedforsecurity=False).hexdigest(), len(part)):
+            self._etags[self._next_part] = f'"{held[0]}"'
+            self.parts_reused += 1
+            self._next_part += 1
+            return
         self._note_peak(extra=len(part))
         while len(self._pending) >= store.parts_in_flight:
             self._collect(block=True)

@@ -4,8 +4,8 @@ against each backend (real directories, a real moto S3 server) and wrapper."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 
@@ -13,7 +13,9 @@ from drfleet.providers.storage import RetryingStore
 from drfleet.providers.storage.base import ObjectInfo, Store
 from drfleet.providers.storage.errors import InvalidKey, ObjectExists, ObjectNotFound, StoreError
 from drfleet.providers.storage.filesystem import FilesystemStore
+from drfleet.providers.storage.rclone import RcloneStore
 from drfleet.providers.storage.s3 import S3Store
+from drfleet.providers.storage.sftp import SftpStore
 
 MiB = 1 << 20
 
@@ -36,10 +38,41 @@ def _s3(tmp_path, request, **settings) -> Case:
     return Case(store, store.list_incomplete_uploads, store.part_size)
 
 
+def _sftp(tmp_path, request) -> Case:
+    server = request.getfixturevalue("sshd_server")
+    root = tmp_path / "sftp-root"
+    store = SftpStore(server.host, str(root), port=server.port, user=server.user,
+                      key_file=str(server.key_file), known_hosts_file=str(server.known_hosts_file))
+    request.addfinalizer(store.close)
+    return Case(store, store.partials, MiB)
+
+
+def _rclone_local(tmp_path, request) -> Case:
+    config = request.getfixturevalue("rclone_local_config")
+    store = RcloneStore(f"local-test:{tmp_path / 'rclone-root'}", str(config))
+    return Case(store, store.partials, 300_000)
+
+
+def _rclone_served(tmp_path, request) -> Case:
+    served = request.getfixturevalue("rclone_served")
+    store = RcloneStore(served.remote(), str(served.config_file))
+    return Case(store, store.partials, 300_000)
+
+
+def _azure(tmp_path, request) -> Case:
+    azurite = request.getfixturevalue("azurite")
+    store = RcloneStore(azurite.remote(), str(azurite.config_file))
+    return Case(store, store.partials, 300_000)
+
+
 BACKENDS = {
     "filesystem": _filesystem,
     "s3": _s3,
     "s3-5MiB-parts-prefixed": lambda t, r: _s3(t, r, part_size=5 * MiB, prefix="tenant/a"),
+    "sftp": _sftp,
+    "rclone-local": _rclone_local,
+    "rclone-served-webdav": _rclone_served,
+    "rclone-azure-blob-azurite": _azure,
     "retrying-filesystem": lambda t, r: _with(_filesystem(t, r), RetryingStore),
 }
 
@@ -169,10 +202,9 @@ def test_exception_inside_with_aborts_and_propagates(case):
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
-        with case.store.writer("failed") as writer:
-            write_in_chunks(writer, payload(2 * case.part_size + 1))
-            raise Boom()
+    with pytest.raises(Boom), case.store.writer("failed") as writer:
+        write_in_chunks(writer, payload(2 * case.part_size + 1))
+        raise Boom()
     assert_absent(case, "failed")
 
 
@@ -285,7 +317,7 @@ CALLS = {
 
 @pytest.mark.parametrize("key", BAD_KEYS)
 def test_invalid_keys_are_rejected_by_every_method(case, key):
-    for name, call in CALLS.items():
+    for call in CALLS.values():
         with pytest.raises(InvalidKey):
             call(case.store, key)
     assert list(case.store.list()) == []

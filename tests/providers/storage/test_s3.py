@@ -76,8 +76,8 @@ def test_objects_up_to_one_part_are_one_put_object(store):
     with store.writer("two-parts") as writer:
         writer.write(b"\1" * (PART + 1))
         writer.commit()
-    assert sent == ["CreateMultipartUpload", "UploadPart", "UploadPart",
-                    "CompleteMultipartUpload"]
+    assert sent == ["ListMultipartUploads",  # an interrupted upload of this key to resume?
+                    "CreateMultipartUpload", "UploadPart", "UploadPart", "CompleteMultipartUpload"]
 
 
 def test_objects_live_under_the_store_prefix(s3_server, s3_bucket):
