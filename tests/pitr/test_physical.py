@@ -96,3 +96,136 @@ def test_delta_restore_repairs_exactly_what_was_damaged(pitr_module_setup, chain
     assert result["written"] == sorted(["PG_VERSION", relation, other, "postgresql.auto.conf"])
     assert result["removed"] == ["stray-file"]
     assert _fingerprint(s, result["port"]) == chain[2][1]
+
+
+# --- broken chains: found by verify, refused before anything is written ----------------------
+
+def _object_path(setup, backup_id, name="data-0000.zst.dfe"):
+    return setup.store / "datasets" / setup.dataset / "backups" / backup_id / name
+
+
+def _manifest_path(setup, backup_id):
+    return setup.store / "datasets" / setup.dataset / "manifests" / f"{backup_id}.json"
+
+
+def test_a_missing_object_in_the_middle_of_the_chain_is_found_and_refused(pitr_module_setup, chain):
+    from drfleet.datapath.errors import IntegrityError
+    from drfleet.datapath.verify import verify_backup
+    s = pitr_module_setup
+    (_, _), (diff, _), (incr, _) = chain
+    piece = _object_path(s, diff["backup_id"])
+    aside = piece.with_name("aside")
+    piece.rename(aside)
+    try:
+        report = verify_backup(s.plan, incr["backup_id"], depth="quick")
+        assert not report["ok"] and diff["backup_id"] in report["problems"][0]
+        target = s.new_dir("refused-missing")
+        with pytest.raises(IntegrityError) as caught:
+            restore_to(s.plan, f"{s.dataset}/{incr['backup_id']}", target, "latest", plan_path=str(s.plan_path))
+        assert caught.value.facts["backup_id"] == diff["backup_id"]
+        assert not os.path.exists(target)
+    finally:
+        aside.rename(piece)
+    assert verify_backup(s.plan, incr["backup_id"], depth="full")["ok"]
+
+
+def test_a_corrupt_parent_is_found_by_a_full_verify(pitr_module_setup, chain):
+    from drfleet.datapath.verify import verify_backup
+    s = pitr_module_setup
+    (full, _), _, (incr, _) = chain
+    piece = _object_path(s, full["backup_id"])
+    original = piece.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF
+    piece.write_bytes(bytes(damaged))
+    try:
+        report = verify_backup(s.plan, incr["backup_id"], depth="full")
+        assert not report["ok"]
+        assert any(full["backup_id"] in problem for problem in report["problems"])
+    finally:
+        piece.write_bytes(original)
+
+
+def test_a_pruned_or_tampered_parent_is_refused_before_any_write(pitr_module_setup, chain):
+    from drfleet.backup_format.errors import ManifestTampered
+    from drfleet.datapath.tree_restore import ChainBroken
+    s = pitr_module_setup
+    (full, _), (diff, _), (incr, _) = chain
+    manifest = _manifest_path(s, diff["backup_id"])
+    original = manifest.read_bytes()
+    target = s.new_dir("refused-chain")
+    try:
+        manifest.unlink()  # pruned
+        with pytest.raises(ChainBroken) as caught:
+            restore_to(s.plan, f"{s.dataset}/{incr['backup_id']}", target, "latest", plan_path=str(s.plan_path))
+        assert caught.value.facts["missing"] == diff["backup_id"]
+        assert caught.value.facts["backup_id"] == incr["backup_id"]
+        assert not os.path.exists(target)
+        manifest.write_bytes(original.replace(b'"backup_type":"differential"', b'"backup_type":"differentiaX"'))
+        with pytest.raises(ManifestTampered):
+            restore_to(s.plan, f"{s.dataset}/{incr['backup_id']}", target, "latest", plan_path=str(s.plan_path))
+        assert not os.path.exists(target)
+    finally:
+        manifest.write_bytes(original)
+
+
+def test_retention_keeps_the_parents_of_a_kept_incremental(pitr_module_setup, chain):
+    from datetime import datetime, timedelta, timezone
+
+    from drfleet.datapath.retention import Candidate, decide
+    s = pitr_module_setup
+    now = datetime.now(timezone.utc) + timedelta(days=30)
+    records = [find_backup(s.plan, b["backup_id"]).manifest for b, _ in chain]
+    candidates = [Candidate(m.dataset, m.backup_id, m.policy, now - timedelta(days=20 if i < 2 else 0),
+                            tuple(m.parents)) for i, m in enumerate(records)]
+    verdicts = {v.backup.backup_id: v for v in decide(candidates, s.plan, now).verdicts}
+    assert all(v.keep for v in verdicts.values())
+    for parent in records[:2]:
+        assert any(r == f"needed by incremental {records[2].backup_id}" for r in verdicts[parent.backup_id].reasons)
+
+
+# --- delta restore targets refused before any write --------------------------------------------
+
+def test_a_delta_restore_into_another_cluster_is_refused(pitr_module_setup, chain, tmp_path):
+    import struct
+
+    from drfleet.pitr.errors import DeltaTargetRefused
+    s = pitr_module_setup
+    incr = chain[2][0]
+    other = tmp_path / "other"
+    (other / "global").mkdir(parents=True)
+    (other / "PG_VERSION").write_text("15\n")
+    (other / "global" / "pg_control").write_bytes(struct.pack("=Q", 7000000000000000001) + bytes(100))
+    before = sorted(p.name for p in other.rglob("*"))
+    with pytest.raises(DeltaTargetRefused) as caught:
+        restore_to(s.plan, f"{s.dataset}/{incr['backup_id']}", str(other), "latest",
+                   plan_path=str(s.plan_path), delta=True)
+    facts = caught.value.facts
+    assert facts["directory_system_identifier"] == "7000000000000000001"
+    assert facts["backup_system_identifier"] == find_backup(s.plan, incr["backup_id"]).manifest.fingerprint[
+        "system_identifier"]
+    assert facts["data_dir"] == str(other)
+    assert sorted(p.name for p in other.rglob("*")) == before
+
+
+def test_a_delta_restore_into_a_running_server_is_refused(pitr_module_setup, chain):
+    from drfleet.pitr.errors import DeltaTargetRefused
+    s = pitr_module_setup
+    incr = chain[2][0]
+    with pytest.raises(DeltaTargetRefused) as caught:
+        restore_to(s.plan, f"{s.dataset}/{incr['backup_id']}", str(s.data_dir), "latest",
+                   plan_path=str(s.plan_path), delta=True)
+    assert caught.value.facts["pid"] > 0 and caught.value.facts["data_dir"] == str(s.data_dir)
+    assert _fingerprint(s)[0] > 0  # the primary still serves
+
+
+def test_a_standby_that_is_not_in_recovery_is_refused(pitr_module_setup, chain):
+    from drfleet.pitr.errors import NotAStandby
+    s = pitr_module_setup
+    manifests = set(os.listdir(_manifest_path(s, "x").parent))
+    backups = set(os.listdir(_object_path(s, "x").parent.parent))
+    with pytest.raises(NotAStandby) as caught:
+        run_physical_backup(s.plan, s.dataset, backup_type="incremental", standby_conn=s.dsn())
+    assert caught.value.facts["standby_data_directory"] == str(s.data_dir)
+    assert set(os.listdir(_manifest_path(s, "x").parent)) == manifests
+    assert set(os.listdir(_object_path(s, "x").parent.parent)) == backups
