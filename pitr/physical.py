@@ -124,7 +124,7 @@ def read_pg_index(store, manifest: Manifest, data_key) -> PgIndex:
 # --- walking the data directory -----------------------------------------------------------
 
 def _skipped(rel: str, name: str) -> bool:
-    if name.startswith("pgsql_tmp") or name == "pg_internal.init":
+    if name.startswith(("pgsql_tmp", ".s.PGSQL.")) or name == "pg_internal.init":
         return True
     return "/" not in rel and rel in SKIPPED_TOP
 

@@ -229,3 +229,70 @@ def test_a_standby_that_is_not_in_recovery_is_refused(pitr_module_setup, chain):
     assert caught.value.facts["standby_data_directory"] == str(s.data_dir)
     assert set(os.listdir(_manifest_path(s, "x").parent)) == manifests
     assert set(os.listdir(_object_path(s, "x").parent.parent)) == backups
+
+
+# --- from a standby; killed mid-backup ------------------------------------------------------------
+
+def test_a_backup_from_a_standby_restores_and_promotes(pitr_module_setup, chain, tmp_path, monkeypatch):
+    from drfleet.pitr import cluster
+    from drfleet.pitr.standby import create_standby
+    from tests.fixtures.util import wait_for
+    s = pitr_module_setup
+    monkeypatch.setenv("DRFLEET_HOME", str(tmp_path / "home"))
+    standby = create_standby(s.plan, s.dataset, data_dir=s.new_dir("standby"))
+    try:
+        s.sql("INSERT INTO items SELECT g, 'from the standby' FROM generate_series(200000, 200500) g")
+        expected = _fingerprint(s)
+        wait_for(lambda: _fingerprint(s, standby.port) == expected, timeout=60, what="the standby to catch up")
+        backup = run_physical_backup(s.plan, s.dataset, backup_type="incremental",
+                                     standby_conn=s.dsn(standby.port), workers=2)
+        assert backup["from_standby"] is True and backup["backup_type"] == "incremental"
+        result = restore_to(s.plan, f"{s.dataset}/{backup['backup_id']}", s.new_dir("from-standby"),
+                            backup["stop_lsn"], plan_path=str(s.plan_path))
+        assert result["status"] == "recovered"
+        assert s.sql("SELECT pg_is_in_recovery()", port=result["port"]) == [(False,)]
+        assert _fingerprint(s, result["port"]) == expected
+        s.sql("INSERT INTO items VALUES (300000, 'written after promotion')", port=result["port"])
+        cluster.stop(result["data_dir"], mode="immediate")
+    finally:
+        cluster.stop(standby.data_dir, mode="immediate")
+
+
+_KILLED_CHILD = """
+import sys, time
+from drfleet.plan.loader import load_plan
+from drfleet.pitr import physical
+store = physical.PieceWriter._store
+def stored_then_wait(self, number, piece):
+    store(self, number, piece)
+    print("STORED", flush=True)
+    time.sleep(120)
+physical.PieceWriter._store = stored_then_wait
+physical.run_physical_backup(load_plan(sys.argv[1]), sys.argv[2], backup_type="incremental", workers=1)
+"""
+
+
+def test_sigkill_mid_incremental_leaves_nothing_visible(pitr_module_setup, chain):
+    import signal
+    import subprocess
+    import sys
+
+    from drfleet.pitr.basebackup import list_base_backups
+    s = pitr_module_setup
+    s.sql("UPDATE items SET v = v || 'k'")  # > one piece of changed files
+    s.sql("CHECKPOINT")
+    before = [r.backup_id for r in list_base_backups(s.plan, s.dataset)]
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(s.plan_path), s.dataset],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "STORED"
+        assert s.sql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                     "AND state IS NOT NULL")[0][0] >= 2  # the child's backup connection is open
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    assert [r.backup_id for r in list_base_backups(s.plan, s.dataset)] == before
+    after = run_physical_backup(s.plan, s.dataset, backup_type="incremental", workers=2)
+    assert after["parents"][-1] == before[-1]
+    from drfleet.datapath.verify import verify_backup
+    assert verify_backup(s.plan, after["backup_id"], depth="full")["ok"]
