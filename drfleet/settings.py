@@ -156,6 +156,8 @@ WATCH_ON_CHANGE_SECONDS = _declare("DRFLEET_WATCH_ON_CHANGE_SECONDS", float, 60.
 # --- the work --------------------------------------------------------------------------------
 ZSTD_LEVEL = _declare("DRFLEET_ZSTD_LEVEL", int, None, "work", "zstd level of backups (default 1).")
 WAL_ZSTD_LEVEL = _declare("DRFLEET_WAL_ZSTD_LEVEL", int, None, "work", "zstd level of archived WAL.")
+PHYSICAL_WORKERS = _declare("DRFLEET_PHYSICAL_WORKERS", int, 2, "work",
+                            "Pieces a file-level base backup or its restore processes at once (a policy's `workers` wins).")
 BACKUP_RETRIES = _declare("DRFLEET_BACKUP_RETRIES", int, 3, "work", "Attempts more after a backup fails for a transient reason.")
 BACKUP_RETRY_SECONDS = _declare("DRFLEET_BACKUP_RETRY_SECONDS", float, 30.0, "work",
                                 "First wait before a backup is tried again (doubling).")

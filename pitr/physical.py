@@ -285,7 +285,12 @@ def _server(db) -> dict[str, Any]:
             "wal_segment_size": int(seg) * (8192 if unit == "8kB" else 1)}
 
 
-def run_physical_backup(plan: Plan, dataset: str, *, backup_type: str = "full", workers: int = 2,
+def default_workers() -> int:
+    from drfleet import settings
+    return max(1, settings.PHYSICAL_WORKERS.get())
+
+
+def run_physical_backup(plan: Plan, dataset: str, *, backup_type: str = "full", workers: int | None = None,
                         policy: str | None = None, region: str | None = None, slot: str | None = None,
                         task_id: str | None = None, location: str | None = None,
                         standby_conn: str | None = None, data_dir: str | None = None) -> dict:
@@ -293,7 +298,8 @@ def run_physical_backup(plan: Plan, dataset: str, *, backup_type: str = "full", 
 
     ``backup_type``: full, differential (files changed since the newest full) or
     incremental (since the newest file-level base backup of any type). ``workers``: pieces
-    compressed, sealed and stored at once. ``standby_conn``: read the files from this
+    compressed, sealed and stored at once (default: the policy's ``workers``, else
+    $DRFLEET_PHYSICAL_WORKERS). ``standby_conn``: read the files from this
     standby (start/stop on the primary). ``data_dir``: where this process reads the data
     directory (default: the server's ``data_directory``).
 
@@ -310,7 +316,10 @@ def run_physical_backup(plan: Plan, dataset: str, *, backup_type: str = "full", 
     ds = plan.dataset(dataset)
     if ds.kind != "postgres":
         raise NotAPostgresDataset(f"dataset {dataset} is of kind {ds.kind}", dataset=dataset)
+    if policy is None:
+        policy = next((p.name for p in ds.policies if p.physical == backup_type), None)
     policy = _policy_for(plan, dataset, policy)
+    workers = workers or plan.policy(dataset, policy).workers or default_workers()
     started = time.monotonic()
     run = BackupRun(plan, dataset, policy, region=region or ds.region, slot=slot, task_id=task_id,
                     progress=None, location=location)

@@ -5,11 +5,14 @@ targets refused before any write."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
+from click.testing import CliRunner
 
+from drfleet.cli.main import main
 from drfleet.datapath.catalog import find_backup
 from drfleet.pitr.physical import run_physical_backup
 from drfleet.pitr.recovery import restore_to
@@ -62,7 +65,9 @@ def test_the_chain_references_unchanged_files(chain):
         assert later["stored_bytes_files"] < full["stored_bytes_files"] / 2
 
 
-@pytest.mark.parametrize("point", [0, 1, 2], ids=["full", "differential", "incremental"])
+@pytest.mark.parametrize("point", [pytest.param(0, id="full", marks=pytest.mark.slow),
+                                   pytest.param(1, id="differential", marks=pytest.mark.slow),
+                                   pytest.param(2, id="incremental")])
 def test_each_point_restores_to_its_fingerprint(pitr_module_setup, chain, point):
     s = pitr_module_setup
     backup, expected = chain[point]
@@ -90,8 +95,10 @@ def test_delta_restore_repairs_exactly_what_was_damaged(pitr_module_setup, chain
     with open(os.path.join(target, "stray-file"), "w") as handle:
         handle.write("not in the backup")
     os.unlink(os.path.join(target, "recovery.signal"))
-    result = restore_to(s.plan, f"{s.dataset}/{incr['backup_id']}", target, incr["stop_lsn"],
-                        plan_path=str(s.plan_path), delta=True, workers=2)
+    run = CliRunner().invoke(main, ["restore", f"{s.dataset}/{incr['backup_id']}", "--to", target, "--at",
+                                    incr["stop_lsn"], "--delta", "--workers", "2", "--plan", str(s.plan_path)])
+    assert run.exit_code == 0, run.output
+    result = json.loads(run.output)
     assert result["delta"] is True
     assert result["written"] == sorted(["PG_VERSION", relation, other, "postgresql.auto.conf"])
     assert result["removed"] == ["stray-file"]
@@ -233,6 +240,7 @@ def test_a_standby_that_is_not_in_recovery_is_refused(pitr_module_setup, chain):
 
 # --- from a standby; killed mid-backup ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_backup_from_a_standby_restores_and_promotes(pitr_module_setup, chain, tmp_path, monkeypatch):
     from drfleet.pitr import cluster
     from drfleet.pitr.standby import create_standby
@@ -272,6 +280,7 @@ physical.run_physical_backup(load_plan(sys.argv[1]), sys.argv[2], backup_type="i
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_incremental_leaves_nothing_visible(pitr_module_setup, chain):
     import signal
     import subprocess
@@ -292,7 +301,10 @@ def test_sigkill_mid_incremental_leaves_nothing_visible(pitr_module_setup, chain
         child.send_signal(signal.SIGKILL)
         child.wait(30)
     assert [r.backup_id for r in list_base_backups(s.plan, s.dataset)] == before
-    after = run_physical_backup(s.plan, s.dataset, backup_type="incremental", workers=2)
+    run = CliRunner().invoke(main, ["wal", "basebackup", s.dataset, "--local", "--type", "incremental",
+                                    "--workers", "2", "--plan", str(s.plan_path)])
+    assert run.exit_code == 0, run.output
+    after = json.loads(run.output)
     assert after["parents"][-1] == before[-1]
     from drfleet.datapath.verify import verify_backup
     assert verify_backup(s.plan, after["backup_id"], depth="full")["ok"]
