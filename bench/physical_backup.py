@@ -87,8 +87,8 @@ def _make_data(setup, size_mb: int) -> dict:
     rows = max(1000, int(size_mb * 0.6 * 1e6 / PAYLOAD_TABLES / 600))
     for i in range(PAYLOAD_TABLES):
         setup.sql(f"CREATE TABLE payload_{i:02d} (id int PRIMARY KEY, body text)")
-        setup.sql(f"INSERT INTO payload_{i:02d} SELECT g, repeat(md5(random()::text), 16) "
-                  f"FROM generate_series(1, {rows}) g")
+        setup.sql(f"INSERT INTO payload_{i:02d} SELECT g, (SELECT string_agg(md5(random()::text || g || k), '') "
+                  f"FROM generate_series(1, 16) k) FROM generate_series(1, {rows}) g")
     setup.sql("CHECKPOINT")
     total_rows = scale * 100_000 + rows * PAYLOAD_TABLES
     return {"pgbench_scale": scale, "payload_rows_per_table": rows, "rows": total_rows,

@@ -183,20 +183,18 @@ def _restore(plan: Plan, links: dict[str, BackupRecord], keys: dict, index: PgIn
     else:
         to_write = files
     suffix = TMP_SUFFIX if is_delta else ""
-    # every file to write, at its size; then each piece writes its slices
+    # empty files here; the others are created by the workers writing their slices
     units: dict[tuple[str, int], list[tuple[int, int, Entry, int]]] = {}
     spanning: list[Entry] = []
     for e in to_write:
-        fd = os.open(os.path.join(root, e.path) + suffix, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        try:
-            os.ftruncate(fd, e.size)
-        finally:
-            os.close(fd)
+        if not e.size:
+            os.close(os.open(os.path.join(root, e.path) + suffix, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+            continue
         piece = int(links[e.holder].manifest.labels.get("piece_size", PIECE_SIZE))
         first, last = e.offset // piece, (e.offset + e.size - 1) // piece
-        if e.size and last > first:
+        if last > first:
             spanning.append(e)
-        for number in range(first, last + 1) if e.size else ():
+        for number in range(first, last + 1):
             lo = max(e.offset, number * piece)
             hi = min(e.offset + e.size, (number + 1) * piece)
             units.setdefault((e.holder, number), []).append((lo - number * piece, hi - lo, e, lo - e.offset))
@@ -221,7 +219,7 @@ def _restore(plan: Plan, links: dict[str, BackupRecord], keys: dict, index: PgIn
                                          backup_id=holder, object=piece_name(number), path=e.path)
                 position += length
                 path = os.path.join(root, e.path) + suffix
-                fd = os.open(path, os.O_WRONLY)
+                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
                 try:
                     os.pwrite(fd, data, file_offset)
                 finally:
