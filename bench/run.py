@@ -19,6 +19,7 @@ BENCHMARKS = [
     ("data_path", {"size_gb": 0.2}, {"size_gb": 1.0}),
     ("incremental_tree", {}, {"files": 100_000, "size": 2 << 30}),
     ("wal_push", {}, {"scale": 70, "seconds": 120}),
+    ("physical_backup", {"size_mb": 200}, {"size_mb": 1000}),
 ]
 
 
