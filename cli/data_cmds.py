@@ -169,8 +169,8 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
         click.echo(json.dumps(restore_to_timestamp(plan, backup_id.split("/")[0], conn, at), indent=2))
         return
     if at is not None:  # point-in-time recovery (pitr.recovery), runs here
-        from drfleet.pitr.recovery import restore_to
         from drfleet.pitr.physical import default_workers
+        from drfleet.pitr.recovery import restore_to
         click.echo(json.dumps(restore_to(plan, backup_id, target, at, port=port, timeout=timeout, delta=delta,
                                          workers=workers or default_workers()), indent=2))
         return

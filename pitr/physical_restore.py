@@ -32,7 +32,7 @@ from drfleet.datapath.reading import data_key_for, open_object
 from drfleet.datapath.tree_restore import ChainBroken, _check_objects, resolve_chain
 from drfleet.pitr import cluster
 from drfleet.pitr.errors import DeltaTargetRefused, TargetDirNotEmpty
-from drfleet.pitr.physical import INDEX_OBJECT, PIECE_SIZE, Entry, PgIndex, piece_name, read_pg_index
+from drfleet.pitr.physical import PIECE_SIZE, Entry, PgIndex, piece_name, read_pg_index
 from drfleet.plan.models import Plan
 
 TMP_SUFFIX = ".drfleet-delta"
@@ -287,5 +287,3 @@ def _remove_unlisted(root: str, by_path: dict[str, Entry]) -> list[str]:
             removed.append(rel)
     return sorted(removed)
 
-
-__all__ = ["lay_down_physical", "check_target", "control_system_identifier", "INDEX_OBJECT"]

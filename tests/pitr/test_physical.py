@@ -157,7 +157,7 @@ def test_a_pruned_or_tampered_parent_is_refused_before_any_write(pitr_module_set
     from drfleet.backup_format.errors import ManifestTampered
     from drfleet.datapath.tree_restore import ChainBroken
     s = pitr_module_setup
-    (full, _), (diff, _), (incr, _) = chain
+    _, (diff, _), (incr, _) = chain
     manifest = _manifest_path(s, diff["backup_id"])
     original = manifest.read_bytes()
     target = s.new_dir("refused-chain")
