@@ -299,7 +299,8 @@ def run_physical_backup(plan: Plan, dataset: str, *, backup_type: str = "full", 
     incremental (since the newest file-level base backup of any type). ``workers``: pieces
     compressed, sealed and stored at once (default: the policy's ``workers``, else
     $DRFLEET_PHYSICAL_WORKERS). ``standby_conn``: read the files from this
-    standby (start/stop on the primary). ``data_dir``: where this process reads the data
+    standby (start/stop on the primary); default: the dataset's ``standby_connection``
+    when the policy says ``from_standby``. ``data_dir``: where this process reads the data
     directory (default: the server's ``data_directory``).
 
     Raises NotAPostgresDataset, PhysicalBackupRefused (server too old, archive_mode off,
@@ -318,7 +319,11 @@ def run_physical_backup(plan: Plan, dataset: str, *, backup_type: str = "full", 
     if policy is None:
         policy = next((p.name for p in ds.policies if p.physical == backup_type), None)
     policy = _policy_for(plan, dataset, policy)
-    workers = workers or plan.policy(dataset, policy).workers or default_workers()
+    chosen = plan.policy(dataset, policy)
+    workers = workers or chosen.workers or default_workers()
+    if standby_conn is None and chosen.from_standby:
+        from drfleet.secrets import resolve_secret
+        standby_conn = resolve_secret(ds.standby_connection, what=f"dataset {dataset} standby_connection")
     started = time.monotonic()
     run = BackupRun(plan, dataset, policy, region=region or ds.region, slot=slot, task_id=task_id,
                     progress=None, location=location)

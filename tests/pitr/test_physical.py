@@ -252,8 +252,15 @@ def test_a_backup_from_a_standby_restores_and_promotes(pitr_module_setup, chain,
         s.sql("INSERT INTO items SELECT g, 'from the standby' FROM generate_series(200000, 200500) g")
         expected = _fingerprint(s)
         wait_for(lambda: _fingerprint(s, standby.port) == expected, timeout=60, what="the standby to catch up")
-        backup = run_physical_backup(s.plan, s.dataset, backup_type="incremental",
-                                     standby_conn=s.dsn(standby.port), workers=2)
+        from drfleet.plan.loader import load_plan
+        text = s.plan_path.read_text().replace(
+            "    key: auth\n", "    key: auth\n    standby_connection: {env: PITR_STANDBY_URL}\n", 1) + (
+            "      - {name: standby-incr, trigger: hourly, keep: 2 days, copies: [home-region], "
+            "physical: incremental, from_standby: true, workers: 2}\n")
+        (tmp_path / "plan.yaml").write_text(text)
+        monkeypatch.setenv("PITR_STANDBY_URL", s.dsn(standby.port))
+        plan = load_plan(tmp_path / "plan.yaml")
+        backup = run_physical_backup(plan, s.dataset, backup_type="incremental", policy="standby-incr")
         assert backup["from_standby"] is True and backup["backup_type"] == "incremental"
         result = restore_to(s.plan, f"{s.dataset}/{backup['backup_id']}", s.new_dir("from-standby"),
                             backup["stop_lsn"], plan_path=str(s.plan_path))

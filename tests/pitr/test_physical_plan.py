@@ -42,3 +42,9 @@ def test_physical_is_refused_for_other_kinds_and_modes(tmp_path):
     with pytest.raises(Exception, match="physical"):
         _plan(tmp_path, "      - {name: x, trigger: hourly, keep: 2 days, copies: [home-region], "
                         "physical: full, mode: oplog}\n")
+
+
+def test_from_standby_needs_a_standby_connection(tmp_path):
+    with pytest.raises(Exception, match="standby_connection"):
+        _plan(tmp_path, "      - {name: s, trigger: hourly, keep: 2 days, copies: [home-region], "
+                        "physical: incremental, from_standby: true}\n")
