@@ -89,6 +89,7 @@ def _make_data(setup, size_mb: int) -> dict:
         setup.sql(f"CREATE TABLE payload_{i:02d} (id int PRIMARY KEY, body text)")
         setup.sql(f"INSERT INTO payload_{i:02d} SELECT g, (SELECT string_agg(md5(random()::text || g || k), '') "
                   f"FROM generate_series(1, 16) k) FROM generate_series(1, {rows}) g")
+    setup.sql("VACUUM (ANALYZE, FREEZE)")  # settle hint bits and visibility maps before either full
     setup.sql("CHECKPOINT")
     total_rows = scale * 100_000 + rows * PAYLOAD_TABLES
     return {"pgbench_scale": scale, "payload_rows_per_table": rows, "rows": total_rows,

@@ -47,7 +47,6 @@ PIECE_SIZE = 8 << 20
 MAX_CHAIN = 100
 RACY_NS = 2_000_000_000
 BACKUP_TYPES = ("full", "differential", "incremental")
-READ_SIZE = 1 << 20
 
 #: directories recorded empty: their contents are never copied
 EMPTY_DIRS = frozenset({"pg_wal", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots",
@@ -158,48 +157,95 @@ def _walk(root: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
 
 # --- storing pieces with N workers ----------------------------------------------------------
 
+class _MemoryReader:
+    """A readable over a piece held in memory (no copy of it)."""
+
+    def __init__(self, data) -> None:
+        self.view, self.position = memoryview(data), 0
+
+    def readinto(self, buf) -> int:
+        n = min(len(buf), len(self.view) - self.position)
+        buf[:n] = self.view[self.position:self.position + n]
+        self.position += n
+        return n
+
+
 class PieceWriter:
-    """The file stream of one backup: bytes go in order, full pieces are handed to N
-    workers that compress, seal and store them; at most 2N pieces are held at once."""
+    """The file stream of one backup: files are read straight into the current piece;
+    a full piece goes to a hashing thread (the dump stream's SHA-256, in piece order) and
+    to one of N workers that compress, seal and store it. At most 2N pieces are held."""
 
     def __init__(self, run: BackupRun, workers: int) -> None:
+        import queue
         self.run, self.workers = run, max(1, workers)
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="drfleet-piece")
         self.slots = threading.BoundedSemaphore(self.workers * 2)
-        self.buffer = bytearray()
+        self.buffer, self.fill = bytearray(PIECE_SIZE), 0
         self.offset = 0           # bytes of the file stream so far
         self.futures: list[Future] = []
         self.entries: dict[int, ObjectEntry] = {}
+        self.hash_queue: queue.Queue = queue.Queue(maxsize=self.workers * 2)
+        self.hash_error: BaseException | None = None
+        self.hasher = threading.Thread(target=self._hash, name="drfleet-piece-hash", daemon=True)
+        self.hasher.start()
+
+    def _hash(self) -> None:
+        while True:
+            piece = self.hash_queue.get()
+            if piece is None:
+                return
+            try:
+                self.run._plaintext_sha.update(piece)
+                self.run.plaintext_size += len(piece)
+            except BaseException as exc:  # noqa: BLE001 - reported by finish()
+                self.hash_error = exc
+
+    def read_file(self, handle, sha) -> int:
+        """Read ``handle`` to its end into the stream, updating ``sha``; bytes read."""
+        total = 0
+        while True:
+            view = memoryview(self.buffer)[self.fill:]
+            n = handle.readinto(view)
+            if not n:
+                return total
+            sha.update(view[:n])
+            self.fill += n
+            self.offset += n
+            total += n
+            if self.fill == PIECE_SIZE:
+                self._flush()
 
     def write(self, data: bytes) -> None:
-        self.offset += len(data)
         view = memoryview(data)
         while view:
-            room = PIECE_SIZE - len(self.buffer)
-            self.buffer += view[:room]
+            room = PIECE_SIZE - self.fill
+            part = view[:room]
+            self.buffer[self.fill:self.fill + len(part)] = part
+            self.fill += len(part)
+            self.offset += len(part)
             view = view[room:]
-            if len(self.buffer) == PIECE_SIZE:
+            if self.fill == PIECE_SIZE:
                 self._flush()
 
     def _flush(self) -> None:
-        if not self.buffer:
+        if not self.fill:
             return
         for done in [f for f in self.futures if f.done()]:
             done.result()  # raise a worker's error early
-        piece, number = bytes(self.buffer), len(self.futures)
-        self.buffer = bytearray()
-        self.run._plaintext_sha.update(piece)  # the dump stream's hash, in piece order
-        self.run.plaintext_size += len(piece)
+        piece = self.buffer if self.fill == PIECE_SIZE else self.buffer[:self.fill]
+        number = len(self.futures)
+        self.buffer, self.fill = bytearray(PIECE_SIZE), 0
         self.slots.acquire()
+        self.hash_queue.put(piece)
         self.futures.append(self.pool.submit(self._store, number, piece))
 
-    def _store(self, number: int, piece: bytes) -> None:
+    def _store(self, number: int, piece: bytearray) -> None:
         try:
             name = piece_name(number)
             key = object_key(self.run.dataset, self.run.backup_id, name)
             with self.run.store.writer(key) as writer:
-                stats = seal_stream(io.BytesIO(piece), writer.write, ObjectSealer(self.run.data_key, name),
-                                    level=self.run.level, threads=0)
+                stats = seal_stream(_MemoryReader(piece), writer.write, ObjectSealer(self.run.data_key, name),
+                                    level=self.run.level, threads=0, hash_plaintext=False)
                 writer.commit()
             self.run._written.append(key)
             self.entries[number] = ObjectEntry(name=name, size=stats.stored_size, sha256=stats.stored_sha256,
@@ -209,14 +255,20 @@ class PieceWriter:
 
     def finish(self) -> None:
         self._flush()
+        self.hash_queue.put(None)
+        self.hasher.join()
         for f in self.futures:
             f.result()
         self.pool.shutdown()
+        if self.hash_error is not None:
+            raise self.hash_error
         self.run.objects = [self.entries[n] for n in range(len(self.futures))]
         self.run.stored_size = sum(o.size for o in self.run.objects)
 
     def abort(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.hash_queue.put(None)
+        self.hasher.join(10)
 
 
 # --- choosing what to compare with ----------------------------------------------------------
@@ -455,7 +507,6 @@ def _copy_files(run: BackupRun, writer: PieceWriter, root: str, compared: Compar
               "data_directory": root, "piece_size": PIECE_SIZE, "started_ns": time.time_ns(),
               "compared_with": compared.manifest.backup_id if compared else None}
     index = PgIndex(header)
-    buffer = bytearray(READ_SIZE)
     for rel, st in walk(root):
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISDIR(st.st_mode):
@@ -468,20 +519,12 @@ def _copy_files(run: BackupRun, writer: PieceWriter, root: str, compared: Compar
         if old is not None and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns and old.mtime_ns < racy_before:
             index.entries.append(Entry(rel, "file", mode, old.size, old.mtime_ns, old.value, old.holder, old.offset))
             continue
-        offset, sha, size = writer.offset, hashlib.sha256(), 0
+        offset, sha = writer.offset, hashlib.sha256()
         try:
-            with open(os.path.join(root, rel), "rb", buffering=0) as handle:
-                while True:
-                    n = handle.readinto(buffer)
-                    if not n:
-                        break
-                    chunk = bytes(buffer[:n])
-                    sha.update(chunk)
-                    writer.write(chunk)
-                    size += n
+            handle = open(os.path.join(root, rel), "rb", buffering=0)  # noqa: SIM115 - closed below
         except FileNotFoundError:
-            if size:
-                raise
             continue  # dropped between lstat and open
+        with handle:
+            size = writer.read_file(handle, sha)
         index.entries.append(Entry(rel, "file", mode, size, st.st_mtime_ns, sha.hexdigest(), run.backup_id, offset))
     return index
