@@ -134,6 +134,7 @@ def run(size_mb: int = 200, workers: int = 2, level: int = 1) -> dict:
 
         full = step("full", [*drfleet, "--type", "full"], [*pgbr, "backup", "--type=full"])
         _change(setup, data["rows"])
+        setup.switch_and_wait(timeout=300)  # the change's WAL archived: neither incremental waits for it
         incr = step("incremental", [*drfleet, "--type", "incremental"], [*pgbr, "backup", "--type=incr"])
         results["incremental"]["drfleet_stored_files"] = incr.get("stored_files")
         results["incremental"]["drfleet_incremental_vs_full_time"] = round(

@@ -21,6 +21,7 @@ import os
 import shutil
 import stat
 import struct
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,7 @@ def _restore(plan: Plan, links: dict[str, BackupRecord], keys: dict, index: PgIn
             lo = max(e.offset, number * piece)
             hi = min(e.offset + e.size, (number + 1) * piece)
             units.setdefault((e.holder, number), []).append((lo - number * piece, hi - lo, e, lo - e.offset))
-    whole = {id(e) for e in spanning}
+    hashes = {id(e): _InOrderHash() for e in spanning}
 
     def restore_piece(unit: tuple[str, int]) -> int:
         holder, number = unit
@@ -224,7 +225,9 @@ def _restore(plan: Plan, links: dict[str, BackupRecord], keys: dict, index: PgIn
                     os.pwrite(fd, data, file_offset)
                 finally:
                     os.close(fd)
-                if id(e) not in whole and hashlib.sha256(data).hexdigest() != e.value:
+                if id(e) in hashes:
+                    hashes[id(e)].add(file_offset, data)
+                elif hashlib.sha256(data).hexdigest() != e.value:
                     raise IntegrityError(f"{e.path} restored from backup {holder} does not match its checksum",
                                          backup_id=holder, path=e.path, expected_sha256=e.value)
                 written += length
@@ -234,11 +237,10 @@ def _restore(plan: Plan, links: dict[str, BackupRecord], keys: dict, index: PgIn
 
     written_bytes = sum(pool.map(restore_piece, sorted(units)))
 
-    def check_whole(e: Entry) -> None:
-        if _sha256_of(os.path.join(root, e.path) + suffix) != e.value:
+    for e in spanning:
+        if hashes[id(e)].hexdigest(e.size) != e.value:
             raise IntegrityError(f"{e.path} restored from backup {e.holder} does not match its checksum",
                                  backup_id=e.holder, path=e.path, expected_sha256=e.value)
-    list(pool.map(check_whole, spanning))
     if is_delta:
         for e in to_write:
             path = os.path.join(root, e.path)
@@ -258,6 +260,33 @@ def _restore(plan: Plan, links: dict[str, BackupRecord], keys: dict, index: PgIn
     cluster.chown_tree(root)
     return {"bytes": written_bytes, "written": sorted(e.path for e in to_write) if is_delta else len(to_write),
             "removed": removed}
+
+
+class _InOrderHash:
+    """SHA-256 of a file whose slices are written by several workers: slices are hashed in
+    file order as they arrive; one that arrives early waits in memory (at most about one
+    piece per worker)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sha = hashlib.sha256()
+        self.next = 0
+        self.pending: dict[int, bytes] = {}
+
+    def add(self, offset: int, data: bytes) -> None:
+        with self.lock:
+            if offset != self.next:
+                self.pending[offset] = data
+                return
+            self.sha.update(data)
+            self.next += len(data)
+            while self.next in self.pending:
+                early = self.pending.pop(self.next)
+                self.sha.update(early)
+                self.next += len(early)
+
+    def hexdigest(self, size: int) -> str:
+        return self.sha.hexdigest() if self.next == size and not self.pending else "(incomplete)"
 
 
 def _remove_unlisted(root: str, by_path: dict[str, Entry]) -> list[str]:
