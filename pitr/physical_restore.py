@@ -97,13 +97,8 @@ def check_target(record: BackupRecord, data_dir: str, delta: bool) -> bool:
 
 
 def _sha256_of(path: str) -> str:
-    sha = hashlib.sha256()
     with open(path, "rb", buffering=0) as handle:
-        while True:
-            block = handle.read(HASH_READ)
-            if not block:
-                return sha.hexdigest()
-            sha.update(block)
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def lay_down_physical(plan: Plan, record: BackupRecord, data_dir: str, *, delta: bool = False,
