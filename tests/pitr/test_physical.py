@@ -315,3 +315,13 @@ def test_sigkill_mid_incremental_leaves_nothing_visible(pitr_module_setup, chain
     assert after["parents"][-1] == before[-1]
     from drfleet.datapath.verify import verify_backup
     assert verify_backup(s.plan, after["backup_id"], depth="full")["ok"]
+
+
+def test_a_restore_without_at_names_the_command_that_restores_a_base_backup(pitr_module_setup, chain, tmp_path):
+    from drfleet.datapath.errors import RestoreTargetInvalid
+    from drfleet.datapath.restore import restore_backup
+    s = pitr_module_setup
+    incr = chain[2][0]
+    with pytest.raises(RestoreTargetInvalid) as caught:
+        restore_backup(s.plan, f"{s.dataset}/{incr['backup_id']}", str(tmp_path / "t"))
+    assert "--at latest" in caught.value.hint and not (tmp_path / "t").exists()
