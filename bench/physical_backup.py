@@ -37,7 +37,9 @@ PAYLOAD_TABLES = 16
 
 
 def _measure(argv: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """Run ``argv``; (seconds, peak RSS in MB of it and its waited-for descendants, stdout)."""
+    """Run ``argv``; (seconds, peak RSS in MB of it and its waited-for descendants, stdout).
+    Dirty pages are flushed first, so a step never pays for the previous one's writeback."""
+    os.sync()
     started = time.monotonic()
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out, err = child.stdout.read(), child.stderr.read()
