@@ -101,6 +101,9 @@ def schedule_entries(plan: Plan) -> list[ScheduleEntry]:
     out: list[ScheduleEntry] = []
     for name, ds in plan.datasets.items():
         for policy in ds.policies:
+            if policy.physical and ds.kind == "postgres":
+                out.append(_physical_entry(name, ds.region, policy))
+                continue
             out.append(ScheduleEntry(
                 name=f"backup {name} {policy.name}", kind="backup", task=BACKUP_TASK,
                 region=ds.region, queue=queue_name(ds.region, "data"), trigger=policy.trigger,
@@ -197,6 +200,16 @@ def _recovery_entries(plan: Plan) -> list[ScheduleEntry]:
                                      every_seconds=DB_CHECK_SECONDS, dataset=name,
                                      kwargs={"dataset": name, "region": ds.region}))
     return out
+
+
+def _physical_entry(dataset: str, region: str, policy) -> ScheduleEntry:
+    """A file-level base backup (full, differential or incremental) on the policy's trigger."""
+    kwargs = {"dataset": dataset, "policy": policy.name, "region": region, "backup_type": policy.physical,
+              **({"workers": policy.workers} if policy.workers else {})}
+    return ScheduleEntry(name=f"base-backup {dataset} {policy.name}", kind="base-backup", task=BASE_BACKUP_TASK,
+                         region=region, queue=queue_name(region, "data"), trigger=policy.trigger, dataset=dataset,
+                         policy=policy.name, keep_seconds=policy.keep.keep_seconds,
+                         keep_versions=policy.keep.keep_versions, kwargs=kwargs)
 
 
 def _wal_entries(plan: Plan, dataset: str, region: str, policy) -> list[ScheduleEntry]:

@@ -144,6 +144,12 @@ def run(size_gb: float = 0.2, levels: tuple[int, ...] = (-1, 1, 2, 3, 6), s3: bo
         pipeline3 = min(_sh(f"{pg} | zstd -q -3 -T1 | {enc} > {work}/pipe3.dfe", env) for _ in range(ROUNDS))
         pipe_bytes = (work / "pipe3.dfe").stat().st_size
         out["pipeline_zstd3_seconds"] = round(pipeline3, 2)
+        from bench import others  # restic and Borg of the same pg_dump stream, encrypted, zstd
+        others.init(work)
+        restic_s = [others.restic_stdin(work, pg, env) for _ in range(ROUNDS)]
+        borg_s = [others.borg_stdin(work, pg, f"dump{i}", 1, env) for i in range(ROUNDS)]
+        out["restic_dump_seconds"] = round(min(restic_s), 2) if restic_s[0] is not None else None
+        out["borg_zstd1_dump_seconds"] = round(min(borg_s), 2) if borg_s[0] is not None else None
         table = []
         for level in levels:
             result = min((_child("backup", {**env, "DRFLEET_ZSTD_LEVEL": str(level)}, "fs-store")
@@ -163,6 +169,10 @@ def run(size_gb: float = 0.2, levels: tuple[int, ...] = (-1, 1, 2, 3, 6), s3: bo
             out["speedup_same_level_3"] = round(pipeline3 / by_level[3]["seconds"], 2)
         out["speedup_default"] = round(pipeline3 / default_row["seconds"], 2)
         out["pipeline_ratio_zstd3"] = round(dump_bytes / pipe_bytes, 2)
+        if out["restic_dump_seconds"]:
+            out["speedup_vs_restic"] = round(out["restic_dump_seconds"] / default_row["seconds"], 2)
+        if out["borg_zstd1_dump_seconds"] and 1 in by_level:
+            out["speedup_vs_borg_zstd1"] = round(out["borg_zstd1_dump_seconds"] / by_level[1]["seconds"], 2)
 
         # Restore: drfleet (decrypt + decompress + verify, pg_restore -j 2) vs the pipeline.
         restores, pipe_restores = [], []

@@ -136,15 +136,34 @@ def run(files: int = 20_000, size: int = 400 << 20, fraction: float = 0.01, dire
         total = sum(p.stat().st_size for p in paths)
         plan = load_plan(write_plan(work, src))
         time.sleep(SETTLE_SECONDS)
+        from bench import others
+        others.init(work)
+        others_s: dict[str, list] = {"restic": [], "borg": []}
+
+        def with_others(step: int) -> None:
+            others_s["restic"].append(others.restic_tree(work, src))
+            others_s["borg"].append(others.borg_tree(work, src, f"snap{step}"))
+
         full_s, full = timed(lambda: run_backup(plan, "tree", "weekly-full", region="here"))
         rsync_full_s, _ = timed(lambda: rsync([f"{src}/", f"{work}/snap0/"]))
+        with_others(0)
         changed = change_files(paths, fraction, rng)
         time.sleep(SETTLE_SECONDS)
         incr_s, incr = timed(lambda: run_backup(plan, "tree", "daily-incremental", region="here"))
         rsync_incr_s, _ = timed(lambda: rsync([f"--link-dest={work}/snap0", f"{src}/", f"{work}/snap1/"]))
+        with_others(1)
         same_s, same = timed(lambda: run_backup(plan, "tree", "daily-incremental", region="here"))
         rsync_same_s, _ = timed(lambda: rsync([f"--link-dest={work}/snap1", f"{src}/", f"{work}/snap2/"]))
-        return {
+        with_others(2)
+        side = {f"{tool}_{name}_s": (round(times[i], 2) if times[i] is not None else None)
+                for tool, times in others_s.items() for i, name in enumerate(("full", "incremental", "unchanged"))}
+        side.update(restic_repo_bytes=others.repo_bytes(work / "restic-repo"),
+                    borg_repo_bytes=others.repo_bytes(work / "borg-repo"))
+        if side.get("restic_incremental_s"):
+            side["incremental_vs_restic"] = round(incr_s / side["restic_incremental_s"], 2)
+        if side.get("borg_incremental_s"):
+            side["incremental_vs_borg"] = round(incr_s / side["borg_incremental_s"], 2)
+        return {**side,
             "files": len(paths), "bytes": total, "changed_files": changed, "generate_s": round(generate_s, 1),
             "full_s": round(full_s, 2), "full_stored_bytes": full["stored_size"], "rsync_full_s": round(rsync_full_s, 2),
             "incremental_s": round(incr_s, 2), "incremental_stored_entries": incr["stored_entries"],
@@ -170,6 +189,9 @@ def report(figures: dict, full_size: bool) -> str:
         f"   ratio {f['incremental_vs_rsync']} (target <= 1.5: {'met' if ratio_ok else 'MISSED'})",
         f"{'unchanged tree (s)':34} {f['unchanged_s']:>10} {f['rsync_unchanged_s']:>10}"
         f"   (target < 3 s{' at 100,000 files' if not full_size else ''}: {'met' if same_ok else 'MISSED'})",
+        f"restic (s): full {f.get('restic_full_s')}, incremental {f.get('restic_incremental_s')}, unchanged "
+        f"{f.get('restic_unchanged_s')}; borg (s): full {f.get('borg_full_s')}, incremental "
+        f"{f.get('borg_incremental_s')}, unchanged {f.get('borg_unchanged_s')}",
         f"stored: full {f['full_stored_bytes']:,} B; incremental {f['incremental_stored_entries']:,} entries, "
         f"{f['incremental_stored_bytes']:,} B; unchanged {f['unchanged_stored_entries']} entries, "
         f"{f['unchanged_stored_bytes']:,} B (index included)",

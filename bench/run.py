@@ -21,6 +21,7 @@ BENCHMARKS = [
     ("wal_push", {}, {"scale": 70, "seconds": 120}),
     ("audit_query", {"records": 20_000}, {"records": 100_000}),
     ("stores", {"size_mb": 64}, {"size_mb": 1024}),
+    ("physical_backup", {"size_mb": 200}, {"size_mb": 1000}),
 ]
 
 

@@ -169,9 +169,13 @@ def _region_of(plan, backup_id):
                    "dependency order, here; progress and one summary.")
 @click.option("--service", help="With --all: the datasets of this recovery service, into its restore targets.")
 @click.option("--region", help="With --all: the datasets homed in this region.")
+@click.option("--delta", is_flag=True, help="With --at and a file-level base backup: restore into the stopped data "
+                                           "directory of the same cluster, writing only the files that differ.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="With --at and a file-level base backup: pieces restored at once.")
 @reports_errors
 def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=None, port=None, yes=False,
-            everything=False, service=None, region=None):
+            everything=False, service=None, region=None, delta=False, workers=None):
     """Restore BACKUP_ID (an id, or DATASET/ID) into a target. With --at, restore a
     PostgreSQL dataset to a point in time into a new data directory and start it, or a
     MongoDB dataset to a timestamp (newest dump, then its oplog). With --all, restore every
@@ -196,8 +200,10 @@ def restore(plan_path, backup_id, target, location, dry_run, local, timeout, at=
         output.result(restore_to_timestamp(plan, backup_id.split("/")[0], conn, at, location=location))
         return
     if at is not None:  # point-in-time recovery (pitr.recovery), runs here
+        from drfleet.pitr.physical import default_workers
         from drfleet.pitr.recovery import restore_to
-        output.result(restore_to(plan, backup_id, target, at, port=port, timeout=timeout, location=location))
+        output.result(restore_to(plan, backup_id, target, at, port=port, timeout=timeout, delta=delta,
+                                 workers=workers or default_workers(), location=location))
         return
     from drfleet.datapath.restore import describe_restore, restore_backup
 

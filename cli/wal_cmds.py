@@ -148,10 +148,27 @@ def wal_check(plan_path, location, dataset, as_json):
 @click.option("--policy", help="Policy recorded in the manifest (default: the dataset's wal policy).")
 @click.option("--local", is_flag=True, help="Run here instead of on the region's worker.")
 @click.option("--timeout", default=6 * 3600.0, show_default=True)
+@click.option("--type", "backup_type", type=click.Choice(["full", "differential", "incremental"]),
+              help="A file-level base backup of this type, read from the data directory (run it on the "
+                   "database host); without it, a pg_basebackup stream.")
+@click.option("--workers", type=click.IntRange(1, 64), help="With --type: pieces processed at once.")
+@click.option("--standby", "standby", metavar="env:VAR|file:PATH",
+              help="With --type and --local: read the files from this standby (its connection: env:VAR or "
+                   "file:PATH); pg_backup_start/stop run on the primary.")
 @reports_errors
-def wal_basebackup(plan_path, dataset, policy, local, timeout):
-    """Take a physical base backup of DATASET (pg_basebackup, streamed, WAL from the archive)."""
+def wal_basebackup(plan_path, dataset, policy, local, timeout, backup_type, workers, standby):
+    """Take a physical base backup of DATASET (WAL from the archive): a pg_basebackup stream,
+    or with --type a file-level full, differential or incremental one."""
     plan = use_plan(plan_path)
+    if standby and not (backup_type and local):
+        raise click.UsageError("--standby goes with --type and --local")
+    if local and backup_type:
+        from drfleet.pitr.physical import run_physical_backup
+        from drfleet.secrets import parse_target
+        conn = parse_target(standby, what="the standby") if standby else None  # never printed
+        click.echo(json.dumps(run_physical_backup(plan, dataset, backup_type=backup_type, policy=policy,
+                                                  workers=workers, standby_conn=conn), indent=2, default=str))
+        return
     if local:
         from drfleet.pitr.basebackup import run_base_backup
         output.result(run_base_backup(plan, dataset, policy=policy))
@@ -161,8 +178,9 @@ def wal_basebackup(plan_path, dataset, policy, local, timeout):
     from drfleet.cli.data_cmds import _wait
     from drfleet.tasks.wal import base_backup
     region = plan.dataset(dataset).region
+    extra = {"backup_type": backup_type, **({"workers": workers} if workers else {})} if backup_type else {}
     result = send(base_backup, kwargs={"dataset": dataset, "region": region, "policy": policy,
-                                       "slot": f"manual:{uuid.uuid4().hex}"})
+                                       "slot": f"manual:{uuid.uuid4().hex}", **extra})
     output.result(_wait(result, label=f"base backup {dataset}", timeout=timeout))
 
 

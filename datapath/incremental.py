@@ -29,7 +29,6 @@ from drfleet.backup_format.manifest import Manifest
 from drfleet.datapath.backup_run import OBJECT_NAME, BackupRun, close_quietly
 from drfleet.datapath.catalog import read_manifest
 from drfleet.datapath.reading import data_key_for, open_object
-from drfleet.datapath.remote_trees import staged_tree
 from drfleet.errors import DrfleetError
 from drfleet.plan.models import Plan
 from drfleet.providers.datasources import files
@@ -113,6 +112,8 @@ def back_up_tree(plan: Plan, dataset: str, policy: str, *, region: str, slot: st
     ``stored_entries``, ``deleted_entries``. Raises as ``run_backup``; a remote tree's
     staging errors (``remote_trees``) happen before anything is stored.
     """
+    from drfleet.datapath.remote_trees import staged_tree  # SSH only when a tree is backed up
+
     started = time.monotonic()
     run = BackupRun(plan, dataset, policy, region=region, slot=slot, task_id=task_id,
                     progress=progress, location=location)

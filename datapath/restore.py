@@ -44,6 +44,11 @@ def restore_backup(plan: Plan, backup_id: str, target: str, *, location: str | N
     m = record.manifest
     if not target:
         raise RestoreTargetInvalid("no restore target given", backup_id=m.backup_id)
+    if (m.labels or {}).get("type") == "basebackup":
+        raise RestoreTargetInvalid("a base backup is restored into a data directory with WAL replay",
+                                   backup_id=m.backup_id, dataset=m.dataset,
+                                   hint=f"drfleet restore {m.dataset}/{m.backup_id} --to NEW_DATA_DIR --at latest "
+                                        "(add --delta to repair the stopped data directory of the same cluster)")
     conn = parse_target(target, what=f"restore target of {m.backup_id}")
     extra = {}
     if m.kind == "files":

@@ -95,12 +95,15 @@ class _SealingThread(threading.Thread):
 
 def seal_stream(source: BinaryIO, write: Callable[[bytes], None], sealer: ObjectSealer, *,
                 level: int = DEFAULT_LEVEL, threads: int = DEFAULT_THREADS,
-                progress: Callable[[int, float], None] | None = None) -> StreamStats:
+                progress: Callable[[int, float], None] | None = None,
+                hash_plaintext: bool = True) -> StreamStats:
     """Read ``source`` to its end and write its sealed, compressed form with ``write``.
 
     Returns sizes and SHA-256 of the plaintext and of the stored bytes. Raises whatever
     reading, compressing, sealing or writing raised (the caller aborts the object).
     ``progress(plaintext_bytes, seconds)`` is called about once per second.
+    ``hash_plaintext=False``: the caller hashes the plaintext itself (``plaintext_sha256``
+    is then empty).
     """
     started = time.monotonic()
     plain_sha = hashlib.sha256()
@@ -123,7 +126,8 @@ def seal_stream(source: BinaryIO, write: Callable[[bytes], None], sealer: Object
                 n = len(data)
             if not n:
                 break
-            plain_sha.update(data)
+            if hash_plaintext:
+                plain_sha.update(data)
             plain_size += n
             out = compressor.compress(data)
             if out:
@@ -146,7 +150,7 @@ def seal_stream(source: BinaryIO, write: Callable[[bytes], None], sealer: Object
     sealing.join()
     if sealing.error is not None:
         raise sealing.error
-    return StreamStats(plain_size, plain_sha.hexdigest(), sealing.stored_size,
+    return StreamStats(plain_size, plain_sha.hexdigest() if hash_plaintext else "", sealing.stored_size,
                        sealing.stored_sha.hexdigest(), sealing.compressed_size,
                        time.monotonic() - started)
 

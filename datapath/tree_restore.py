@@ -44,6 +44,14 @@ class ChainBroken(IntegrityError):
             "backup whose chain is complete, or copy the missing backup back from another location")
 
 
+def chain_link(manifest) -> bool:
+    """Whether ``manifest`` can be a link of a chain: a files backup with a file index, or
+    a file-level PostgreSQL base backup (docs/format.md)."""
+    if manifest.kind == "files":
+        return has_index(manifest)
+    return manifest.kind == "postgres" and (manifest.labels or {}).get("method") == "files"
+
+
 def resolve_chain(plan: Plan, record: BackupRecord, *, same_location: bool = False) -> list[BackupRecord]:
     """The records of ``record``'s chain, full first, ``record`` last: each parent from
     the same location if it is there, else (unless ``same_location``) from the first
@@ -63,8 +71,8 @@ def resolve_chain(plan: Plan, record: BackupRecord, *, same_location: bool = Fal
             raise ChainBroken(f"backup {m.backup_id} needs {parent_id}, which {where}",
                               dataset=m.dataset, backup_id=m.backup_id, missing=parent_id,
                               looked_in=exc.facts.get("looked_in")) from None
-        if (link.manifest.kind != "files" or link.manifest.parents != m.parents[:position]
-                or not has_index(link.manifest)):
+        if (link.manifest.kind != m.kind or link.manifest.parents != m.parents[:position]
+                or not chain_link(link.manifest)):
             raise ChainBroken(f"backup {parent_id} is not the link {m.backup_id}'s chain names",
                               dataset=m.dataset, backup_id=m.backup_id, link=parent_id,
                               link_parents=", ".join(link.manifest.parents) or "(none)")

@@ -54,7 +54,7 @@ def verify_backup(plan: Plan, backup_id: str, *, depth: str = "full", location: 
     result = {"backup_id": m.backup_id, "dataset": m.dataset, "location": record.location, "depth": depth}
     problems = quick_check(plan, record)
     if not problems and m.parents:
-        problems = _chain_problems(plan, record)
+        problems = _chain_problems(plan, record, reread=depth in ("full", "deep"))
     if not problems and depth in ("full", "deep"):
         try:
             if depth == "deep" and m.labels.get("type") in NOT_LOGICAL:
@@ -97,16 +97,25 @@ def _restored_fingerprint(plan: Plan, record: BackupRecord) -> dict:
         return module.fingerprint(target, {}, like=m.fingerprint)
 
 
-def _chain_problems(plan: Plan, record: BackupRecord) -> list[str]:
+def _chain_problems(plan: Plan, record: BackupRecord, *, reread: bool = False) -> list[str]:
     """Problems with the backups an incremental needs where it is: missing, mismatching,
-    damaged (a copy whose chain is incomplete at its location is reported)."""
+    damaged (a copy whose chain is incomplete at its location is reported). ``reread``: a
+    file-level base backup's links are also re-read in full (a restore reads any of them)."""
     from drfleet.datapath.tree_restore import resolve_chain
 
     try:
         links = resolve_chain(plan, record, same_location=True)[:-1]
     except DrfleetError as exc:
         return [str(exc).splitlines()[0] + _facts(exc)]
-    return [problem for link in links for problem in quick_check(plan, link)]
+    problems = [problem for link in links for problem in quick_check(plan, link)]
+    if problems or not reread or record.manifest.kind != "postgres":
+        return problems
+    for link in links:
+        try:
+            BackupReader(store_for(plan, link.location), link.manifest, data_key_for(plan, link.manifest)).finish()
+        except DrfleetError as exc:
+            problems.append(f"parent {link.backup_id}: " + str(exc).splitlines()[0] + _facts(exc))
+    return problems
 
 
 def _facts(exc: DrfleetError) -> str:

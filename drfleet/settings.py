@@ -160,6 +160,8 @@ WAL_COPY_SECONDS = _declare("DRFLEET_WAL_COPY_SECONDS", float, 60.0, "work",
                             "How often beat copies newly archived WAL to every other location the dataset's "
                             "policies name (the copy lag, and so the RPO if the home region is lost, is at "
                             "most about this plus the archive lag).")
+PHYSICAL_WORKERS = _declare("DRFLEET_PHYSICAL_WORKERS", int, 2, "work",
+                            "Pieces a file-level base backup or its restore processes at once (a policy's `workers` wins).")
 BACKUP_RETRIES = _declare("DRFLEET_BACKUP_RETRIES", int, 3, "work", "Attempts more after a backup fails for a transient reason.")
 BACKUP_RETRY_SECONDS = _declare("DRFLEET_BACKUP_RETRY_SECONDS", float, 30.0, "work",
                                 "First wait before a backup is tried again (doubling).")

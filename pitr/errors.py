@@ -76,3 +76,18 @@ class OplogError(PitrError):
 class OplogGap(OplogError):
     hint = ("the oplog rolled over between two slices (entries were lost): take a new full dump; "
             "restores can reach only times covered by an unbroken chain of slices after a dump")
+
+
+class DeltaTargetRefused(PitrError):
+    hint = ("a delta restore writes into the data directory of the same cluster (same system "
+            "identifier), stopped; stop the server (`pg_ctl stop -D DIR`) or restore into an empty directory")
+
+
+class NotAStandby(PitrError):
+    hint = ("a backup from a standby reads the files of a server in recovery that replicates from the "
+            "dataset's primary; point --standby at such a server (pg_is_in_recovery() is true there)")
+
+
+class PhysicalBackupRefused(PitrError):
+    hint = ("a file-level base backup runs on the database host: the worker must read the data "
+            "directory, and the server must be PostgreSQL 15 or later with archive_mode on")

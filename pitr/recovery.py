@@ -150,6 +150,9 @@ def lay_down(plan: Plan, record: Any, data_dir: str) -> int:
     from drfleet.datapath.locations import store_for
     from drfleet.datapath.reading import BackupReader, data_key_for
 
+    if (record.manifest.labels or {}).get("method") == "files":  # file-level: chain-aware
+        from drfleet.pitr.physical_restore import lay_down_physical
+        return lay_down_physical(plan, record, data_dir)["bytes"]
     path = Path(data_dir)
     if path.exists() and any(path.iterdir()):
         raise TargetDirNotEmpty(f"{data_dir} is not empty", data_dir=data_dir)
@@ -214,8 +217,8 @@ def recovery_settings(plan_path: str, dataset: str, target: RecoveryTarget, *, p
 
 def restore_to(plan: Plan, source: str, data_dir: str, at: str | None = "latest", *,
                port: int | None = None, plan_path: str | None = None, start: bool = True,
-               keep_archiving: bool = False, timeout: float = 3600.0,
-               location: str | None = None) -> dict[str, Any]:
+               keep_archiving: bool = False, timeout: float = 3600.0, delta: bool = False,
+               workers: int = 2, location: str | None = None) -> dict[str, Any]:
     """Restore ``source`` (a dataset, ``DATASET/BACKUP_ID`` or a base backup id) into
     ``data_dir`` as it was at ``at`` and, with ``start``, bring it up as a primary. With
     ``location``, the base backup and the WAL come from that location's copies (the home
@@ -225,6 +228,10 @@ def restore_to(plan: Plan, source: str, data_dir: str, at: str | None = "latest"
     connections. Raises InvalidRecoveryTarget, NoBaseBackup, WalGap (before writing
     anything), TargetDirNotEmpty, and ClusterStartFailed (with the server log's tail)
     when recovery stops short of the target.
+
+    A file-level base backup (``labels.method: files``) is restored with its chain by
+    ``workers`` workers; ``delta`` restores it into the stopped data directory of the same
+    cluster, writing only the files that differ (``pitr.physical_restore``).
     """
     started = time.monotonic()
     dataset, backup_id = _split_source(plan, source)
@@ -236,7 +243,13 @@ def restore_to(plan: Plan, source: str, data_dir: str, at: str | None = "latest"
         raise InvalidRecoveryTarget("the restored cluster's restore_command needs the plan file",
                                     hint="pass --plan PLAN (or set DRFLEET_PLAN)")
     port = port or _free_port()
-    size = lay_down(plan, record, data_dir)
+    physical: dict[str, Any] = {}
+    if (record.manifest.labels or {}).get("method") == "files":
+        from drfleet.pitr.physical_restore import lay_down_physical
+        physical = lay_down_physical(plan, record, data_dir, delta=delta, workers=workers)
+        size = physical.pop("bytes")
+    else:
+        size = lay_down(plan, record, data_dir)
     laid = time.monotonic() - started
     write_settings(data_dir, recovery_settings(plan_path, dataset, target, port=port,
                                                socket_dir=os.path.abspath(data_dir),
@@ -245,7 +258,7 @@ def restore_to(plan: Plan, source: str, data_dir: str, at: str | None = "latest"
     summary = {"status": "laid-down", "dataset": dataset, "backup_id": record.backup_id,
                "location": record.location,
                "target": target.describe(), "data_dir": os.path.abspath(data_dir), "port": port,
-               "bytes": size, "seconds_lay_down": round(laid, 3), **found}
+               "bytes": size, "seconds_lay_down": round(laid, 3), **found, **physical}
     if start:
         up = cluster.start(data_dir, port, until="primary", timeout=timeout)
         summary.update(status="recovered", seconds_to_accepting=round(time.monotonic() - started, 3),

@@ -368,7 +368,28 @@ class Policy(Strict):
         "what changed since a parent backup (other kinds stay full). `wal`: postgres datasets "
         "also get base backups (daily at 01:00 UTC) and WAL archive lag checks, for "
         "point-in-time recovery. `oplog`: MongoDB oplog slices are filed under this policy."))
+    physical: Literal["full", "differential", "incremental"] | None = Field(None, description=(
+        "postgres datasets: this policy's trigger takes a file-level base backup of this type "
+        "(read from the data directory on the database host, WAL from the archive) instead of "
+        "`pg_dump`: `full` stores every file, `differential` the files changed since the newest "
+        "full, `incremental` those changed since the newest base backup of any type. E.g. full "
+        "weekly, differential daily, incremental hourly. Needs a `mode: wal` policy on the "
+        "dataset (the archive supplies the WAL)."))
+    from_standby: bool = Field(False, description=(
+        "With `physical`: read the files from the dataset's `standby_connection` instead of "
+        "the primary (backup from a standby)."))
+    workers: int | None = Field(None, ge=1, le=64, description=(
+        "File-level base backups and their restores: how many pieces are compressed, encrypted "
+        "and stored (or read back) at once. Unset: $DRFLEET_PHYSICAL_WORKERS (default 2)."))
     description: str | None = Field(None, description="Free text for people reading the plan; drfleet ignores it.")
+
+    @model_validator(mode="after")
+    def _physical(self) -> "Policy":
+        if self.from_standby and not self.physical:
+            raise ValueError(f"policy {self.name}: 'from_standby' goes with 'physical'")
+        if self.physical and self.mode not in ("full", "wal"):
+            raise ValueError(f"policy {self.name}: 'physical' goes with mode full or wal, not {self.mode}")
+        return self
 
 
 class Source(Strict):
@@ -396,6 +417,11 @@ class Dataset(Strict):
     source: Source | None = Field(None, description=(
         "For files datasets: the directory to back up, local or on a plan host. Required "
         "for `kind: files`."))
+    standby_connection: ConnectionRef | None = Field(None, description=(
+        "postgres datasets: a standby of `connection` (streaming, in recovery) on the worker's "
+        "host. File-level base backups of policies with `from_standby: true` read the data "
+        "directory of this standby; the primary only runs pg_backup_start/pg_backup_stop and "
+        "its archive supplies the WAL."))
     key: str = Field(description=(
         "The key category (a name under `keys:`) whose keyring encrypts this dataset's "
         "backups. Restores need that keyring, so keep it safe outside the backups."))
@@ -449,6 +475,10 @@ class Dataset(Strict):
         elif self.connection is None:
             raise ValueError(f"a {self.kind} dataset needs 'connection: {{env: NAME}}' or "
                              "'connection: {file: PATH}'")
+        if self.kind != "postgres" and any(p.physical for p in self.policies):
+            raise ValueError("'physical' (file-level base backups) applies to postgres datasets only")
+        if any(p.from_standby for p in self.policies) and self.standby_connection is None:
+            raise ValueError("a policy with 'from_standby: true' needs the dataset's 'standby_connection'")
         return self
 
     @property

@@ -16,8 +16,15 @@ _limits = Limits.from_env()
 @app.task(bind=True, name="drfleet.base_backup", label="base backup", lane="data", track_started=True,
           idempotent_on=("dataset", "policy", "slot"), audited=True,
           soft_time_limit=_limits.data_soft, time_limit=_limits.data_hard)
-def base_backup(self, dataset: str, region: str, policy: str | None = None, slot: str | None = None) -> dict:
-    """Take a physical base backup of PostgreSQL ``dataset`` (see pitr.basebackup)."""
+def base_backup(self, dataset: str, region: str, policy: str | None = None, slot: str | None = None,
+                backup_type: str | None = None, workers: int | None = None) -> dict:
+    """Take a physical base backup of PostgreSQL ``dataset``: with ``backup_type`` a
+    file-level one (full, differential or incremental; see pitr.physical), else a
+    pg_basebackup stream (see pitr.basebackup)."""
+    if backup_type:
+        from drfleet.pitr.physical import default_workers, run_physical_backup
+        return run_physical_backup(current_plan(), dataset, backup_type=backup_type, policy=policy, region=region,
+                                   slot=slot, task_id=self.request.id, workers=workers or default_workers())
     from drfleet.pitr.basebackup import run_base_backup
     return run_base_backup(current_plan(), dataset, policy=policy, region=region, slot=slot,
                            task_id=self.request.id)
