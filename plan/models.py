@@ -523,9 +523,10 @@ class Verification(Strict):
         "object is present with its recorded size. `deep`: every object re-read and checked, "
         "plus a scratch restore whose fingerprint must match (slow). `none`: no verification."))
     deep_check: TriggerField | None = Field(None, description=(
-        "Accepted but not scheduled yet: no periodic deep verification runs from it. Run "
-        "`drfleet verify DATASET/ID` (deep by default) by hand; restore drills also "
-        "restore and compare fingerprints."))
+        "When beat runs a deep verification in every region (`deep-verify REGION`): the "
+        "newest backup of each dataset homed there is re-read, restored into scratch and its "
+        "fingerprint compared. Unset: none is scheduled (`drfleet verify DATASET/ID` and "
+        "restore drills still do it)."))
     cold_storage: TriggerField | None = Field(None, description=(
         "When every backup in the locations that receive `offsite-cold` copies is re-read "
         "and checked (full depth), on the primary region's data lane. Unset: cold copies "
