@@ -6,19 +6,12 @@ import time
 import pytest
 
 from tests.fixtures.fleet import Fleet, write_plan
+from tests.fixtures.plans import dataset, policy
 from tests.fixtures.util import wait_for
 
-FAST = """\
-site:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: fast, trigger: every 2 seconds, keep: 100 versions, copies: [home-region]}}
-"""
+
+def fast(*, src) -> str:
+    return (dataset("site", policy("fast", "every 2 seconds", "100 versions"), source=src))
 
 
 @pytest.fixture
@@ -27,7 +20,7 @@ def beat_fleet(tmp_path, redis_url, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
     (src / "f.txt").write_text("x" * 1000)
-    plan_path = write_plan(tmp_path / "plan", datasets=FAST.format(src=src))
+    plan_path = write_plan(tmp_path / "plan", datasets=fast(src=src))
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
     for name, value in {"DRFLEET_PLAN": str(plan_path), "DRFLEET_BROKER_URL": redis_url,

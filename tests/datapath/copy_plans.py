@@ -6,28 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
-DATASETS = """\
-site:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [{copies}]}}
-secret:
-  kind: files
-  region: eu-central
-  region_only: true
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region, "offsite:eu-vault"]}}
-"""
+
+def _items(copies: str) -> list[str]:
+    """The copy targets of a flow list's text (``home-region, "offsite:cold"``)."""
+    return [item.strip().strip('"') for item in copies.split(",") if item.strip()]
+
+
+def datasets(*, copies, src) -> str:
+    return (dataset("site", policy("hourly", "hourly", "24 hours", copies=_items(copies)), source=src)
+            + dataset("secret",
+                    policy("hourly", "hourly", "24 hours", copies=["home-region", "offsite:eu-vault"]),
+                    source=src, region_only=True))
+
 
 STORAGE = """\
 vault: {{kind: filesystem, offsite: true, default: false, path: {root}/stores/vault, key: offsite}}
@@ -46,7 +38,7 @@ def make_copy_plan(root: Path, *, copies: str = 'all-regions, "offsite:vault"', 
     (src / "img").mkdir(parents=True, exist_ok=True)
     (src / "img" / "a.bin").write_bytes(bytes(range(256)) * 4000)
     (src / "index.html").write_text("hello\n")
-    path = write_plan(root, datasets=DATASETS.format(src=src, copies=copies),
+    path = write_plan(root, datasets=datasets(src=src, copies=copies),
                       storage=STORAGE.format(root=root) + storage)
     if with_keyrings:
         (root / "keys").mkdir(mode=0o700, exist_ok=True)

@@ -11,47 +11,20 @@ import pytest
 from drfleet.datapath.retention import Candidate, decide
 from drfleet.plan.loader import load_plan
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
-GFS = """\
-orders:
-  kind: files
-  region: eu-central
-  source: {path: /srv/orders}
-  key: content
-  rpo: 1h
-  rto: 1h
-  policies:
-    - {name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}
-    - {name: daily, trigger: "daily at 02:00", keep: 7 days, copies: [home-region]}
-    - {name: weekly, trigger: "weekly on sunday at 03:00", keep: 4 weeks, copies: [home-region]}
-    - {name: monthly, trigger: monthly, keep: 3 versions, copies: [home-region]}
-archive:
-  kind: files
-  region: eu-central
-  source: {path: /srv/archive}
-  key: content
-  rpo: 1d
-  rto: 1d
-  policies:
-    - {name: forever, trigger: daily, keep: forever, copies: [home-region]}
-    - {name: all, trigger: weekly, keep: all versions, copies: [home-region]}
-"""
+GFS = (dataset("orders", policy("hourly", "hourly", "24 hours"),
+                    policy("daily", "daily at 02:00", "7 days"),
+                    policy("weekly", "weekly on sunday at 03:00", "4 weeks"),
+                    policy("monthly", "monthly", "3 versions"), source="/srv/orders", rto="1h")
+            + dataset("archive", policy("forever", "daily", "forever"), policy("all", "weekly", "all versions"),
+                    source="/srv/archive", rpo="1d", rto="1d"))
 
-CHAIN = """\
-files:
-  kind: files
-  region: eu-central
-  source: {path: /srv/files}
-  key: content
-  rpo: 1d
-  rto: 1h
-  policies:
-    - {name: full, trigger: "weekly on sunday at 03:00", keep: 1 versions, copies: [home-region]}
-    - {name: incr, trigger: "daily at 02:00", keep: 7 days, copies: [home-region]}
-"""
+CHAIN = (dataset("files", policy("full", "weekly on sunday at 03:00", "1 versions"),
+                    policy("incr", "daily at 02:00", "7 days"), source="/srv/files", rpo="1d", rto="1h"))
 
 
 def plan_with(tmp_path, datasets: str):

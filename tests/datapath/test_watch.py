@@ -14,6 +14,7 @@ from drfleet.datapath.treestate import TreeMissing, survey
 from drfleet.datapath.watch import Outcome, WatchState, WatchUnsupported, advance, read_state, watch_policy
 from drfleet.plan.loader import load_plan
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
 
 @pytest.fixture
@@ -205,32 +206,16 @@ def test_state_survives_its_json_form():
 
 # -- watch_policy against Redis ---------------------------------------------------------
 
-WATCHED = """\
-uploads:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1m
-  rto: 1h
-  policies:
-    - {{name: realtime, trigger: continuous, keep: 7 days, copies: [home-region]}}
-    - {{name: nightly, trigger: daily, keep: 7 days, copies: [home-region]}}
-app-db:
-  kind: postgres
-  region: eu-central
-  connection: {{env: APP_DB_URL}}
-  key: content
-  rpo: 1m
-  rto: 1h
-  policies:
-    - {{name: wal, trigger: continuous, mode: wal, keep: 7 days, copies: [home-region]}}
-"""
+def watched_datasets(*, src) -> str:
+    return (dataset("uploads", policy("realtime", "continuous", "7 days"),
+                    policy("nightly", "daily", "7 days"), source=src, rpo="1m", rto="1h")
+            + dataset("app-db", policy("wal", "continuous", "7 days", mode="wal"), kind="postgres",
+                    connection="APP_DB_URL", rpo="1m", rto="1h"))
 
 
 @pytest.fixture
 def watched(tmp_path, tree, redis_url):
-    plan_path = write_plan(tmp_path / "plan", datasets=WATCHED.format(src=tree))
+    plan_path = write_plan(tmp_path / "plan", datasets=watched_datasets(src=tree))
     return load_plan(plan_path), redis.Redis.from_url(redis_url)
 
 

@@ -44,9 +44,10 @@ def process_tree(root: int) -> list[int]:
 class Up:
     """A `drfleet up` process on its own home, and the CLI run against that home."""
 
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.tmp, self.home = tmp, tmp / "home"
-        self.plan = write_plan(tmp / "plan")
+    def __init__(self, tmp: Path, *args: str, regions: tuple[str, ...] = ("eu-central",)) -> None:
+        # one region (a data and a control worker) unless a test is about several
+        self.tmp, self.home, self.regions = tmp, tmp / "home", regions
+        self.plan = write_plan(tmp / "plan", regions=regions)
         self.env = dict(os.environ, DRFLEET_HOME=str(self.home), PYTHONPATH=str(ROOT))
         for name in ("DRFLEET_BROKER_URL", "DRFLEET_STATE_URL", "DRFLEET_REGION", "DRFLEET_PLAN",
                      "DRFLEET_REDIS_SENTINELS", "DRFLEET_REDIS_MASTER", "DRFLEET_REDIS_PASSWORD_FILE"):
@@ -73,7 +74,8 @@ class Up:
         out = self.cli("status", "--plan", str(self.plan), "--json")
         return json.loads(out.stdout) if out.returncode == 0 else None
 
-    def workers_answer(self, count: int = 4) -> dict:
+    def workers_answer(self, count: int | None = None) -> dict:
+        count = count or 2 * len(self.regions)
         return wait_for(lambda: (lambda r: r if r and len(r["workers"]) == count else None)(self.status()),
                         timeout=120, interval=1, what=f"{count} workers to answer")
 
@@ -93,7 +95,15 @@ def up(tmp_path):
     fleet.stop()
 
 
-def test_up_starts_workers_per_region_and_ctrl_c_stops_everything(up):
+@pytest.fixture
+def up_two_regions(tmp_path):
+    fleet = Up(tmp_path, regions=("eu-central", "us-east")).wait_up()
+    yield fleet
+    fleet.stop()
+
+
+def test_up_starts_workers_per_region_and_ctrl_c_stops_everything(up_two_regions):
+    up = up_two_regions
     fleet_env = up.home / "fleet.env"
     assert fleet_env.stat().st_mode & 0o777 == 0o600
     report = up.workers_answer()
@@ -176,8 +186,8 @@ def test_sigkill_of_up_itself_leaves_nothing_running_and_no_stale_fleet(up):
 
 def test_detach_and_down(tmp_path):
     fleet = Up.__new__(Up)
-    fleet.tmp, fleet.home = tmp_path, tmp_path / "home"
-    fleet.plan = write_plan(tmp_path / "plan")
+    fleet.tmp, fleet.home, fleet.regions = tmp_path, tmp_path / "home", ("eu-central",)
+    fleet.plan = write_plan(tmp_path / "plan", regions=fleet.regions)
     fleet.env = dict(os.environ, DRFLEET_HOME=str(fleet.home), PYTHONPATH=str(ROOT))
     for name in ("DRFLEET_BROKER_URL", "DRFLEET_STATE_URL", "DRFLEET_PLAN"):
         fleet.env.pop(name, None)

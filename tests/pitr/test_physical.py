@@ -96,7 +96,7 @@ def test_delta_restore_repairs_exactly_what_was_damaged(pitr_module_setup, chain
         handle.write("not in the backup")
     os.unlink(os.path.join(target, "recovery.signal"))
     run = CliRunner().invoke(main, ["restore", f"{s.dataset}/{incr['backup_id']}", "--to", target, "--at",
-                                    incr["stop_lsn"], "--delta", "--workers", "2", "--plan", str(s.plan_path)])
+                                    incr["stop_lsn"], "--delta", "--workers", "2", "--plan", str(s.plan_path), "--json"])
     assert run.exit_code == 0, run.output
     result = json.loads(run.output)
     assert result["delta"] is True

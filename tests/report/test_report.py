@@ -18,30 +18,14 @@ from drfleet.report.rpo import freshness_series, trend
 from drfleet.state import audit, drills, verifications
 from drfleet.state.drills import DatasetOutcome, DrillRecord
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
 HOUR = 3600.0
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc).timestamp()
 
-DATASETS = """\
-site:
-  kind: files
-  region: eu-central
-  source: {path: /srv/site}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}
-ledger:
-  kind: files
-  region: us-east
-  source: {path: /srv/ledger}
-  key: content
-  rpo: 5m
-  rto: 1m
-  policies:
-    - {name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}
-"""
+DATASETS = (dataset("site", policy("hourly", "hourly", "24 hours"), source="/srv/site")
+            + dataset("ledger", policy("hourly", "hourly", "24 hours"), region="us-east", source="/srv/ledger",
+                    rpo="5m", rto="1m"))
 
 
 @pytest.fixture

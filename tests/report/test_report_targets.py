@@ -17,18 +17,10 @@ from drfleet.report.rto import scenario_rows
 from drfleet.state import verifications
 from drfleet.state.drills import DatasetOutcome, DrillRecord
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
-DATASETS = """\
-site:
-  kind: files
-  region: eu-central
-  source: {path: /srv/site}
-  key: content
-  rpo: 1h
-  scenario: single-service
-  policies:
-    - {name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}
-"""
+DATASETS = (dataset("site", policy("hourly", "hourly", "24 hours"), source="/srv/site",
+                    scenario="single-service"))
 
 
 @dataclass

@@ -18,6 +18,7 @@ from drfleet.plan.loader import load_plan
 from drfleet.runbooks.drills import run_drill
 from drfleet.state import audit, drills
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
 
 @pytest.fixture
@@ -165,24 +166,15 @@ def test_unknown_kinds_and_datasets_are_refused_before_anything_is_recorded(site
     assert drills.history() == []
 
 
-PG_DATASETS = """\
-orders-db:
-  kind: postgres
-  region: eu-central
-  connection: {{env: ORDERS_DB_URL}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-"""
+PG_DATASETS = (dataset("orders-db", policy("hourly", "hourly", "24 hours"), kind="postgres",
+                    connection="ORDERS_DB_URL"))
 
 
 @pytest.fixture
 def pg_plan(tmp_path, pg_cluster, state, monkeypatch):
     from drfleet.backup_format.keyring import create_keyring
 
-    path = write_plan(tmp_path / "plan", datasets=PG_DATASETS.format())
+    path = write_plan(tmp_path / "plan", datasets=PG_DATASETS)
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
     monkeypatch.setenv("DRFLEET_PLAN", str(path))

@@ -10,28 +10,14 @@ from drfleet.backup_format.layout import backup_time
 from drfleet.plan.loader import load_plan
 from drfleet.state import audit, drills, outcomes, verifications
 from tests.fixtures.fleet import Fleet, write_plan
+from tests.fixtures.plans import dataset, policy
 
-DATASETS = """\
-orders-db:
-  kind: postgres
-  region: eu-central
-  connection: {{env: ORDERS_DB_URL}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-site:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 5m
-  size_anomaly_ratio: 0.5
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region, offsite-cold]}}
-"""
+
+def datasets(*, src) -> str:
+    return (dataset("orders-db", policy("hourly", "hourly", "24 hours"), kind="postgres",
+                    connection="ORDERS_DB_URL")
+            + dataset("site", policy("hourly", "hourly", "24 hours", copies=["home-region", "offsite-cold"]),
+                    source=src, rto="5m", size_anomaly_ratio=0.5))
 
 
 @pytest.fixture
@@ -44,7 +30,7 @@ def drill_fleet(tmp_path, redis_url, pg_cluster, monkeypatch):
     src = tmp_path / "site"
     src.mkdir()
     (src / "big.bin").write_bytes(bytes(range(256)) * 2000)
-    plan_path = write_plan(tmp_path / "plan", datasets=DATASETS.format(src=src))
+    plan_path = write_plan(tmp_path / "plan", datasets=datasets(src=src))
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
     create_keyring(tmp_path / "plan" / "keys" / "offsite.keyring", "offsite")

@@ -12,18 +12,10 @@ from drfleet.plan.loader import load_plan
 from drfleet.state import audit
 from tests.datapath.retention_builders import committed, put_backup
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
-DATASETS = """\
-site:
-  kind: files
-  region: eu-central
-  source: {path: /srv/site}
-  key: content
-  rpo: 1h
-  rto: 1h
-  policies:
-    - {name: daily, trigger: daily, keep: 2 versions, copies: [home-region, offsite]}
-"""
+DATASETS = (dataset("site", policy("daily", "daily", "2 versions", copies=["home-region", "offsite"]),
+                    source="/srv/site", rto="1h"))
 
 
 @pytest.fixture

@@ -9,27 +9,12 @@ import pytest
 import redis
 
 from tests.fixtures.fleet import Fleet, write_plan
+from tests.fixtures.plans import dataset, policy
 
-PG_DATASET = """\
-app-db:
-  kind: postgres
-  region: eu-central
-  connection: {{env: APP_DB_URL}}
-  key: content
-  rpo: 5m
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-broken-db:
-  kind: postgres
-  region: eu-central
-  connection: {{env: BROKEN_DB_URL}}
-  key: content
-  rpo: 5m
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-"""
+PG_DATASET = (dataset("app-db", policy("hourly", "hourly", "24 hours"), kind="postgres", connection="APP_DB_URL",
+                    rpo="5m")
+            + dataset("broken-db", policy("hourly", "hourly", "24 hours"), kind="postgres",
+                    connection="BROKEN_DB_URL", rpo="5m"))
 
 
 class BrokerTap:
@@ -79,7 +64,7 @@ def pg_fleet(tmp_path, redis_url, pg_cluster, monkeypatch):
     pg_cluster.create_database("app")
     pg_cluster.psql("CREATE TABLE IF NOT EXISTS t (id int primary key, v text); "
                     "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g ON CONFLICT DO NOTHING", "app")
-    plan_path = write_plan(tmp_path / "plan", datasets=PG_DATASET.format())
+    plan_path = write_plan(tmp_path / "plan", datasets=PG_DATASET)
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
     secret_dsn = pg_cluster.dsn("app", secret=True)

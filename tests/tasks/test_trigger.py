@@ -10,29 +10,14 @@ from click.testing import CliRunner
 
 from drfleet.cli.main import main
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
-DATASETS = """\
-contracts:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: on-deployment, trigger: "on-event: deployment", keep: all versions, copies: [home-region]}}
-    - {{name: on-audit, trigger: "on-event: audit", keep: all versions, copies: [home-region]}}
-    - {{name: nightly, trigger: daily, keep: 7 days, copies: [home-region]}}
-site:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-"""
+
+def datasets(*, src) -> str:
+    return (dataset("contracts", policy("on-deployment", "on-event: deployment", "all versions"),
+                    policy("on-audit", "on-event: audit", "all versions"),
+                    policy("nightly", "daily", "7 days"), source=src)
+            + dataset("site", policy("hourly", "hourly", "24 hours"), source=src))
 
 
 @pytest.fixture
@@ -42,7 +27,7 @@ def fleet_plan(tmp_path):
     src = tmp_path / "contracts"
     src.mkdir()
     (src / "Token.sol").write_text("contract Token {}\n")
-    path = write_plan(tmp_path / "plan", datasets=DATASETS.format(src=src))
+    path = write_plan(tmp_path / "plan", datasets=datasets(src=src))
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
     return path

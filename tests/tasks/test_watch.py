@@ -8,28 +8,13 @@ import os
 import pytest
 
 from tests.fixtures.fleet import Fleet, write_plan
+from tests.fixtures.plans import dataset, policy
 from tests.fixtures.util import wait_for
 
-DATASETS = """\
-uploads:
-  kind: files
-  region: eu-central
-  source: {{path: {uploads}}}
-  key: content
-  rpo: 1m
-  rto: 15m
-  policies:
-    - {{name: realtime, trigger: continuous, keep: 90 days, copies: [home-region]}}
-config:
-  kind: files
-  region: eu-central
-  source: {{path: {config}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: on-change, trigger: on-change, keep: 10 versions, copies: [home-region]}}
-"""
+
+def datasets(*, config, uploads) -> str:
+    return (dataset("uploads", policy("realtime", "continuous", "90 days"), source=uploads, rpo="1m")
+            + dataset("config", policy("on-change", "on-change", "10 versions"), source=config))
 
 
 @pytest.fixture
@@ -42,7 +27,7 @@ def watch_fleet(tmp_path, redis_url, monkeypatch):
     config.mkdir()
     (uploads / "avatar.png").write_bytes(b"\x89PNG" + bytes(1000))
     (config / "app.conf").write_text("port = 80\n")
-    plan_path = write_plan(tmp_path / "plan", datasets=DATASETS.format(uploads=uploads, config=config))
+    plan_path = write_plan(tmp_path / "plan", datasets=datasets(uploads=uploads, config=config))
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
     for name, value in {"DRFLEET_PLAN": str(plan_path), "DRFLEET_BROKER_URL": redis_url,

@@ -12,28 +12,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.fleet import Fleet, write_plan
+from tests.fixtures.plans import dataset, policy
 from tests.fixtures.util import free_port, wait_for
 
-DATASETS = """\
-site:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region, "offsite:broken"]}}
-gone:
-  kind: files
-  region: eu-central
-  source: {{path: {missing}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: daily, trigger: daily at 02:00, keep: 7 days, copies: [home-region]}}
-"""
+
+def datasets(*, missing, src) -> str:
+    return (dataset("site", policy("hourly", "hourly", "24 hours", copies=["home-region", "offsite:broken"]),
+                    source=src)
+            + dataset("gone", policy("daily", "daily at 02:00", "7 days"), source=missing))
 
 
 def scrape(port: int) -> dict:
@@ -56,7 +42,7 @@ def metrics_fleet(tmp_path, redis_url, monkeypatch):
     src.mkdir()
     (src / "index.html").write_text("hello\n" * 1000)
     (tmp_path / "not-a-dir").write_text("a file where the broken location's parent should be\n")
-    plan_path = write_plan(tmp_path / "plan", datasets=DATASETS.format(src=src, missing=tmp_path / "missing"),
+    plan_path = write_plan(tmp_path / "plan", datasets=datasets(src=src, missing=tmp_path / "missing"),
                            storage=f"broken: {{kind: filesystem, offsite: true, path: {tmp_path}/not-a-dir/store}}\n")
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
