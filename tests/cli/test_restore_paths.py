@@ -1,31 +1,22 @@
 """Restore paths are resolved where they were typed, and bad ones are refused before any
 message is sent; a worker refuses a path it cannot honour on its host."""
 
-import textwrap
 
 import pytest
 from click.testing import CliRunner
 
 from drfleet.cli.main import main
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 
 
 def _plan(tmp_path, restore_under: str = ""):
     src = tmp_path / "plan" / "src" / "site"
     src.mkdir(parents=True, exist_ok=True)
     (src / "index.html").write_text("hello\n")
-    datasets = textwrap.dedent(f"""\
-      site:
-        kind: files
-        region: eu-central
-        source: {{path: {src}}}
-        key: content
-        rpo: 1h
-        rto: 15m
-        {restore_under}
-        policies:
-          - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-    """)
+    datasets = dataset("site", policy("hourly", "hourly", "24 hours"), source=src)
+    if restore_under:  # a whole `restore_under: ...` line
+        datasets = datasets.replace("  policies:", f"  {restore_under}\n  policies:")
     return write_plan(tmp_path / "plan", datasets=datasets)
 
 

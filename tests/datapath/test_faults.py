@@ -16,6 +16,7 @@ from drfleet.datapath.restore import restore_backup
 from drfleet.datapath.verify import verify_backup
 from drfleet.plan.loader import load_plan
 from drfleet.providers.storage import StoreFull, StoreUnavailable, innermost
+from tests.fixtures.plans import dataset, policy
 from tests.fixtures.util import wait_for
 
 
@@ -124,17 +125,7 @@ def test_s3_store_unreachable_mid_upload_leaves_no_backup_and_no_multipart(tmp_p
     (src / "big.bin").write_bytes(os.urandom(64 << 20))
     monkeypatch.setenv("T_S3_KEY", s3_server.access_key_id)
     monkeypatch.setenv("T_S3_SECRET", s3_server.secret_access_key)
-    datasets = f"""\
-site:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: ["offsite:s3-off"]}}
-"""
+    datasets = dataset("site", policy("hourly", "hourly", "24 hours", copies=["offsite:s3-off"]), source=src)
     storage = (f"s3-off: {{kind: s3, offsite: true, bucket: {bucket}, endpoint_url: '{relay.endpoint_url}', "
                f"s3_region: {s3_server.region}, access_key: {{env: T_S3_KEY}}, secret_key: {{env: T_S3_SECRET}}}}\n")
     path = write_plan(tmp_path / "plan", datasets=datasets, storage=storage)

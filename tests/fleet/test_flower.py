@@ -11,13 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.fixtures.fleet import write_plan
+from tests.fixtures.plans import dataset, policy
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.util import free_port, wait_for
 
@@ -36,26 +36,9 @@ class FlowerFleet:
         src = tmp / "plan" / "src" / "site"
         src.mkdir(parents=True)
         (src / "index.html").write_text("hello from flower test\n")
-        datasets = textwrap.dedent(f"""\
-            site:
-              kind: files
-              region: eu-central
-              source: {{path: {src}}}
-              key: content
-              rpo: 1h
-              rto: 15m
-              policies:
-                - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-            cache:
-              kind: redis
-              region: eu-central
-              connection: {{env: SHOP_CACHE_URL}}
-              key: content
-              rpo: 1h
-              rto: 15m
-              policies:
-                - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-        """)
+        hourly = policy("hourly", "hourly", "24 hours")
+        datasets = (dataset("site", hourly, source=src)
+                    + dataset("cache", hourly, kind="redis", connection="SHOP_CACHE_URL"))
         self.plan = write_plan(tmp / "plan", regions=("eu-central",), datasets=datasets)
         self.home = tmp / "home"
         self.port = free_port()
@@ -85,9 +68,9 @@ class FlowerFleet:
         assert self.up.poll() is None, self.up_log()
         wait_for(lambda: requests.get(self.url("/api/workers"), auth=self.auth, timeout=5).ok,
                  timeout=60, interval=0.5, what="Flower to answer")
-        for dataset in ("site", "cache"):
-            out = self.drfleet("backup", dataset, "--wait", "--json")
-            self.backups[dataset] = json.loads(out.stdout[out.stdout.index("{"):])
+        for name in ("site", "cache"):
+            out = self.drfleet("backup", name, "--wait", "--json")
+            self.backups[name] = json.loads(out.stdout[out.stdout.index("{"):])
 
         def both_seen():
             tasks = self.tasks()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from drfleet.beat_schedule.entries import beat_schedule, schedule_entries
 from drfleet.plan.loader import load_plan
+from tests.fixtures.plans import dataset, policy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -57,17 +58,7 @@ def test_deep_verify_and_the_regions_copies_check_run_on_a_real_worker(tmp_path,
     src = tmp_path / "site"
     src.mkdir()
     (src / "index.html").write_text("hello\n" * 1000)
-    datasets = f"""\
-site:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [all-regions]}}
-"""
+    datasets = dataset("site", policy("hourly", "hourly", "24 hours", copies=["all-regions"]), source=src)
     path = write_plan(tmp_path / "plan", datasets=datasets)
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")

@@ -8,6 +8,7 @@ from drfleet.providers.datasources.errors import SourceToolFailed
 from drfleet.providers.storage import StoreUnavailable
 from drfleet.retry import is_transient
 from tests.fixtures.fleet import Fleet, write_plan
+from tests.fixtures.plans import dataset, policy
 from tests.fixtures.postgres_cluster import PostgresCluster
 from tests.fixtures.util import wait_for
 
@@ -85,17 +86,8 @@ def _site_plan(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a").write_text("a")
-    plan_path = write_plan(tmp_path / "plan", datasets=f"""\
-site:
-  kind: files
-  region: eu-central
-  source: {{path: {src}}}
-  key: content
-  rpo: 1h
-  rto: 15m
-  policies:
-    - {{name: hourly, trigger: hourly, keep: 24 hours, copies: [home-region]}}
-""")
+    plan_path = write_plan(tmp_path / "plan", datasets=dataset("site", policy("hourly", "hourly", "24 hours"),
+                                                               source=src))
     from drfleet.backup_format.keyring import create_keyring
     (tmp_path / "plan" / "keys").mkdir(mode=0o700)
     create_keyring(tmp_path / "plan" / "keys" / "content.keyring", "content")
