@@ -63,6 +63,7 @@ from drfleet.providers.storage.errors import (
     StoreError,
     StoreUnavailable,
 )
+from drfleet.providers.storage.support.streams import ObjectStream
 
 PARTIAL_DIR = ".partial"
 RCLONE = "rclone"
@@ -485,35 +486,20 @@ class _RcloneWriter(ObjectWriter):
             pass
 
 
-class _ReadStream(io.RawIOBase):
+class _ReadStream(ObjectStream):
     def __init__(self, store: RcloneStore, key: str, response: http.client.HTTPResponse) -> None:
         super().__init__()
         self._store, self._key, self._response = store, key, response
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if self.closed:
-            raise ValueError("read from a closed stream")
+    def _read(self, size: int | None) -> bytes:
         try:
-            return self._response.read(None if size is None or size < 0 else size)
+            return self._response.read(size)
         except (OSError, http.client.HTTPException) as exc:
             raise StoreUnavailable(self._store.name, self._key, f"read from rclone failed: {exc}",
                                    remote=self._store.remote) from None
 
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._response.close()
-        super().close()
+    def _release(self) -> None:
+        self._response.close()
 
 
 def _mod_time(text: Any) -> datetime | None:

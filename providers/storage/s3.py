@@ -32,7 +32,6 @@ code, never credentials.
 from __future__ import annotations
 
 import fnmatch
-import io
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Iterator, NamedTuple
@@ -55,6 +54,7 @@ from drfleet.providers.storage.errors import (
     StoreUnavailable,
 )
 from drfleet.providers.storage.support.s3_writer import MIN_PART_SIZE, MultipartWriter, content_md5
+from drfleet.providers.storage.support.streams import ObjectStream
 
 MiB = 1 << 20
 _DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -422,36 +422,21 @@ class S3Store(Store):
         return text
 
 
-class _ReadStream(io.RawIOBase):
+class _ReadStream(ObjectStream):
     """The GetObject body as a file object whose read errors are storage errors."""
 
     def __init__(self, store: S3Store, key: str, body: Any) -> None:
         super().__init__()
         self._store, self._key, self._body = store, key, body
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if self.closed:
-            raise ValueError("read from a closed stream")
+    def _read(self, size: int | None) -> bytes:
         try:
-            return self._body.read(None if size is None or size < 0 else size)
+            return self._body.read(size)
         except BotoCoreError as exc:
             raise self._store.translate(exc, self._key, "get_object") from exc
 
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
+    def _release(self) -> None:
+        self._body.close()
 
 
 def prepare_bucket(store: S3Store) -> list[str]:

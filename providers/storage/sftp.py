@@ -27,7 +27,6 @@ fingerprints, never key material); unreachable host or a connection lost mid-cal
 from __future__ import annotations
 
 import errno
-import io
 import os
 import posixpath
 import secrets
@@ -51,6 +50,7 @@ from drfleet.providers.storage.errors import (
     StoreError,
     StoreUnavailable,
 )
+from drfleet.providers.storage.support.streams import ObjectStream
 
 PARTIAL_DIR = ".partial"
 _LOST = (EOFError, paramiko.SSHException, ConnectionError, TimeoutError)
@@ -392,21 +392,16 @@ def _is_dir(sftp: paramiko.SFTPClient, path: str) -> bool:
         return False
 
 
-class _ReadStream(io.RawIOBase):
+class _ReadStream(ObjectStream):
     """An SFTP file whose read errors are storage errors."""
 
     def __init__(self, store: SftpStore, key: str, path: str, handle: paramiko.SFTPFile) -> None:
         super().__init__()
         self._store, self._key, self._path, self._handle = store, key, path, handle
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if self.closed:
-            raise ValueError("read from a closed stream")
+    def _read(self, size: int | None) -> bytes:
         try:
-            if size is None or size < 0:
+            if size is None:
                 chunks = []
                 while chunk := self._handle.read(1 << 20):
                     chunks.append(chunk)
@@ -415,18 +410,8 @@ class _ReadStream(io.RawIOBase):
         except (OSError, *_LOST) as exc:
             raise self._store._error(exc, self._key, self._path) from exc
 
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                self._handle.close()
-            except (OSError, *_LOST):
-                pass
-        super().close()
+    def _release(self) -> None:
+        try:
+            self._handle.close()
+        except (OSError, *_LOST):
+            pass

@@ -6,14 +6,14 @@ Stack them in one place (``providers.storage.open_store``), e.g.
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
-from typing import Any, BinaryIO, Callable, Iterator, TypeVar
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 from drfleet.providers.storage.base import ObjectInfo, ObjectWriter, Store, validate_prefix
 from drfleet.providers.storage.errors import ObjectExists, StoreReadOnly, StoreUnavailable
+from drfleet.providers.storage.support.streams import ObjectStream
 from drfleet.retry import Backoff, retry_call
 
 log = logging.getLogger(__name__)
@@ -240,33 +240,20 @@ class _ThrottledWriter(ObjectWriter):
         self.inner.abort()
 
 
-class _ThrottledReader(io.RawIOBase):
+class _ThrottledReader(ObjectStream):
     def __init__(self, inner: BinaryIO, limit: RateLimit) -> None:
         super().__init__()
         self.inner, self.limit = inner, limit
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            return self.readall()
+    def _read(self, size: int | None) -> bytes:
+        if size is None:
+            chunks = []
+            while chunk := self._read(_SLICE):
+                chunks.append(chunk)
+            return b"".join(chunks)
         data = self.inner.read(min(size, _SLICE))
         self.limit.take(len(data))
         return data
 
-    def readall(self) -> bytes:
-        chunks = []
-        while chunk := self.read(_SLICE):
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.inner.close()
-        super().close()
+    def _release(self) -> None:
+        self.inner.close()

@@ -7,7 +7,7 @@ import pytest
 
 from drfleet.beat_schedule.entries import BASE_BACKUP_TASK, schedule_entries
 from drfleet.plan.loader import load_plan
-from tests.fixtures.pitr_cluster import _PLAN
+from tests.fixtures.pitr_cluster import _ONE_REGION, _PLAN
 
 _POLICIES = """\
       - {name: weekly-full, trigger: weekly, keep: 5 weeks, copies: [home-region], physical: full, workers: 4}
@@ -17,7 +17,8 @@ _POLICIES = """\
 
 
 def _plan(tmp_path, policies=_POLICIES, kind="postgres"):
-    text = _PLAN.format(store=tmp_path / "store", keyring=tmp_path / "k", dataset="auth-db", env="X") + policies
+    text = _PLAN.format(store=tmp_path / "store", keyring=tmp_path / "k", dataset="auth-db", env="X",
+                        **_ONE_REGION) + policies
     if kind != "postgres":
         text = text.replace("kind: postgres", f"kind: {kind}")
     path = tmp_path / "plan.yaml"
