@@ -183,6 +183,12 @@ def connect_broker(target: FleetRedis | None = None, **kwargs) -> redis.Redis:
     return connect_state(target, **kwargs)
 
 
+# kombu's Redis transports with a guard against a worker crash while Redis is away
+# (workers/broker_transport.py); named, not imported: the workers floor is above this one
+BROKER_TRANSPORT = "drfleet.workers.broker_transport:Transport"
+SENTINEL_BROKER_TRANSPORT = "drfleet.workers.broker_transport:SentinelTransport"
+
+
 def celery_redis_settings(target: FleetRedis, transport: dict) -> dict:
     """Celery and RedBeat settings for ``target``: broker and result URLs with their
     transport options (``transport`` holds the shared ones, e.g. the visibility timeout),
@@ -190,6 +196,7 @@ def celery_redis_settings(target: FleetRedis, transport: dict) -> dict:
     env = target.require_broker().env
     if target.sentinel is None:
         out = {"broker_url": with_credentials(target.broker, env),
+               "broker_transport": BROKER_TRANSPORT,
                "result_backend": with_credentials(target.result, env),
                "broker_transport_options": dict(transport),
                "result_backend_transport_options": dict(transport),
@@ -212,7 +219,7 @@ def celery_redis_settings(target: FleetRedis, transport: dict) -> dict:
     if user:
         redbeat["username"] = user
     host, port = master.nodes[0]
-    return {"broker_url": urls, "result_backend": urls,
+    return {"broker_url": urls, "broker_transport": SENTINEL_BROKER_TRANSPORT, "result_backend": urls,
             "broker_transport_options": options, "result_backend_transport_options": dict(options),
             "redbeat_redis_url": f"redis-sentinel://{host}:{port}/{master.db}",
             "redbeat_redis_options": redbeat}

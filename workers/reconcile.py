@@ -10,7 +10,9 @@ few seconds (beat's ``reconcile REGION`` entries) and looks at that region's wor
    whose job lease nobody holds (idempotent tasks), or whose worker is gone (any other
    task: no running record, or its heartbeat expired), is put back at the head of its queue. A worker that
    is alive keeps its messages, however long they run; a retry waiting for its ETA is left
-   alone.
+   alone. A message past its expiry (a periodic pass cut by a connection loss, whose running
+   record could not be cleared while Redis was away) is put back whatever its record says:
+   the worker that receives it discards it as expired and acknowledges it.
 2. Lost messages: an idempotent task's message recorded in flight (``state.inflight``) for
    longer than the grace period, whose job no live process runs, that is neither queued nor
    reserved, and whose claim does not say it ended, is published again under the same task
@@ -94,10 +96,17 @@ class Reserved:
 
     @property
     def eta(self) -> float | None:
-        eta = (self.message.get("headers") or {}).get("eta")
+        return self._time("eta")
+
+    @property
+    def expires(self) -> float | None:
+        return self._time("expires")
+
+    def _time(self, header: str) -> float | None:
+        value = (self.message.get("headers") or {}).get(header)
         try:
-            return datetime.fromisoformat(eta).timestamp() if eta else None
-        except ValueError:
+            return datetime.fromisoformat(value).timestamp() if value else None
+        except (TypeError, ValueError):
             return None
 
 
@@ -150,7 +159,9 @@ def reconcile_region(app, plan: Plan, region: str, *, broker: redis.Redis, state
         if now - message.reserved_at < grace or (message.eta and message.eta > now):
             continue
         job = _job_of(app, message.task, message.message)
-        if job is not None:  # an idempotent task: its lease, renewed while it runs, says whether it runs
+        if message.expires is not None and message.expires < now:
+            pass  # past its expiry it never runs: a worker given it back discards and acknowledges it
+        elif job is not None:  # an idempotent task: its lease, renewed while it runs, says whether it runs
             if idempotency.Lease(job, client=state).holder() is not None:
                 continue
         elif not worker_is_gone(message.task_id, state):  # any other task: its worker's heartbeat
