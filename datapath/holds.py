@@ -82,6 +82,9 @@ def _mac(material: bytes, fields: dict) -> str:
     return hmac.new(mac_key, signed, hashlib.sha256).hexdigest()
 
 
+MAX_MARKER_BYTES = 64 << 10  # a marker is a few hundred bytes; anything this large is not one
+
+
 def sign_marker(fields: dict, keyring) -> bytes:
     """The marker document for ``fields``, signed with the keyring's active key."""
     key = keyring.active
@@ -92,10 +95,11 @@ def sign_marker(fields: dict, keyring) -> bytes:
 def verify_marker(data: bytes, keyring, dataset: str, backup_id: str) -> dict:
     """The marker's fields if it is a v2 marker for this backup with a valid MAC under a
     key of ``keyring``; raises HoldRefused saying why otherwise."""
+    from drfleet.safe_load import DocumentRefused, load_json
     try:
-        fields = json.loads(data)
-    except ValueError:
-        raise HoldRefused("the marker is not JSON") from None
+        fields = load_json(data, source="hold marker", max_bytes=MAX_MARKER_BYTES)
+    except DocumentRefused as exc:
+        raise HoldRefused(f"the marker is not a hold ({exc.reason})") from None
     if not isinstance(fields, dict) or fields.get("format") != HOLD_FORMAT:
         raise HoldRefused("the marker is not a drfleet hold")
     if "mac" not in fields or "key_id" not in fields:

@@ -159,6 +159,16 @@ def test_a_marker_with_a_made_up_mac_or_key_is_refused(plan, no_redis, tmp_path)
     assert held_backup_ids(plan, "site", refused=refused) == set() and refused
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"pad": "' + b"a" * (1 << 17) + b'"}'])
+def test_a_marker_bomb_holds_nothing_and_is_reported_not_a_crash(plan, no_redis, body):
+    home = store_for(plan, "eu-central-store")
+    backup_id = put_backup([home], "site", "daily", T0)
+    home.put_bytes(hold_key("site", backup_id), body)
+    refused: list[str] = []
+    assert held_backup_ids(plan, "site", refused=refused) == set()
+    assert "not a hold" in refused[0]
+
+
 def test_a_genuine_marker_copied_to_another_backup_is_refused(plan, no_redis):
     home = store_for(plan, "eu-central-store")
     held = put_backup([home], "site", "daily", T0)
