@@ -256,27 +256,13 @@ def rotate_keyring(path: str | os.PathLike[str]) -> str:
     key id. Raises what ``load_keyring`` raises for the existing file, and
     ``KeyringError`` when the directory is not writable.
     """
-    path = Path(path)
-    if not path.exists():
-        raise KeyringNotFound("keyring file does not exist", path=str(path))
-    with _keyring_file_errors(path, "rotate"):
-        lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            current = parse_keyring(_read_private_file(path), source=str(path))
+    def add_key(current: Keyring) -> tuple[Keyring, str]:
+        key = _new_master_key(current.category)
+        while key.id in current:  # same day and same 32-bit hash prefix: draw again
             key = _new_master_key(current.category)
-            while key.id in current:  # same day and same 32-bit hash prefix: draw again
-                key = _new_master_key(current.category)
-            temp = _write_private_temp(path, Keyring(current.category, [*current, key], key.id).to_document())
-            try:
-                os.replace(temp, path)
-            except OSError:
-                temp.unlink(missing_ok=True)
-                raise
-            _fsync_dir(path.parent)
-            return key.id
-        finally:
-            os.close(lock_fd)
+        return Keyring(current.category, [*current, key], key.id), key.id
+
+    return _rewrite_locked(Path(path), "rotate", add_key)
 
 
 def remove_key(path: str | os.PathLike[str], key_id: str) -> None:
@@ -284,26 +270,36 @@ def remove_key(path: str | os.PathLike[str], key_id: str) -> None:
     rewritten atomically under the same lock as ``rotate_keyring``. Raises
     ``KeyNotInKeyring`` for an unknown id and ``KeyringError`` for the active key. Whether
     any backup still needs the key is the caller's question (``datapath.key_rotation``)."""
-    path = Path(path)
+    def drop_key(current: Keyring) -> tuple[Keyring, None]:
+        current.get(key_id)  # raises KeyNotInKeyring
+        if key_id == current.active.id:
+            raise KeyringError(f"key {key_id} is the active key of {current.category}; rotate first",
+                               path=str(path))
+        return Keyring(current.category, [k for k in current if k.id != key_id], current.active.id), None
+
+    _rewrite_locked(Path(path), "retire a key of", drop_key)
+
+
+def _rewrite_locked(path: Path, what: str, change):
+    """Read the keyring file at ``path`` under its lock (``{path}.lock``), write
+    ``change(current)``'s keyring back atomically (private temp file, rename, directory
+    fsync) and return its second value. Raises KeyringNotFound for a missing file and what
+    ``change`` raises (nothing written then)."""
     if not path.exists():
         raise KeyringNotFound("keyring file does not exist", path=str(path))
-    with _keyring_file_errors(path, "retire a key of"):
+    with _keyring_file_errors(path, what):
         lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            current = parse_keyring(_read_private_file(path), source=str(path))
-            current.get(key_id)  # raises KeyNotInKeyring
-            if key_id == current.active.id:
-                raise KeyringError(f"key {key_id} is the active key of {current.category}; rotate first",
-                                   path=str(path))
-            kept = [k for k in current if k.id != key_id]
-            temp = _write_private_temp(path, Keyring(current.category, kept, current.active.id).to_document())
+            updated, result = change(parse_keyring(_read_private_file(path), source=str(path)))
+            temp = _write_private_temp(path, updated.to_document())
             try:
                 os.replace(temp, path)
             except OSError:
                 temp.unlink(missing_ok=True)
                 raise
             _fsync_dir(path.parent)
+            return result
         finally:
             os.close(lock_fd)
 

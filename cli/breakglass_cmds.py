@@ -10,9 +10,7 @@ import sys
 import click
 
 from drfleet.cli.common import plan_option, reports_errors, use_plan
-
-SCENARIOS = ["service-failure", "database-failure", "region-failure", "catastrophic", "database-corruption",
-             "server-failure"]
+from drfleet.cli.runbook_cmds import scenario_arguments
 
 
 @click.group("break-glass")
@@ -23,13 +21,7 @@ def breakglass_group():
 
 @breakglass_group.command("run")
 @plan_option
-@click.argument("scenario", type=click.Choice(SCENARIOS))
-@click.option("--service", help="service-failure: the service (recovery.services).")
-@click.option("--dataset", help="database-failure: the PostgreSQL dataset; database-corruption: the dataset.")
-@click.option("--region", help="region-failure: the failed region.")
-@click.option("--host", help="server-failure: the plan host that is gone.")
-@click.option("--at", help="database-corruption: restore the newest good backup taken before this time.")
-@click.option("--force", is_flag=True, help="database-failure / server-failure: go on even if it still answers.")
+@scenario_arguments
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON at the end.")
 @reports_errors
 def run(plan_path, scenario, service, dataset, region, host, at, force, as_json):

@@ -16,16 +16,30 @@ def runbook_group():
     """Recovery runbooks: start one, follow it, resume, cancel, approve destructive steps."""
 
 
+SCENARIOS = ["service-failure", "database-failure", "region-failure", "catastrophic", "database-corruption",
+             "server-failure"]
+
+
+def scenario_arguments(command):
+    """SCENARIO and its parameters, for every command that starts a runbook."""
+    for decorator in reversed([
+            click.argument("scenario", type=click.Choice(SCENARIOS)),
+            click.option("--service", help="service-failure: the service (recovery.services)."),
+            click.option("--dataset",
+                         help="database-failure: the PostgreSQL dataset; database-corruption: the dataset."),
+            click.option("--region", help="region-failure: the failed region."),
+            click.option("--host", help="server-failure: the plan host that is gone."),
+            click.option("--at",
+                         help="database-corruption: restore the newest good backup taken before this time."),
+            click.option("--force", is_flag=True,
+                         help="database-failure / server-failure: go on even if it still answers.")]):
+        command = decorator(command)
+    return command
+
+
 @runbook_group.command("start")
 @plan_option
-@click.argument("scenario", type=click.Choice(["service-failure", "database-failure", "region-failure",
-                                               "catastrophic", "database-corruption", "server-failure"]))
-@click.option("--service", help="service-failure: the service (recovery.services).")
-@click.option("--dataset", help="database-failure: the PostgreSQL dataset; database-corruption: the dataset.")
-@click.option("--region", help="region-failure: the failed region.")
-@click.option("--host", help="server-failure: the plan host that is gone.")
-@click.option("--at", help="database-corruption: restore the newest good backup taken before this time.")
-@click.option("--force", is_flag=True, help="database-failure / server-failure: go on even if it still answers.")
+@scenario_arguments
 @click.option("--dry-run", is_flag=True, help="Print the exact steps and targets; touch nothing.")
 @reports_errors
 def start(plan_path, scenario, service, dataset, region, host, at, force, dry_run):
